@@ -1,0 +1,181 @@
+//! Matrix products for the layers, on top of `matrixmultiply` (runtime AVX-512/AVX2/NEON dispatch,
+//! arbitrary strides so transposes cost nothing).
+//!
+//! `matrixmultiply` is single-threaded here; [`gemm`] splits the output into row or column panels,
+//! one per worker thread of the current pool. Measured on the shapes of the MLP benchmark, this
+//! beat the `gemm` crate's own threading (see `benches/README.md`).
+
+use rayon::prelude::*;
+
+/// A read-only matrix view: element `(i, j)` lives at `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A row-major `rows x cols` matrix.
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        debug_assert!(data.len() >= rows * cols);
+        Self { data, rows, cols, rs: cols, cs: 1 }
+    }
+
+    /// The transpose of this view (no data moves).
+    pub fn t(self) -> Self {
+        Self { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+    }
+
+    fn span_ok(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// Below this many multiply-adds a product runs on one thread: splitting costs more than it saves.
+const PARALLEL_MIN_FLOPS: usize = 1 << 17;
+/// Panel sizes are multiples of this, so every thread feeds whole micro-kernel tiles.
+const PANEL_ALIGN: usize = 16;
+
+/// Raw pointer that may cross to a worker thread: each worker touches a disjoint panel of C.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `C = A · B + beta · C`, with `C` row-major `a.rows x b.cols`.
+///
+/// Panics if the inner dimensions disagree or a view is too short (an engine bug, never user input).
+pub fn gemm(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(k, b.rows, "gemm: inner dimensions differ");
+    assert!(a.span_ok() && b.span_ok(), "gemm: view exceeds its buffer");
+    assert!(c.len() >= m * n, "gemm: output buffer too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        c[..m * n].iter_mut().for_each(|v| *v *= beta);
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    if threads <= 1 || m * k * n < PARALLEL_MIN_FLOPS {
+        // SAFETY: bounds checked above; C is exclusively borrowed.
+        unsafe { kernel(a, b, 0..m, 0..n, beta, c_ptr.0, n) };
+        return;
+    }
+    // Split the longer side of C, so each panel keeps enough work for the micro-kernel.
+    let split_rows = m >= n;
+    let len = if split_rows { m } else { n };
+    let panel = len.div_ceil(threads).div_ceil(PANEL_ALIGN) * PANEL_ALIGN;
+    let panels = len.div_ceil(panel);
+    (0..panels).into_par_iter().for_each(|p| {
+        let lo = p * panel;
+        let hi = (lo + panel).min(len);
+        let ptr = c_ptr;
+        // SAFETY: panels are disjoint row (or column) ranges of C, in bounds by construction.
+        unsafe {
+            if split_rows {
+                kernel(a, b, lo..hi, 0..n, beta, ptr.0, n)
+            } else {
+                kernel(a, b, 0..m, lo..hi, beta, ptr.0, n)
+            }
+        }
+    });
+}
+
+/// One panel `C[rows, cols]` on the calling thread.
+///
+/// # Safety
+/// `c` must point to a row-major buffer of at least `a.rows * ldc` elements, and no other thread
+/// may touch the panel while this runs.
+unsafe fn kernel(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let (m, n, k) = (rows.len(), cols.len(), a.cols);
+    // SAFETY: the caller guarantees the buffers; offsets stay inside the views checked by `gemm`.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data.as_ptr().add(rows.start * a.rs),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr().add(cols.start * b.cs),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.add(rows.start * ldc + cols.start),
+            ldc as isize,
+            1,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: MatRef<'_>, b: MatRef<'_>) -> Vec<f32> {
+        let mut c = vec![0.0; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                let mut s = 0.0f64;
+                for p in 0..a.cols {
+                    s += a.data[i * a.rs + p * a.cs] as f64 * b.data[p * b.rs + j * b.cs] as f64;
+                }
+                c[i * b.cols + j] = s as f32;
+            }
+        }
+        c
+    }
+
+    fn filled(len: usize, salt: usize) -> Vec<f32> {
+        (0..len).map(|i| (((i * 31 + salt * 17) % 23) as f32 - 11.0) / 7.0).collect()
+    }
+
+    #[test]
+    fn all_transpose_combinations_match_naive_product_serial_and_parallel() {
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                for &(m, k, n) in &[(1, 1, 1), (7, 5, 3), (70, 130, 90), (200, 64, 33), (33, 64, 200)] {
+                    let ad = filled(m * k, 1);
+                    let bd = filled(k * n, 2);
+                    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                        let a = if ta { MatRef::row_major(&ad, k, m).t() } else { MatRef::row_major(&ad, m, k) };
+                        let b = if tb { MatRef::row_major(&bd, n, k).t() } else { MatRef::row_major(&bd, k, n) };
+                        let want = naive(a, b);
+                        let mut c = vec![1.0; m * n];
+                        gemm(a, b, 0.0, &mut c);
+                        for (x, y) in c.iter().zip(&want) {
+                            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n} ta={ta} tb={tb}");
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn beta_accumulates_into_output() {
+        let a = [1.0, 2.0, 3.0, 4.0];
+        let b = [1.0, 0.0, 0.0, 1.0];
+        let mut c = [10.0, 10.0, 10.0, 10.0];
+        gemm(MatRef::row_major(&a, 2, 2), MatRef::row_major(&b, 2, 2), 1.0, &mut c);
+        assert_eq!(c, [11.0, 12.0, 13.0, 14.0]);
+    }
+}

@@ -1,0 +1,105 @@
+//! Fully connected layer: `a = act(x W + b)` with kernel `W` of shape `(in, units)` (Keras order).
+//!
+//! Backward (note 002 "backpropagation en forma matricial"), for a batch `X` (rows x in):
+//! `dZ = dA ⊙ act'(Z)`, `dW = Xᵀ dZ`, `db = sum_rows dZ`, `dX = dZ Wᵀ`.
+
+use crate::activation::{for_each_row, Activation};
+use crate::error::{invalid, Result};
+use crate::gemm::{gemm, MatRef};
+use crate::params::{ParamStore, Role};
+
+use super::BackwardPass;
+
+/// A built Dense layer: its sizes and where its tensors live in the parameter store.
+#[derive(Clone, Debug)]
+pub struct Dense {
+    pub in_dim: usize,
+    pub units: usize,
+    pub activation: Activation,
+    /// Index of the kernel tensor in the store.
+    pub kernel: usize,
+    /// Index of the bias tensor, when the layer has one.
+    pub bias: Option<usize>,
+    kernel_offset: usize,
+    bias_offset: Option<usize>,
+}
+
+impl Dense {
+    pub fn build(
+        name: &str,
+        input_shape: &[usize],
+        units: usize,
+        activation: Activation,
+        use_bias: bool,
+        params: &mut ParamStore,
+    ) -> Result<Self> {
+        if units == 0 {
+            return Err(invalid(format!("Dense '{name}': units must be a positive integer")));
+        }
+        let &[in_dim] = input_shape else {
+            return Err(invalid(format!(
+                "Dense '{name}' expects a flat input of shape (features,); got per-sample shape {input_shape:?}"
+            )));
+        };
+        if in_dim == 0 {
+            return Err(invalid(format!("Dense '{name}': input has zero features")));
+        }
+        let kernel = params.register(format!("{name}/kernel"), vec![in_dim, units], Role::Kernel);
+        let bias = use_bias.then(|| params.register(format!("{name}/bias"), vec![units], Role::Bias));
+        Ok(Self {
+            in_dim,
+            units,
+            activation,
+            kernel,
+            bias,
+            kernel_offset: params.tensors[kernel].offset,
+            bias_offset: bias.map(|b| params.tensors[b].offset),
+        })
+    }
+
+    fn w<'p>(&self, params: &'p [f32]) -> &'p [f32] {
+        &params[self.kernel_offset..self.kernel_offset + self.in_dim * self.units]
+    }
+
+    pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], rows: usize) {
+        let (n_in, n_out) = (self.in_dim, self.units);
+        let out = &mut output[..rows * n_out];
+        gemm(MatRef::row_major(&input[..rows * n_in], rows, n_in), MatRef::row_major(self.w(params), n_in, n_out), 0.0, out);
+        // Bias and activation in one pass over the output while it is still in cache.
+        let bias = self.bias_offset.map(|o| &params[o..o + n_out]);
+        let act = self.activation;
+        if bias.is_none() && act == Activation::Linear {
+            return;
+        }
+        for_each_row(out, n_out, |_, row| {
+            if let Some(b) = bias {
+                row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+            }
+            act.forward_row(row);
+        });
+    }
+
+    pub fn backward(&self, p: BackwardPass<'_>) {
+        let (rows, n_in, n_out) = (p.rows, self.in_dim, self.units);
+        let dz = &mut p.grad_out[..rows * n_out];
+        if !p.skip_activation {
+            self.activation.backward(&p.output[..rows * n_out], dz, n_out);
+        }
+        let dz: &[f32] = dz;
+        let x = MatRef::row_major(&p.input[..rows * n_in], rows, n_in);
+        let dzm = MatRef::row_major(dz, rows, n_out);
+        let ko = self.kernel_offset;
+        gemm(x.t(), dzm, 0.0, &mut p.grads[ko..ko + n_in * n_out]);
+        if let Some(bo) = self.bias_offset {
+            let db = &mut p.grads[bo..bo + n_out];
+            db.fill(0.0);
+            for row in dz.chunks_exact(n_out) {
+                db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
+            }
+        }
+        if let Some(dx) = p.grad_in {
+            let w = MatRef::row_major(self.w(p.params), n_in, n_out);
+            gemm(dzm, w.t(), 0.0, &mut dx[..rows * n_in]);
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! ferronet-core: the pure-Rust engine behind the `ferronet` Python package.
+//!
+//! Tensors are flat `f32` buffers; a [`model::Model`] owns a [`network::Network`] (layers plus one
+//! flat parameter store), the compiled loss, optimizer and metrics, and reusable work buffers.
+//! Nothing here knows about Python: the binding crate borrows numpy arrays and calls in.
+
+pub mod activation;
+pub mod error;
+pub mod gemm;
+pub mod init;
+pub mod layers;
+pub mod loss;
+pub mod metric;
+pub mod model;
+pub mod network;
+pub mod optim;
+pub mod params;
+pub mod rng;
+pub mod threads;
+
+pub use error::{Error, Result};
+pub use model::{CompileSpec, Dataset, Logs, Model};
+pub use network::ModelSpec;

@@ -1,0 +1,61 @@
+//! Flat parameter storage. Every trainable tensor of a network lives in one `Vec<f32>` with its
+//! gradient beside it in a second one, so an optimizer step is one fused sweep over two buffers
+//! (and, later, clipping and weight decay in the same pass), with no per-tensor locking.
+
+/// What a tensor is for: decoupled weight decay and regularizers treat kernels and biases apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Kernel,
+    Bias,
+}
+
+/// One named tensor inside the flat buffers.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub offset: usize,
+    pub role: Role,
+}
+
+impl Tensor {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.offset..self.offset + self.len()
+    }
+}
+
+/// The values and gradients of every parameter of a network.
+#[derive(Clone, Debug, Default)]
+pub struct ParamStore {
+    pub values: Vec<f32>,
+    pub grads: Vec<f32>,
+    pub tensors: Vec<Tensor>,
+}
+
+impl ParamStore {
+    /// Reserves a tensor and returns its index; storage grows with it (filled with zeros).
+    pub fn register(&mut self, name: String, shape: Vec<usize>, role: Role) -> usize {
+        let offset = self.values.len();
+        let t = Tensor { name, shape, offset, role };
+        self.values.resize(offset + t.len(), 0.0);
+        self.grads.resize(offset + t.len(), 0.0);
+        self.tensors.push(t);
+        self.tensors.len() - 1
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}

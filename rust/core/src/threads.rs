@@ -1,0 +1,75 @@
+//! One place that sizes the worker threads. Every parallel region of the engine (GEMM splits,
+//! element-wise passes, optimizer sweeps) runs inside [`install`], so `set_num_threads(n)` is
+//! honoured exactly and nothing oversubscribes the machine.
+
+use std::sync::{Arc, RwLock};
+
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+use crate::error::{invalid, Result};
+
+static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
+
+/// Threads used when the user has not chosen: `FERRONET_NUM_THREADS`, else every core.
+fn default_threads() -> usize {
+    std::env::var("FERRONET_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn build(n: usize) -> Result<Arc<ThreadPool>> {
+    ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("ferronet-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| invalid(format!("could not start {n} worker threads: {e}")))
+}
+
+/// The current pool, built on first use.
+pub fn pool() -> Arc<ThreadPool> {
+    if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return p.clone();
+    }
+    let mut guard = POOL.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = guard.as_ref() {
+        return p.clone();
+    }
+    let p = build(default_threads())
+        .or_else(|_| build(1))
+        .expect("a one-thread pool can always be built");
+    *guard = Some(p.clone());
+    p
+}
+
+/// Replaces the pool with one of `n` threads. Work already running keeps its old pool.
+pub fn set_num_threads(n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(invalid("set_num_threads: n must be at least 1"));
+    }
+    let p = build(n)?;
+    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    Ok(())
+}
+
+/// Number of threads of the current pool.
+pub fn num_threads() -> usize {
+    pool().current_num_threads()
+}
+
+/// Runs `f` inside the pool so every nested rayon call uses its threads.
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    pool().install(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_threads_is_rejected() {
+        assert!(set_num_threads(0).is_err());
+    }
+}
