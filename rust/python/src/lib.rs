@@ -1,0 +1,33 @@
+//! `ferronet._core`: the PyO3 boundary. One coarse class (`Model`, a compiled network) and a few
+//! functions; every heavy call borrows numpy buffers without copying and releases the GIL.
+//! Panics never cross into Python: they are caught here and raised as `ferronet.FerronetError`.
+
+mod convert;
+mod loss;
+mod model;
+
+use pyo3::prelude::*;
+
+use convert::{guard, FerronetError};
+
+/// Sets the number of worker threads used by every model.
+#[pyfunction]
+fn set_num_threads(n: usize) -> PyResult<()> {
+    guard(|| ferronet_core::threads::set_num_threads(n))
+}
+
+/// Number of worker threads in use.
+#[pyfunction]
+fn get_num_threads() -> PyResult<usize> {
+    guard(|| Ok(ferronet_core::threads::num_threads()))
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("FerronetError", m.py().get_type::<FerronetError>())?;
+    m.add_class::<model::PyModel>()?;
+    m.add_function(wrap_pyfunction!(loss::loss_value, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    Ok(())
+}

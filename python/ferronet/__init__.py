@@ -1,0 +1,48 @@
+"""ferronet: Keras-style deep learning with a Rust engine.
+
+>>> import ferronet as keras
+>>> model = keras.Sequential([keras.Input(shape=(64,)), keras.layers.Dense(10, activation="softmax")])
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import (
+    activations,
+    callbacks,
+    datasets,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    utils,
+)
+from ._core import FerronetError, get_num_threads, set_num_threads
+from .layers import Input
+from .models import Sequential
+
+try:
+    __version__ = version("ferronet")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "FerronetError",
+    "Input",
+    "Sequential",
+    "activations",
+    "callbacks",
+    "datasets",
+    "get_num_threads",
+    "initializers",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "optimizers",
+    "set_num_threads",
+    "utils",
+]

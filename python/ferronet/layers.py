@@ -1,0 +1,165 @@
+"""Layers of a ``Sequential`` model (Keras 3 names, arguments and weight shapes).
+
+A layer here is a description: its arguments and, once its model is built, a window onto its
+weights. The engine builds the real layer from ``_spec()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import activations, initializers
+from ._naming import snake_case, unique_name
+
+__all__ = ["Layer", "InputLayer", "Input", "Dense", "Activation"]
+
+
+def _shape_tuple(shape, what: str) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{what} must be a tuple of positive integers; got {shape!r}") from None
+    if not shape or any(
+        isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0 for d in shape
+    ):
+        raise ValueError(f"{what} must be a non-empty tuple of positive integers; got {shape!r}")
+    return tuple(int(d) for d in shape)
+
+
+class Layer:
+    """Base class of every layer."""
+
+    def __init__(self, name: str | None = None, input_shape=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unexpected argument(s) {sorted(kwargs)}")
+        self.name = name or unique_name(snake_case(type(self).__name__))
+        self._input_shape = None if input_shape is None else _shape_tuple(input_shape, "input_shape")
+        self._model = None
+        self.output_shape: tuple | None = None
+
+    # -- description -------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"name": self.name}
+        return cfg
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config)
+
+    def _spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- weights -----------------------------------------------------------------------------
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of this layer's weights (Dense: kernel ``(in, units)``, then bias)."""
+        if self._model is None or not self._model.built:
+            return []
+        return self._model._layer_weights(self)
+
+    def set_weights(self, weights) -> None:
+        """Replaces this layer's weights; shapes must match ``get_weights()``."""
+        if self._model is None or not self._model.built:
+            raise ValueError(f"layer '{self.name}' is not built yet: build or fit its model first")
+        self._model._set_layer_weights(self, weights)
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        return self.get_weights()
+
+    def count_params(self) -> int:
+        return int(sum(w.size for w in self.get_weights()))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name}>"
+
+
+class InputLayer(Layer):
+    """Declares the per-sample input shape of a ``Sequential`` model (no computation)."""
+
+    def __init__(self, shape=None, batch_size=None, name: str | None = None, **kwargs):
+        if shape is None and "input_shape" in kwargs:
+            shape = kwargs.pop("input_shape")
+        if shape is None:
+            raise ValueError("Input requires a shape, e.g. Input(shape=(784,))")
+        super().__init__(name=name or unique_name("input_layer"), **kwargs)
+        self.shape = _shape_tuple(shape, "shape")
+        self._input_shape = self.shape
+        self.output_shape = (None, *self.shape)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape)}
+
+
+def Input(shape=None, batch_size=None, name: str | None = None) -> InputLayer:
+    """``keras.Input``: the input declaration used as the first entry of ``Sequential``."""
+    return InputLayer(shape=shape, batch_size=batch_size, name=name)
+
+
+class Dense(Layer):
+    """Fully connected layer: ``output = activation(x @ kernel + bias)``.
+
+    The kernel has shape ``(in, units)`` and comes first in ``get_weights()``, the bias
+    ``(units,)`` second, as in Keras. Backward (note 002, matrix form): ``dZ = dA * act'(Z)``,
+    ``dW = X^T dZ``, ``db = sum(dZ)``, ``dX = dZ W^T``.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        name: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+            raise ValueError(f"Dense: units must be a positive integer; got {units!r}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer.name,
+            "bias_initializer": self.bias_initializer.name,
+        }
+
+    def _spec(self) -> dict[str, Any]:
+        return {
+            "type": "dense",
+            "name": self.name,
+            "units": self.units,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer._spec(),
+            "bias_initializer": self.bias_initializer._spec(),
+        }
+
+    def __repr__(self) -> str:
+        return f"<Dense name={self.name} units={self.units} activation={self.activation}>"
+
+
+class Activation(Layer):
+    """Applies an activation function (``"relu"``, ``"softmax"``...) to its input."""
+
+    def __init__(self, activation, name: str | None = None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.activation = activations.get(activation)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "activation": self.activation}
+
+    def _spec(self) -> dict[str, Any]:
+        return {"type": "activation", "name": self.name, "activation": self.activation}

@@ -1,0 +1,206 @@
+//! The `Model` Python class: a compiled ferronet network.
+
+use std::time::{Duration, Instant};
+
+use ferronet_core::{CompileSpec, Dataset, Logs, Model, ModelSpec};
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::convert::{guard, rows_of};
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> PyResult<T> {
+    serde_json::from_str(json).map_err(|e| PyValueError::new_err(format!("invalid {what} specification: {e}")))
+}
+
+fn logs_out(l: Logs) -> Vec<(String, f64)> {
+    l.0
+}
+
+/// A network built from a JSON architecture; `compile` adds loss, optimizer and metrics.
+#[pyclass(name = "Model", module = "ferronet._core")]
+pub struct PyModel {
+    inner: Model,
+}
+
+#[pymethods]
+impl PyModel {
+    /// Builds the network from a JSON `ModelSpec`, drawing initial weights from `seed`.
+    #[new]
+    fn new(spec_json: &str, seed: u64) -> PyResult<Self> {
+        let spec: ModelSpec = parse("model", spec_json)?;
+        guard(|| Model::new(&spec, seed)).map(|inner| Self { inner })
+    }
+
+    /// Sets loss, optimizer and metrics from a JSON `CompileSpec`; optimizer state starts afresh.
+    fn compile(&mut self, spec_json: &str) -> PyResult<()> {
+        let spec: CompileSpec = parse("compile", spec_json)?;
+        guard(|| self.inner.compile(&spec))
+    }
+
+    /// Per-sample output shape of each layer.
+    #[getter]
+    fn layer_output_shapes(&self) -> Vec<Vec<usize>> {
+        self.inner.net.shapes.clone()
+    }
+
+    /// Values per target row that the compiled loss expects.
+    fn target_width(&self) -> PyResult<usize> {
+        guard(|| self.inner.target_width())
+    }
+
+    /// Checks shapes, NaN/Inf and labels of a data set once (`what` names the calling method).
+    fn validate(
+        &self,
+        py: Python<'_>,
+        x: PyReadonlyArrayDyn<'_, f32>,
+        y: PyReadonlyArrayDyn<'_, f32>,
+        what: &str,
+    ) -> PyResult<()> {
+        let (xs, rows) = rows_of("x", &x)?;
+        let (ys, _) = rows_of("y", &y)?;
+        let model = &self.inner;
+        py.detach(|| guard(|| model.validate(&Dataset { x: xs, y: ys, rows }, what)))
+    }
+
+    /// Starts an epoch (draws the shuffled order).
+    fn begin_epoch(&mut self, rows: usize, batch_size: usize, shuffle: bool) -> PyResult<()> {
+        guard(|| self.inner.begin_epoch(rows, batch_size, shuffle))
+    }
+
+    /// Trains for about `seconds` (at least one step) without the GIL; `True` when the epoch ended.
+    fn train_steps(
+        &mut self,
+        py: Python<'_>,
+        x: PyReadonlyArrayDyn<'_, f32>,
+        y: PyReadonlyArrayDyn<'_, f32>,
+        seconds: f64,
+    ) -> PyResult<bool> {
+        let (xs, rows) = rows_of("x", &x)?;
+        let (ys, _) = rows_of("y", &y)?;
+        let deadline = Instant::now() + Duration::from_secs_f64(seconds.max(0.0));
+        let model = &mut self.inner;
+        py.detach(|| guard(|| model.train_steps(&Dataset { x: xs, y: ys, rows }, Some(deadline))))
+    }
+
+    #[getter]
+    fn steps_done(&self) -> usize {
+        self.inner.steps_done()
+    }
+
+    #[getter]
+    fn steps_total(&self) -> usize {
+        self.inner.steps_total()
+    }
+
+    /// Running loss and metrics of the current epoch.
+    fn epoch_logs(&self) -> Vec<(String, f64)> {
+        logs_out(self.inner.epoch_logs())
+    }
+
+    /// One optimizer step on this batch; returns its loss and metrics.
+    fn train_on_batch(
+        &mut self,
+        py: Python<'_>,
+        x: PyReadonlyArrayDyn<'_, f32>,
+        y: PyReadonlyArrayDyn<'_, f32>,
+    ) -> PyResult<Vec<(String, f64)>> {
+        let (xs, rows) = rows_of("x", &x)?;
+        let (ys, _) = rows_of("y", &y)?;
+        let model = &mut self.inner;
+        py.detach(|| guard(|| model.train_on_batch(&Dataset { x: xs, y: ys, rows }))).map(logs_out)
+    }
+
+    /// Loss and metrics in inference mode.
+    fn evaluate(
+        &mut self,
+        py: Python<'_>,
+        x: PyReadonlyArrayDyn<'_, f32>,
+        y: PyReadonlyArrayDyn<'_, f32>,
+        batch_size: usize,
+    ) -> PyResult<Vec<(String, f64)>> {
+        let (xs, rows) = rows_of("x", &x)?;
+        let (ys, _) = rows_of("y", &y)?;
+        let model = &mut self.inner;
+        py.detach(|| guard(|| model.evaluate(&Dataset { x: xs, y: ys, rows }, batch_size))).map(logs_out)
+    }
+
+    /// Inference; returns a new float32 array of shape `(rows, *output_shape)`.
+    fn predict<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: PyReadonlyArrayDyn<'_, f32>,
+        batch_size: usize,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let (xs, rows) = rows_of("x", &x)?;
+        let mut dims = vec![rows];
+        dims.extend(self.inner.net.shapes.last().cloned().unwrap_or_default());
+        let out = PyArrayDyn::<f32>::zeros(py, dims, false);
+        {
+            let mut rw = out.readwrite();
+            let slice = rw.as_slice_mut().expect("a new array is contiguous");
+            let model = &mut self.inner;
+            py.detach(|| guard(|| model.predict(xs, rows, batch_size, slice)))?;
+        }
+        Ok(out)
+    }
+
+    /// Copies of every weight tensor, in Keras order (per layer: kernel, then bias).
+    fn get_weights<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyArrayDyn<f32>>>> {
+        let p = &self.inner.net.params;
+        p.tensors
+            .iter()
+            .map(|t| PyArray1::from_slice(py, &p.values[t.range()]).reshape(t.shape.clone()))
+            .collect()
+    }
+
+    /// Names of the weight tensors (`layer/kernel`, `layer/bias`), in `get_weights` order.
+    #[getter]
+    fn weight_names(&self) -> Vec<String> {
+        self.inner.net.params.tensors.iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// Shapes of the weight tensors, in `get_weights` order.
+    #[getter]
+    fn weight_shapes(&self) -> Vec<Vec<usize>> {
+        self.inner.net.params.tensors.iter().map(|t| t.shape.clone()).collect()
+    }
+
+    /// Replaces weight tensor `index` with the values of `value` (same shape required).
+    fn set_weight(&mut self, index: usize, value: PyReadonlyArrayDyn<'_, f32>) -> PyResult<()> {
+        let p = &mut self.inner.net.params;
+        let t = p.tensors.get(index).ok_or_else(|| PyValueError::new_err(format!("no weight #{index}")))?;
+        if value.shape() != t.shape.as_slice() {
+            return Err(PyValueError::new_err(format!(
+                "weight '{}' has shape {:?}; got an array of shape {:?}",
+                t.name,
+                t.shape,
+                value.shape()
+            )));
+        }
+        let src = value.as_slice().map_err(|_| PyValueError::new_err("weights must be C-contiguous float32"))?;
+        let range = t.range();
+        p.values[range].copy_from_slice(src);
+        Ok(())
+    }
+
+    /// Learning rate of the compiled optimizer.
+    #[getter]
+    fn learning_rate(&self) -> Option<f32> {
+        self.inner.optimizer().map(|o| o.learning_rate())
+    }
+
+    #[setter]
+    fn set_learning_rate(&mut self, lr: f32) -> PyResult<()> {
+        match self.inner.optimizer_mut() {
+            Some(o) => guard(|| o.set_learning_rate(lr)),
+            None => Err(PyValueError::new_err("the model is not compiled")),
+        }
+    }
+
+    /// Optimizer steps taken since `compile`.
+    #[getter]
+    fn iterations(&self) -> u64 {
+        self.inner.optimizer().map_or(0, |o| o.iterations())
+    }
+}
