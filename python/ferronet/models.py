@@ -108,6 +108,16 @@ class Sequential:
         self._unbuild()
         layer._model = self
         self._layers.append(layer)
+        if self._input_shape is not None:
+            # Known input shape: build now, as Keras does, so weights exist right away.
+            try:
+                self.build()
+            except ValueError:
+                self._layers.pop()
+                layer._model = None
+                if self._layers:
+                    self.build()
+                raise
 
     def pop(self) -> Layer:
         """Removes and returns the last layer."""
@@ -117,6 +127,8 @@ class Sequential:
         layer = self._layers.pop()
         layer._model = None
         self._saved_weights.pop(layer.name, None)
+        if self._layers and self._input_shape is not None:
+            self.build()
         return layer
 
     def _unbuild(self) -> None:
@@ -142,6 +154,8 @@ class Sequential:
             raise ValueError("build: the input shape is unknown; pass input_shape or add an Input layer")
         if not self._layers:
             raise ValueError("the model has no layers; add at least one before building it")
+        if self.built:
+            return
         spec = {"input_shape": list(self._input_shape), "layers": [la._spec() for la in self._layers]}
         self._core = _core.Model(json.dumps(spec), next_seed())
         for layer, shape in zip(self._layers, self._core.layer_output_shapes):

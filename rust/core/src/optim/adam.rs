@@ -40,3 +40,36 @@ impl Adam {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Five steps against Kingma and Ba's algorithm with explicit bias correction, in f64.
+    /// Keras' folded step `lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps)` equals
+    /// `lr m_hat / (sqrt(v_hat) + eps_hat)` with `eps_hat = eps sqrt(1-b2^t)`.
+    #[test]
+    fn five_steps_follow_the_published_rule() {
+        let (lr, b1, b2, eps) = (0.01f64, 0.9f64, 0.999f64, 1e-7f64);
+        let grads = [[0.5f32, -1.0, 2.0], [0.1, 0.3, -0.7], [-0.4, 0.2, 0.0], [1.5, -0.5, 0.25], [0.0, 0.9, -1.1]];
+        let mut opt = Adam::new(lr as f32, b1 as f32, b2 as f32, eps as f32, 3);
+        let mut w = [1.0f32, -2.0, 0.5];
+        let (mut rw, mut m, mut v) = ([1.0f64, -2.0, 0.5], [0.0f64; 3], [0.0f64; 3]);
+        for (t, g) in grads.iter().enumerate() {
+            opt.step(&mut w, g);
+            let t = (t + 1) as i32;
+            for i in 0..3 {
+                let g = g[i] as f64;
+                m[i] = b1 * m[i] + (1.0 - b1) * g;
+                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                let m_hat = m[i] / (1.0 - b1.powi(t));
+                let v_hat = v[i] / (1.0 - b2.powi(t));
+                rw[i] -= lr * m_hat / (v_hat.sqrt() + eps * (1.0 - b2.powi(t)).sqrt());
+            }
+        }
+        for i in 0..3 {
+            assert!((w[i] as f64 - rw[i]).abs() < 1e-5, "{w:?} vs {rw:?}");
+        }
+        assert_eq!(opt.iterations, 5);
+    }
+}
