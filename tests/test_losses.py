@@ -34,7 +34,9 @@ def test_categorical_crossentropy_from_probabilities_and_logits():
 def test_sparse_categorical_crossentropy():
     p = softmax(LOGITS.astype(np.float64))
     exact = -np.mean(np.log(p[np.arange(8), LABELS]))
-    assert fn.losses.SparseCategoricalCrossentropy(from_logits=True)(LABELS, LOGITS) == pytest.approx(exact, rel=1e-5)
+    assert fn.losses.SparseCategoricalCrossentropy(from_logits=True)(LABELS, LOGITS) == pytest.approx(
+        exact, rel=1e-5
+    )
     assert fn.losses.SparseCategoricalCrossentropy()(LABELS, p) == pytest.approx(exact, rel=1e-4)
 
 

@@ -71,7 +71,11 @@ def test_adam():
 
 def test_optimizers_by_name_have_keras_defaults():
     assert fn.optimizers.get("sgd").get_config() == {
-        "name": "SGD", "learning_rate": 0.01, "momentum": 0.0, "nesterov": False}
+        "name": "SGD",
+        "learning_rate": 0.01,
+        "momentum": 0.0,
+        "nesterov": False,
+    }
     adam = fn.optimizers.get("adam").get_config()
     assert adam["learning_rate"] == 0.001 and adam["epsilon"] == 1e-7
 

@@ -8,10 +8,21 @@ from ferronet import layers
 
 
 def small_model(**compile_kw):
-    model = fn.Sequential([layers.Input(shape=(4,)), layers.Dense(5, activation="relu"),
-                           layers.Dense(3, activation="softmax")])
-    model.compile(**{"optimizer": "adam", "loss": "sparse_categorical_crossentropy",
-                     "metrics": ["accuracy"], **compile_kw})
+    model = fn.Sequential(
+        [
+            layers.Input(shape=(4,)),
+            layers.Dense(5, activation="relu"),
+            layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.compile(
+        **{
+            "optimizer": "adam",
+            "loss": "sparse_categorical_crossentropy",
+            "metrics": ["accuracy"],
+            **compile_kw,
+        }
+    )
     return model
 
 
@@ -189,8 +200,10 @@ def test_accuracy_variants_follow_the_model():
 
 
 def test_optimizer_and_loss_objects():
-    model = small_model(optimizer=fn.optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True),
-                        loss=fn.losses.SparseCategoricalCrossentropy(from_logits=False))
+    model = small_model(
+        optimizer=fn.optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True),
+        loss=fn.losses.SparseCategoricalCrossentropy(from_logits=False),
+    )
     assert model.optimizer.learning_rate == pytest.approx(0.05)
     model.optimizer.learning_rate = 0.01
     assert model.optimizer.learning_rate == pytest.approx(0.01)
@@ -201,8 +214,11 @@ def test_optimizer_and_loss_objects():
 
 def test_from_logits_trains_with_a_linear_output():
     model = fn.Sequential([layers.Input((4,)), layers.Dense(16, activation="relu"), layers.Dense(3)])
-    model.compile(optimizer=fn.optimizers.Adam(0.01),
-                  loss=fn.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        optimizer=fn.optimizers.Adam(0.01),
+        loss=fn.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     x, y = toy_data(200)
     hist = model.fit(x, y, epochs=30, verbose=0)
     assert hist.history["accuracy"][-1] > 0.9

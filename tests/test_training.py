@@ -13,8 +13,13 @@ from ferronet import layers
 
 
 def digits_model():
-    model = fn.Sequential([layers.Input((64,)), layers.Dense(64, activation="relu"),
-                           layers.Dense(10, activation="softmax")])
+    model = fn.Sequential(
+        [
+            layers.Input((64,)),
+            layers.Dense(64, activation="relu"),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
@@ -29,10 +34,19 @@ def test_two_layer_mlp_reaches_95_percent_on_digits(digits):
 
 def test_sgd_momentum_and_one_hot_targets_on_digits(digits):
     x_train, y_train, x_test, y_test = digits
-    model = fn.Sequential([layers.Input((64,)), layers.Dense(32, activation="tanh"),
-                           layers.Dense(10), layers.Activation("softmax")])
-    model.compile(optimizer=fn.optimizers.SGD(0.05, momentum=0.9), loss="categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = fn.Sequential(
+        [
+            layers.Input((64,)),
+            layers.Dense(32, activation="tanh"),
+            layers.Dense(10),
+            layers.Activation("softmax"),
+        ]
+    )
+    model.compile(
+        optimizer=fn.optimizers.SGD(0.05, momentum=0.9),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
     model.fit(x_train, fn.utils.to_categorical(y_train, 10), epochs=20, verbose=0)
     assert model.evaluate(x_test, fn.utils.to_categorical(y_test, 10), verbose=0)[1] >= 0.93
 
@@ -40,8 +54,13 @@ def test_sgd_momentum_and_one_hot_targets_on_digits(digits):
 def test_xor_is_solved():
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
     y = np.array([0, 1, 1, 0], dtype=np.float32)
-    model = fn.Sequential([layers.Input((2,)), layers.Dense(8, activation="tanh"),
-                           layers.Dense(1, activation="sigmoid")])
+    model = fn.Sequential(
+        [
+            layers.Input((2,)),
+            layers.Dense(8, activation="tanh"),
+            layers.Dense(1, activation="sigmoid"),
+        ]
+    )
     model.compile(optimizer=fn.optimizers.Adam(0.05), loss="mse", metrics=["accuracy"])
     model.fit(x, y, batch_size=4, epochs=400, verbose=0)
     pred = model.predict(x, verbose=0)[:, 0]
@@ -74,7 +93,7 @@ def test_unshuffled_epochs_match_manual_train_on_batch():
     y = rng.integers(0, 10, size=50)
     a.fit(x, y, batch_size=20, epochs=1, shuffle=False, verbose=0)
     for lo in range(0, 50, 20):
-        b.train_on_batch(x[lo:lo + 20], y[lo:lo + 20])
+        b.train_on_batch(x[lo : lo + 20], y[lo : lo + 20])
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-6, atol=1e-7)
 
@@ -115,8 +134,7 @@ def test_two_models_trained_in_threads_match_sequential_training(digits):
     for m in seq:
         m.fit(x, y, epochs=3, verbose=0)
     par = [make(), make()]
-    threads = [threading.Thread(target=m.fit, args=(x, y), kwargs={"epochs": 3, "verbose": 0})
-               for m in par]
+    threads = [threading.Thread(target=m.fit, args=(x, y), kwargs={"epochs": 3, "verbose": 0}) for m in par]
     for t in threads:
         t.start()
     for t in threads:

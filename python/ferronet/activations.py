@@ -12,7 +12,7 @@ plotting. Formulas from note 000 "Funciones de activación":
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Callable
 
 import numpy as np
 
@@ -57,7 +57,7 @@ _BY_NAME: dict[str, Callable] = {
 }
 
 
-def get(identifier: Union[str, Callable, None]) -> str:
+def get(identifier: str | Callable | None) -> str:
     """The engine name of an activation given as a name, one of the functions above, or None."""
     if identifier is None:
         return "linear"

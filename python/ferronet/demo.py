@@ -42,8 +42,10 @@ def main(argv=None) -> float:
     model.fit(x_train, y_train, batch_size=32, epochs=args.epochs, verbose=args.verbose)
     seconds = time.perf_counter() - start
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    print(f"digits: {len(x_train)} training / {len(x_test)} test samples, {args.epochs} epochs "
-          f"in {seconds:.2f}s on {fn.get_num_threads()} thread(s)")
+    print(
+        f"digits: {len(x_train)} training / {len(x_test)} test samples, {args.epochs} epochs "
+        f"in {seconds:.2f}s on {fn.get_num_threads()} thread(s)"
+    )
     print(f"test loss {loss:.4f}  test accuracy {accuracy:.4f}")
     return accuracy
 

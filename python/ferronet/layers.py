@@ -23,9 +23,7 @@ def _shape_tuple(shape, what: str) -> tuple[int, ...]:
         shape = tuple(shape)
     except TypeError:
         raise TypeError(f"{what} must be a tuple of positive integers; got {shape!r}") from None
-    if not shape or any(
-        isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0 for d in shape
-    ):
+    if not shape or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0 for d in shape):
         raise ValueError(f"{what} must be a non-empty tuple of positive integers; got {shape!r}")
     return tuple(int(d) for d in shape)
 

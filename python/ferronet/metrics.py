@@ -11,7 +11,13 @@ from typing import Any
 
 __all__ = ["resolve"]
 
-_KNOWN = ("accuracy", "acc", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy")
+_KNOWN = (
+    "accuracy",
+    "acc",
+    "binary_accuracy",
+    "categorical_accuracy",
+    "sparse_categorical_accuracy",
+)
 
 
 def resolve(identifier, output_width: int, sparse_targets: bool) -> dict[str, Any]:

@@ -156,7 +156,10 @@ class Sequential:
             raise ValueError("the model has no layers; add at least one before building it")
         if self.built:
             return
-        spec = {"input_shape": list(self._input_shape), "layers": [la._spec() for la in self._layers]}
+        spec = {
+            "input_shape": list(self._input_shape),
+            "layers": [la._spec() for la in self._layers],
+        }
         self._core = _core.Model(json.dumps(spec), next_seed())
         for layer, shape in zip(self._layers, self._core.layer_output_shapes):
             layer.output_shape = (None, *shape)

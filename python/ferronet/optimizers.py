@@ -11,6 +11,7 @@ Update rules, as Keras 3 writes them (note 001, note 002 §4.4, note 004):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = ["Optimizer", "SGD", "Adam", "get"]
@@ -20,7 +21,7 @@ def _check_rate(name: str, value, lo: float = 0.0, hi: float | None = None, hi_o
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number; got {type(value).__name__}")
     v = float(value)
-    bad = not (v == v) or v < lo or (hi is not None and (v >= hi if hi_open else v > hi))
+    bad = math.isnan(v) or v < lo or (hi is not None and (v >= hi if hi_open else v > hi))
     if bad:
         rng = f"[{lo}, {hi}{')' if hi_open else ']'}" if hi is not None else f">= {lo}"
         raise ValueError(f"{name} must be {rng}; got {value}")

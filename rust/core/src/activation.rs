@@ -55,7 +55,9 @@ pub(crate) fn for_each_row(data: &mut [f32], cols: usize, f: impl Fn(usize, &mut
         return;
     }
     if data.len() >= PARALLEL_MIN_ELEMS && rayon::current_num_threads() > 1 {
-        data.par_chunks_mut(cols).enumerate().for_each(|(i, r)| f(i, r));
+        data.par_chunks_mut(cols)
+            .enumerate()
+            .for_each(|(i, r)| f(i, r));
     } else {
         data.chunks_mut(cols).enumerate().for_each(|(i, r)| f(i, r));
     }
@@ -84,11 +86,19 @@ impl Activation {
                     *g = 0.0
                 }
             }),
-            Activation::Sigmoid => grad.iter_mut().zip(out).for_each(|(g, &a)| *g *= a * (1.0 - a)),
-            Activation::Tanh => grad.iter_mut().zip(out).for_each(|(g, &a)| *g *= 1.0 - a * a),
+            Activation::Sigmoid => grad
+                .iter_mut()
+                .zip(out)
+                .for_each(|(g, &a)| *g *= a * (1.0 - a)),
+            Activation::Tanh => grad
+                .iter_mut()
+                .zip(out)
+                .for_each(|(g, &a)| *g *= 1.0 - a * a),
             Activation::Softmax => {
                 let dot: f32 = grad.iter().zip(out).map(|(g, a)| g * a).sum();
-                grad.iter_mut().zip(out).for_each(|(g, &a)| *g = a * (*g - dot));
+                grad.iter_mut()
+                    .zip(out)
+                    .for_each(|(g, &a)| *g = a * (*g - dot));
             }
         }
     }
@@ -103,7 +113,9 @@ impl Activation {
     /// Backward over a `rows x cols` buffer.
     pub fn backward(self, out: &[f32], grad: &mut [f32], cols: usize) {
         if self != Activation::Linear {
-            for_each_row(grad, cols, |i, g| self.backward_row(&out[i * cols..(i + 1) * cols], g));
+            for_each_row(grad, cols, |i, g| {
+                self.backward_row(&out[i * cols..(i + 1) * cols], g)
+            });
         }
     }
 }
@@ -112,8 +124,13 @@ impl Activation {
 mod tests {
     use super::*;
 
-    const ALL: [Activation; 5] =
-        [Activation::Linear, Activation::Relu, Activation::Sigmoid, Activation::Tanh, Activation::Softmax];
+    const ALL: [Activation; 5] = [
+        Activation::Linear,
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::Softmax,
+    ];
 
     /// Finite-difference check of `backward` through a random linear read-out `L = sum_i w_i a_i`.
     #[test]
@@ -137,7 +154,11 @@ mod tests {
                 p[i] += h;
                 m[i] -= h;
                 let num = (loss(&p) - loss(&m)) / (2.0 * h);
-                assert!((num - g[i] as f64).abs() < 2e-3, "{act:?} dz[{i}]: numeric {num} analytic {}", g[i]);
+                assert!(
+                    (num - g[i] as f64).abs() < 2e-3,
+                    "{act:?} dz[{i}]: numeric {num} analytic {}",
+                    g[i]
+                );
             }
         }
     }

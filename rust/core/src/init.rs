@@ -23,7 +23,8 @@ impl Initializer {
             Initializer::Zeros => data.fill(0.0),
             Initializer::GlorotUniform => {
                 let limit = (6.0 / (fan_in + fan_out).max(1) as f32).sqrt();
-                data.iter_mut().for_each(|v| *v = (2.0 * rng.uniform() - 1.0) * limit);
+                data.iter_mut()
+                    .for_each(|v| *v = (2.0 * rng.uniform() - 1.0) * limit);
             }
         }
     }

@@ -81,10 +81,15 @@ impl Loss {
     /// Checks the targets once before training: finite values, integer labels in range.
     pub fn validate_targets(&self, y: &[f32], out_width: usize) -> Result<()> {
         if let Some(i) = y.iter().position(|v| !v.is_finite()) {
-            return Err(invalid(format!("y contains NaN or Inf (at flat index {i})")));
+            return Err(invalid(format!(
+                "y contains NaN or Inf (at flat index {i})"
+            )));
         }
         if let Loss::SparseCategoricalCrossentropy { .. } = self {
-            if let Some(&bad) = y.iter().find(|&&v| v < 0.0 || v >= out_width as f32 || v.fract() != 0.0) {
+            if let Some(&bad) = y
+                .iter()
+                .find(|&&v| v < 0.0 || v >= out_width as f32 || v.fract() != 0.0)
+            {
                 return Err(invalid(format!(
                     "labels must be integers in [0, {out_width}) for an output of {out_width} units; found {bad}"
                 )));
@@ -115,7 +120,9 @@ impl Loss {
                 Loss::SparseCategoricalCrossentropy { .. } => Target::Class(yrow[0] as usize),
                 _ => Target::Dense(yrow),
             };
-            let g = grad.as_deref_mut().map(|g| &mut g[i * cols..(i + 1) * cols]);
+            let g = grad
+                .as_deref_mut()
+                .map(|g| &mut g[i * cols..(i + 1) * cols]);
             total += match *self {
                 Loss::MeanSquaredError => mse_row(a, target, scale, g),
                 Loss::CategoricalCrossentropy { from_logits }
@@ -136,10 +143,16 @@ impl Loss {
 
 fn mse_row(a: &[f32], y: Target<'_>, scale: f32, grad: Option<&mut [f32]>) -> f64 {
     let k = a.len() as f32;
-    let sq: f64 = a.iter().enumerate().map(|(j, &v)| ((v - y.at(j)) as f64).powi(2)).sum();
+    let sq: f64 = a
+        .iter()
+        .enumerate()
+        .map(|(j, &v)| ((v - y.at(j)) as f64).powi(2))
+        .sum();
     if let Some(g) = grad {
         let c = 2.0 * scale / k;
-        g.iter_mut().enumerate().for_each(|(j, g)| *g = c * (a[j] - y.at(j)));
+        g.iter_mut()
+            .enumerate()
+            .for_each(|(j, g)| *g = c * (a[j] - y.at(j)));
     }
     sq / k as f64
 }
@@ -148,7 +161,9 @@ fn mse_row(a: &[f32], y: Target<'_>, scale: f32, grad: Option<&mut [f32]>) -> f6
 fn ce_fused_softmax_row(a: &[f32], y: Target<'_>, scale: f32, grad: Option<&mut [f32]>) -> f64 {
     let loss = clipped_log_loss(a, 1.0, y);
     if let Some(g) = grad {
-        g.iter_mut().enumerate().for_each(|(j, g)| *g = scale * (a[j] - y.at(j)));
+        g.iter_mut()
+            .enumerate()
+            .for_each(|(j, g)| *g = scale * (a[j] - y.at(j)));
     }
     loss
 }
@@ -175,7 +190,11 @@ fn ce_probabilities_row(a: &[f32], y: Target<'_>, scale: f32, grad: Option<&mut 
         let mut dot = 0.0f32;
         for j in 0..a.len() {
             let p = a[j] / s;
-            let gp = if p > PROB_EPSILON && p < 1.0 - PROB_EPSILON { -y.at(j) / p } else { 0.0 };
+            let gp = if p > PROB_EPSILON && p < 1.0 - PROB_EPSILON {
+                -y.at(j) / p
+            } else {
+                0.0
+            };
             g[j] = gp;
             dot += gp * p;
         }
@@ -187,14 +206,22 @@ fn ce_probabilities_row(a: &[f32], y: Target<'_>, scale: f32, grad: Option<&mut 
 /// Cross entropy from logits through a stable log-softmax; gradient `softmax(z) - y`.
 fn ce_logits_row(z: &[f32], y: Target<'_>, scale: f32, grad: Option<&mut [f32]>) -> f64 {
     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max as f64 + z.iter().map(|&v| ((v - max) as f64).exp()).sum::<f64>().ln();
-    let loss: f64 = (0..z.len()).map(|j| y.at(j) as f64 * (lse - z[j] as f64)).sum();
+    let lse = max as f64
+        + z.iter()
+            .map(|&v| ((v - max) as f64).exp())
+            .sum::<f64>()
+            .ln();
+    let loss: f64 = (0..z.len())
+        .map(|j| y.at(j) as f64 * (lse - z[j] as f64))
+        .sum();
     if let Some(g) = grad {
         g.copy_from_slice(z);
         softmax_row(g);
         let ysum: f32 = (0..z.len()).map(|j| y.at(j)).sum();
         // For targets that sum to 1 this is p - y; the general form keeps unnormalised targets exact.
-        g.iter_mut().enumerate().for_each(|(j, g)| *g = scale * (ysum * *g - y.at(j)));
+        g.iter_mut()
+            .enumerate()
+            .for_each(|(j, g)| *g = scale * (ysum * *g - y.at(j)));
     }
     loss
 }
@@ -226,7 +253,11 @@ mod tests {
             p[i] += h;
             m[i] -= h;
             let num = (value(&p) - value(&m)) / (2.0 * h as f64);
-            assert!((num - g[i] as f64).abs() < 3e-3 * (1.0 + num.abs()), "{loss:?} d[{i}]: {num} vs {}", g[i]);
+            assert!(
+                (num - g[i] as f64).abs() < 3e-3 * (1.0 + num.abs()),
+                "{loss:?} d[{i}]: {num} vs {}",
+                g[i]
+            );
         }
     }
 
@@ -235,13 +266,48 @@ mod tests {
         let z = [0.3, -0.8, 1.4];
         let probs = [0.2, 0.5, 0.3];
         let onehot = [0.0, 0.0, 1.0];
-        check(Loss::MeanSquaredError, &z, &[0.1, 0.2, -0.3], Activation::Linear);
-        check(Loss::CategoricalCrossentropy { from_logits: true }, &z, &onehot, Activation::Linear);
-        check(Loss::CategoricalCrossentropy { from_logits: false }, &probs, &onehot, Activation::Linear);
-        check(Loss::CategoricalCrossentropy { from_logits: false }, &z, &onehot, Activation::Softmax);
-        check(Loss::SparseCategoricalCrossentropy { from_logits: true }, &z, &[1.0], Activation::Linear);
-        check(Loss::SparseCategoricalCrossentropy { from_logits: false }, &z, &[0.0], Activation::Softmax);
-        check(Loss::SparseCategoricalCrossentropy { from_logits: false }, &probs, &[1.0], Activation::Linear);
+        check(
+            Loss::MeanSquaredError,
+            &z,
+            &[0.1, 0.2, -0.3],
+            Activation::Linear,
+        );
+        check(
+            Loss::CategoricalCrossentropy { from_logits: true },
+            &z,
+            &onehot,
+            Activation::Linear,
+        );
+        check(
+            Loss::CategoricalCrossentropy { from_logits: false },
+            &probs,
+            &onehot,
+            Activation::Linear,
+        );
+        check(
+            Loss::CategoricalCrossentropy { from_logits: false },
+            &z,
+            &onehot,
+            Activation::Softmax,
+        );
+        check(
+            Loss::SparseCategoricalCrossentropy { from_logits: true },
+            &z,
+            &[1.0],
+            Activation::Linear,
+        );
+        check(
+            Loss::SparseCategoricalCrossentropy { from_logits: false },
+            &z,
+            &[0.0],
+            Activation::Softmax,
+        );
+        check(
+            Loss::SparseCategoricalCrossentropy { from_logits: false },
+            &probs,
+            &[1.0],
+            Activation::Linear,
+        );
     }
 
     #[test]
@@ -250,10 +316,26 @@ mod tests {
         let v = Loss::MeanSquaredError.evaluate(&[1.0, 2.0], &[0.0, 0.0], 1, 2, false, 1.0, None);
         assert!((v - 2.5).abs() < 1e-9);
         // CE from logits [0, 0] = ln 2 for either class.
-        let v = Loss::SparseCategoricalCrossentropy { from_logits: true }.evaluate(&[0.0, 0.0], &[1.0], 1, 2, false, 1.0, None);
+        let v = Loss::SparseCategoricalCrossentropy { from_logits: true }.evaluate(
+            &[0.0, 0.0],
+            &[1.0],
+            1,
+            2,
+            false,
+            1.0,
+            None,
+        );
         assert!((v - std::f64::consts::LN_2).abs() < 1e-6);
         // Huge logits do not overflow.
-        let v = Loss::CategoricalCrossentropy { from_logits: true }.evaluate(&[1e4, -1e4], &[0.0, 1.0], 1, 2, false, 1.0, None);
+        let v = Loss::CategoricalCrossentropy { from_logits: true }.evaluate(
+            &[1e4, -1e4],
+            &[0.0, 1.0],
+            1,
+            2,
+            false,
+            1.0,
+            None,
+        );
         assert!((v - 2e4).abs() < 1.0);
     }
 
@@ -264,6 +346,8 @@ mod tests {
         let e = l.validate_targets(&[0.0, 3.0], 3).unwrap_err().to_string();
         assert!(e.contains("[0, 3)"), "{e}");
         assert!(l.validate_targets(&[0.5], 3).is_err());
-        assert!(Loss::MeanSquaredError.validate_targets(&[f32::NAN], 1).is_err());
+        assert!(Loss::MeanSquaredError
+            .validate_targets(&[f32::NAN], 1)
+            .is_err());
     }
 }

@@ -75,7 +75,8 @@ impl MetricKind {
             MetricKind::CategoricalAccuracy => {
                 let hits = (0..rows)
                     .filter(|&i| {
-                        argmax(&pred[i * cols..(i + 1) * cols]) == argmax(&y[i * cols..(i + 1) * cols])
+                        argmax(&pred[i * cols..(i + 1) * cols])
+                            == argmax(&y[i * cols..(i + 1) * cols])
                     })
                     .count();
                 tally.total += hits as f64;
@@ -103,10 +104,22 @@ mod tests {
         MetricKind::SparseCategoricalAccuracy.update(&mut t, &pred, &[1.0, 1.0, 1.0], 3, 2);
         assert!((t.result() - 2.0 / 3.0).abs() < 1e-12);
         let mut t = Tally::default();
-        MetricKind::CategoricalAccuracy.update(&mut t, &pred, &[0.0, 1.0, 1.0, 0.0, 1.0, 0.0], 3, 2);
+        MetricKind::CategoricalAccuracy.update(
+            &mut t,
+            &pred,
+            &[0.0, 1.0, 1.0, 0.0, 1.0, 0.0],
+            3,
+            2,
+        );
         assert!((t.result() - 2.0 / 3.0).abs() < 1e-12);
         let mut t = Tally::default();
-        MetricKind::BinaryAccuracy { threshold: 0.5 }.update(&mut t, &[0.2, 0.6, 0.7], &[0.0, 0.0, 1.0], 3, 1);
+        MetricKind::BinaryAccuracy { threshold: 0.5 }.update(
+            &mut t,
+            &[0.2, 0.6, 0.7],
+            &[0.0, 0.0, 1.0],
+            3,
+            1,
+        );
         assert!((t.result() - 2.0 / 3.0).abs() < 1e-12);
     }
 }

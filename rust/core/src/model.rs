@@ -60,13 +60,29 @@ struct Running {
 
 impl Running {
     fn new(metrics: usize) -> Self {
-        Self { loss_sum: 0.0, samples: 0.0, tallies: vec![Tally::default(); metrics] }
+        Self {
+            loss_sum: 0.0,
+            samples: 0.0,
+            tallies: vec![Tally::default(); metrics],
+        }
     }
 
     fn logs(&self, metrics: &[MetricSpec]) -> Logs {
         let mut v = Vec::with_capacity(1 + metrics.len());
-        v.push(("loss".to_string(), if self.samples > 0.0 { self.loss_sum / self.samples } else { 0.0 }));
-        v.extend(metrics.iter().zip(&self.tallies).map(|(m, t)| (m.name.clone(), t.result())));
+        v.push((
+            "loss".to_string(),
+            if self.samples > 0.0 {
+                self.loss_sum / self.samples
+            } else {
+                0.0
+            },
+        ));
+        v.extend(
+            metrics
+                .iter()
+                .zip(&self.tallies)
+                .map(|(m, t)| (m.name.clone(), t.result())),
+        );
         Logs(v)
     }
 }
@@ -143,18 +159,26 @@ impl Model {
 
     /// Values per target row the compiled loss expects.
     pub fn target_width(&self) -> Result<usize> {
-        Ok(self.compiled("fit")?.loss.target_width(self.net.output_width()))
+        Ok(self
+            .compiled("fit")?
+            .loss
+            .target_width(self.net.output_width()))
     }
 
     /// Checks shapes and values of a data set once, before any step runs.
     pub fn validate(&self, data: &Dataset<'_>, what: &str) -> Result<()> {
         let c = self.compiled(what)?;
-        let (xw, tw) = (self.net.input_width(), c.loss.target_width(self.net.output_width()));
+        let (xw, tw) = (
+            self.net.input_width(),
+            c.loss.target_width(self.net.output_width()),
+        );
         if data.rows == 0 {
             return Err(invalid(format!("{what}: x is empty (0 samples)")));
         }
         if data.x.len() != data.rows * xw {
-            return Err(invalid(format!("{what}: x must hold {xw} values per sample")));
+            return Err(invalid(format!(
+                "{what}: x must hold {xw} values per sample"
+            )));
         }
         if data.y.len() != data.rows * tw {
             return Err(invalid(format!(
@@ -185,7 +209,13 @@ impl Model {
             self.order.extend(0..rows);
             self.shuffle_rng.shuffle(&mut self.order);
         }
-        self.epoch = EpochState { batch_size: batch_size.min(rows.max(1)), shuffle, rows, step: 0, running: Running::new(metrics) };
+        self.epoch = EpochState {
+            batch_size: batch_size.min(rows.max(1)),
+            shuffle,
+            rows,
+            step: 0,
+            running: Running::new(metrics),
+        };
         Ok(())
     }
 
@@ -202,15 +232,27 @@ impl Model {
     /// Returns `true` when the epoch is complete.
     pub fn train_steps(&mut self, data: &Dataset<'_>, deadline: Option<Instant>) -> Result<bool> {
         if data.rows != self.epoch.rows {
-            return Err(invalid("train_steps: data differs from the one the epoch began with"));
+            return Err(invalid(
+                "train_steps: data differs from the one the epoch began with",
+            ));
         }
         let this = &mut *self;
         threads::install(move || this.train_steps_in_pool(data, deadline))
     }
 
-    fn train_steps_in_pool(&mut self, data: &Dataset<'_>, deadline: Option<Instant>) -> Result<bool> {
-        let c = self.compiled.as_mut().ok_or_else(|| Error::InvalidState("you must call compile() before fit()".into()))?;
-        let (xw, tw) = (self.net.input_width(), c.loss.target_width(self.net.output_width()));
+    fn train_steps_in_pool(
+        &mut self,
+        data: &Dataset<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<bool> {
+        let c = self
+            .compiled
+            .as_mut()
+            .ok_or_else(|| Error::InvalidState("you must call compile() before fit()".into()))?;
+        let (xw, tw) = (
+            self.net.input_width(),
+            c.loss.target_width(self.net.output_width()),
+        );
         let e = &mut self.epoch;
         let bs = e.batch_size;
         if e.shuffle {
@@ -223,8 +265,10 @@ impl Model {
             let rows = hi - lo;
             let (x, y) = if e.shuffle {
                 for (r, &src) in self.order[lo..hi].iter().enumerate() {
-                    self.batch_x[r * xw..(r + 1) * xw].copy_from_slice(&data.x[src * xw..(src + 1) * xw]);
-                    self.batch_y[r * tw..(r + 1) * tw].copy_from_slice(&data.y[src * tw..(src + 1) * tw]);
+                    self.batch_x[r * xw..(r + 1) * xw]
+                        .copy_from_slice(&data.x[src * xw..(src + 1) * xw]);
+                    self.batch_y[r * tw..(r + 1) * tw]
+                        .copy_from_slice(&data.y[src * tw..(src + 1) * tw]);
                 }
                 (&self.batch_x[..rows * xw], &self.batch_y[..rows * tw])
             } else {
@@ -246,7 +290,12 @@ impl Model {
     }
 
     /// A whole epoch in one call (what Rust callers and tests use).
-    pub fn fit_epoch(&mut self, data: &Dataset<'_>, batch_size: usize, shuffle: bool) -> Result<Logs> {
+    pub fn fit_epoch(
+        &mut self,
+        data: &Dataset<'_>,
+        batch_size: usize,
+        shuffle: bool,
+    ) -> Result<Logs> {
         self.validate(data, "fit")?;
         self.begin_epoch(data.rows, batch_size, shuffle)?;
         self.train_steps(data, None)?;
@@ -260,7 +309,15 @@ impl Model {
         threads::install(move || {
             let c = this.compiled.as_mut().expect("validated");
             let mut running = Running::new(c.metrics.len());
-            train_step(&mut this.net, &mut this.ws, c, data.x, data.y, data.rows, &mut running);
+            train_step(
+                &mut this.net,
+                &mut this.ws,
+                c,
+                data.x,
+                data.y,
+                data.rows,
+                &mut running,
+            );
             Ok(running.logs(&c.metrics))
         })
     }
@@ -273,7 +330,15 @@ impl Model {
         threads::install(move || {
             let c = this.compiled.as_ref().expect("validated");
             let mut running = Running::new(c.metrics.len());
-            forward_backward(&mut this.net, &mut this.ws, c, data.x, data.y, data.rows, &mut running);
+            forward_backward(
+                &mut this.net,
+                &mut this.ws,
+                c,
+                data.x,
+                data.y,
+                data.rows,
+                &mut running,
+            );
             Ok(running.loss_sum / data.rows as f64)
         })
     }
@@ -307,10 +372,18 @@ impl Model {
     }
 
     /// Inference on `rows` samples of `x`, written row-major into `out`.
-    pub fn predict(&mut self, x: &[f32], rows: usize, batch_size: usize, out: &mut [f32]) -> Result<()> {
+    pub fn predict(
+        &mut self,
+        x: &[f32],
+        rows: usize,
+        batch_size: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
         let (xw, ow) = (self.net.input_width(), self.net.output_width());
         if x.len() != rows * xw {
-            return Err(invalid(format!("predict: x must hold {xw} values per sample")));
+            return Err(invalid(format!(
+                "predict: x must hold {xw} values per sample"
+            )));
         }
         if out.len() != rows * ow {
             return Err(invalid("predict: output buffer has the wrong size"));
@@ -319,13 +392,18 @@ impl Model {
             return Err(invalid("batch_size must be a positive integer"));
         }
         if let Some(i) = first_non_finite(x) {
-            return Err(invalid(format!("predict: x contains NaN or Inf (sample {}, feature {})", i / xw, i % xw)));
+            return Err(invalid(format!(
+                "predict: x contains NaN or Inf (sample {}, feature {})",
+                i / xw,
+                i % xw
+            )));
         }
         let this = &mut *self;
         threads::install(move || {
             for lo in (0..rows).step_by(batch_size) {
                 let hi = (lo + batch_size).min(rows);
-                this.net.forward(&mut this.ws, &x[lo * xw..hi * xw], hi - lo);
+                this.net
+                    .forward(&mut this.ws, &x[lo * xw..hi * xw], hi - lo);
                 let last = this.ws.outputs.last().expect("built");
                 out[lo * ow..hi * ow].copy_from_slice(&last[..(hi - lo) * ow]);
             }
@@ -362,7 +440,9 @@ fn forward_backward(
     net.forward(ws, x, rows);
     let last = ws.outputs.len() - 1;
     let (out, grad) = (&ws.outputs[last], &mut ws.grads[last]);
-    running.loss_sum += c.loss.evaluate(out, y, rows, ow, c.fused, 1.0 / rows as f32, Some(grad));
+    running.loss_sum += c
+        .loss
+        .evaluate(out, y, rows, ow, c.fused, 1.0 / rows as f32, Some(grad));
     running.samples += rows as f64;
     for (m, t) in c.metrics.iter().zip(running.tallies.iter_mut()) {
         m.kind.update(t, out, y, rows, ow);
@@ -404,9 +484,25 @@ mod tests {
     }
 
     fn model(layers: Vec<LayerSpec>, loss: Loss, input: usize) -> Model {
-        let mut m = Model::new(&ModelSpec { input_shape: vec![input], layers }, 3).unwrap();
-        let optimizer = OptimizerSpec::Sgd { learning_rate: 0.1, momentum: 0.0, nesterov: false };
-        m.compile(&CompileSpec { loss, optimizer, metrics: vec![] }).unwrap();
+        let mut m = Model::new(
+            &ModelSpec {
+                input_shape: vec![input],
+                layers,
+            },
+            3,
+        )
+        .unwrap();
+        let optimizer = OptimizerSpec::Sgd {
+            learning_rate: 0.1,
+            momentum: 0.0,
+            nesterov: false,
+        };
+        m.compile(&CompileSpec {
+            loss,
+            optimizer,
+            metrics: vec![],
+        })
+        .unwrap();
         m
     }
 
@@ -437,21 +533,49 @@ mod tests {
 
     #[test]
     fn dense_gradients_for_every_activation_and_loss() {
-        let acts = [Activation::Linear, Activation::Relu, Activation::Sigmoid, Activation::Tanh, Activation::Softmax];
+        let acts = [
+            Activation::Linear,
+            Activation::Relu,
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::Softmax,
+        ];
         let rows = 5;
         let x = random(rows * 4, 1);
-        let onehot: Vec<f32> = (0..rows).flat_map(|i| (0..3).map(move |j| (j == i % 3) as u8 as f32)).collect();
+        let onehot: Vec<f32> = (0..rows)
+            .flat_map(|i| (0..3).map(move |j| (j == i % 3) as u8 as f32))
+            .collect();
         let labels: Vec<f32> = (0..rows).map(|i| (i % 3) as f32).collect();
         let regress = random(rows * 3, 2);
         for hidden in acts {
             let cases: Vec<(Activation, Loss, &[f32])> = vec![
                 (Activation::Linear, Loss::MeanSquaredError, &regress),
                 (Activation::Tanh, Loss::MeanSquaredError, &regress),
-                (Activation::Softmax, Loss::CategoricalCrossentropy { from_logits: false }, &onehot),
-                (Activation::Sigmoid, Loss::CategoricalCrossentropy { from_logits: false }, &onehot),
-                (Activation::Linear, Loss::CategoricalCrossentropy { from_logits: true }, &onehot),
-                (Activation::Softmax, Loss::SparseCategoricalCrossentropy { from_logits: false }, &labels),
-                (Activation::Linear, Loss::SparseCategoricalCrossentropy { from_logits: true }, &labels),
+                (
+                    Activation::Softmax,
+                    Loss::CategoricalCrossentropy { from_logits: false },
+                    &onehot,
+                ),
+                (
+                    Activation::Sigmoid,
+                    Loss::CategoricalCrossentropy { from_logits: false },
+                    &onehot,
+                ),
+                (
+                    Activation::Linear,
+                    Loss::CategoricalCrossentropy { from_logits: true },
+                    &onehot,
+                ),
+                (
+                    Activation::Softmax,
+                    Loss::SparseCategoricalCrossentropy { from_logits: false },
+                    &labels,
+                ),
+                (
+                    Activation::Linear,
+                    Loss::SparseCategoricalCrossentropy { from_logits: true },
+                    &labels,
+                ),
             ];
             for (out_act, loss, y) in cases {
                 let mut m = model(vec![dense("a", 6, hidden), dense("b", 3, out_act)], loss, 4);
@@ -468,11 +592,25 @@ mod tests {
         let layers = vec![
             dense("a", 5, Activation::Relu),
             dense("b", 3, Activation::Linear),
-            LayerSpec::Activation { name: "s".into(), activation: Activation::Softmax },
+            LayerSpec::Activation {
+                name: "s".into(),
+                activation: Activation::Softmax,
+            },
         ];
-        let mut m = model(layers.clone(), Loss::SparseCategoricalCrossentropy { from_logits: false }, 4);
+        let mut m = model(
+            layers.clone(),
+            Loss::SparseCategoricalCrossentropy { from_logits: false },
+            4,
+        );
         check_gradients(&mut m, &x, &labels, rows);
-        let layers = vec![layers[0].clone(), LayerSpec::Activation { name: "t".into(), activation: Activation::Tanh }, layers[1].clone()];
+        let layers = vec![
+            layers[0].clone(),
+            LayerSpec::Activation {
+                name: "t".into(),
+                activation: Activation::Tanh,
+            },
+            layers[1].clone(),
+        ];
         let mut m = model(layers, Loss::MeanSquaredError, 4);
         check_gradients(&mut m, &x, &random(rows * 3, 4), rows);
     }
@@ -483,10 +621,25 @@ mod tests {
         let x = random(rows * 4, 5);
         let labels: Vec<f32> = (0..rows).map(|i| (i % 3) as f32).collect();
         let run = || {
-            let mut m = model(vec![dense("a", 8, Activation::Relu), dense("b", 3, Activation::Softmax)],
-                Loss::SparseCategoricalCrossentropy { from_logits: false }, 4);
+            let mut m = model(
+                vec![
+                    dense("a", 8, Activation::Relu),
+                    dense("b", 3, Activation::Softmax),
+                ],
+                Loss::SparseCategoricalCrossentropy { from_logits: false },
+                4,
+            );
             for _ in 0..3 {
-                m.fit_epoch(&Dataset { x: &x, y: &labels, rows }, 8, true).unwrap();
+                m.fit_epoch(
+                    &Dataset {
+                        x: &x,
+                        y: &labels,
+                        rows,
+                    },
+                    8,
+                    true,
+                )
+                .unwrap();
             }
             m.net.params.values.clone()
         };
@@ -497,10 +650,23 @@ mod tests {
     fn training_reduces_the_loss_on_a_separable_problem() {
         let rows = 200;
         let x = random(rows * 2, 6);
-        let labels: Vec<f32> = x.chunks(2).map(|p| (p[0] + p[1] > 0.0) as u8 as f32).collect();
-        let mut m = model(vec![dense("a", 8, Activation::Tanh), dense("b", 2, Activation::Softmax)],
-            Loss::SparseCategoricalCrossentropy { from_logits: false }, 2);
-        let data = Dataset { x: &x, y: &labels, rows };
+        let labels: Vec<f32> = x
+            .chunks(2)
+            .map(|p| (p[0] + p[1] > 0.0) as u8 as f32)
+            .collect();
+        let mut m = model(
+            vec![
+                dense("a", 8, Activation::Tanh),
+                dense("b", 2, Activation::Softmax),
+            ],
+            Loss::SparseCategoricalCrossentropy { from_logits: false },
+            2,
+        );
+        let data = Dataset {
+            x: &x,
+            y: &labels,
+            rows,
+        };
         let first = m.fit_epoch(&data, 16, true).unwrap().get("loss").unwrap();
         let mut last = first;
         for _ in 0..30 {
@@ -511,14 +677,76 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error_not_a_panic() {
-        let mut m = model(vec![dense("a", 3, Activation::Softmax)], Loss::SparseCategoricalCrossentropy { from_logits: false }, 2);
+        let mut m = model(
+            vec![dense("a", 3, Activation::Softmax)],
+            Loss::SparseCategoricalCrossentropy { from_logits: false },
+            2,
+        );
         let x = [0.0, 1.0, f32::NAN, 0.0];
-        assert!(m.fit_epoch(&Dataset { x: &x, y: &[0.0, 1.0], rows: 2 }, 1, false).is_err());
+        assert!(m
+            .fit_epoch(
+                &Dataset {
+                    x: &x,
+                    y: &[0.0, 1.0],
+                    rows: 2
+                },
+                1,
+                false
+            )
+            .is_err());
         let x = [0.0, 1.0, 1.0, 0.0];
-        assert!(m.fit_epoch(&Dataset { x: &x, y: &[0.0, 3.0], rows: 2 }, 1, false).is_err());
-        assert!(m.fit_epoch(&Dataset { x: &x[..3], y: &[0.0, 1.0], rows: 2 }, 1, false).is_err());
-        assert!(m.fit_epoch(&Dataset { x: &x, y: &[0.0, 1.0], rows: 2 }, 0, false).is_err());
-        let mut uncompiled = Model::new(&ModelSpec { input_shape: vec![2], layers: vec![dense("a", 1, Activation::Linear)] }, 0).unwrap();
-        assert!(matches!(uncompiled.fit_epoch(&Dataset { x: &x, y: &[0.0, 1.0], rows: 2 }, 1, false), Err(Error::InvalidState(_))));
+        assert!(m
+            .fit_epoch(
+                &Dataset {
+                    x: &x,
+                    y: &[0.0, 3.0],
+                    rows: 2
+                },
+                1,
+                false
+            )
+            .is_err());
+        assert!(m
+            .fit_epoch(
+                &Dataset {
+                    x: &x[..3],
+                    y: &[0.0, 1.0],
+                    rows: 2
+                },
+                1,
+                false
+            )
+            .is_err());
+        assert!(m
+            .fit_epoch(
+                &Dataset {
+                    x: &x,
+                    y: &[0.0, 1.0],
+                    rows: 2
+                },
+                0,
+                false
+            )
+            .is_err());
+        let mut uncompiled = Model::new(
+            &ModelSpec {
+                input_shape: vec![2],
+                layers: vec![dense("a", 1, Activation::Linear)],
+            },
+            0,
+        )
+        .unwrap();
+        assert!(matches!(
+            uncompiled.fit_epoch(
+                &Dataset {
+                    x: &x,
+                    y: &[0.0, 1.0],
+                    rows: 2
+                },
+                1,
+                false
+            ),
+            Err(Error::InvalidState(_))
+        ));
     }
 }

@@ -39,10 +39,15 @@ fn width(shape: &[usize]) -> usize {
 impl Network {
     pub fn build(spec: &ModelSpec, seed: u64) -> Result<Self> {
         if spec.layers.is_empty() {
-            return Err(invalid("the model has no layers; add at least one before building it"));
+            return Err(invalid(
+                "the model has no layers; add at least one before building it",
+            ));
         }
         if spec.input_shape.is_empty() || spec.input_shape.contains(&0) {
-            return Err(invalid(format!("input shape must be non-empty and positive; got {:?}", spec.input_shape)));
+            return Err(invalid(format!(
+                "input shape must be non-empty and positive; got {:?}",
+                spec.input_shape
+            )));
         }
         let mut params = ParamStore::default();
         let mut layers = Vec::with_capacity(spec.layers.len());
@@ -54,7 +59,12 @@ impl Network {
             shapes.push(out.clone());
             shape = out;
         }
-        Ok(Self { layers, params, input_shape: spec.input_shape.clone(), shapes })
+        Ok(Self {
+            layers,
+            params,
+            input_shape: spec.input_shape.clone(),
+            shapes,
+        })
     }
 
     /// Values per input sample.
@@ -72,8 +82,16 @@ impl Network {
         if ws.capacity >= rows && ws.outputs.len() == self.layers.len() {
             return;
         }
-        ws.outputs = self.shapes.iter().map(|s| vec![0.0; rows * width(s)]).collect();
-        ws.grads = self.shapes.iter().map(|s| vec![0.0; rows * width(s)]).collect();
+        ws.outputs = self
+            .shapes
+            .iter()
+            .map(|s| vec![0.0; rows * width(s)])
+            .collect();
+        ws.grads = self
+            .shapes
+            .iter()
+            .map(|s| vec![0.0; rows * width(s)])
+            .collect();
         ws.capacity = rows;
     }
 
@@ -99,7 +117,11 @@ impl Network {
                 input: if i == 0 { input } else { &ws.outputs[i - 1] },
                 output: &ws.outputs[i],
                 grad_out: &mut rest[0],
-                grad_in: if i == 0 { None } else { Some(&mut below[i - 1]) },
+                grad_in: if i == 0 {
+                    None
+                } else {
+                    Some(&mut below[i - 1])
+                },
                 rows,
                 skip_activation: fused && i == last,
             };

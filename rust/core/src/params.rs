@@ -44,7 +44,12 @@ impl ParamStore {
     /// Reserves a tensor and returns its index; storage grows with it (filled with zeros).
     pub fn register(&mut self, name: String, shape: Vec<usize>, role: Role) -> usize {
         let offset = self.values.len();
-        let t = Tensor { name, shape, offset, role };
+        let t = Tensor {
+            name,
+            shape,
+            offset,
+            role,
+        };
         self.values.resize(offset + t.len(), 0.0);
         self.grads.resize(offset + t.len(), 0.0);
         self.tensors.push(t);

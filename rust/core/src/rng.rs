@@ -48,9 +48,24 @@ mod tests {
 
     #[test]
     fn same_seed_same_numbers_different_purpose_different_numbers() {
-        let a: Vec<f32> = (0..5).map({ let mut s = Stream::new(7, 1); move |_| s.uniform() }).collect();
-        let b: Vec<f32> = (0..5).map({ let mut s = Stream::new(7, 1); move |_| s.uniform() }).collect();
-        let c: Vec<f32> = (0..5).map({ let mut s = Stream::new(7, 2); move |_| s.uniform() }).collect();
+        let a: Vec<f32> = (0..5)
+            .map({
+                let mut s = Stream::new(7, 1);
+                move |_| s.uniform()
+            })
+            .collect();
+        let b: Vec<f32> = (0..5)
+            .map({
+                let mut s = Stream::new(7, 1);
+                move |_| s.uniform()
+            })
+            .collect();
+        let c: Vec<f32> = (0..5)
+            .map({
+                let mut s = Stream::new(7, 2);
+                move |_| s.uniform()
+            })
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert!(a.iter().all(|&u| (0.0..1.0).contains(&u)));

@@ -32,7 +32,9 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> PyResult<T> {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(FerronetError::new_err(format!("internal error in the ferronet engine: {msg}")))
+            Err(FerronetError::new_err(format!(
+                "internal error in the ferronet engine: {msg}"
+            )))
         }
     }
 }
@@ -40,8 +42,8 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> PyResult<T> {
 /// A contiguous float32 view of a numpy array and its number of rows (first axis).
 pub fn rows_of<'a>(name: &str, a: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<(&'a [f32], usize)> {
     let rows = a.shape().first().copied().unwrap_or(0);
-    let slice = a
-        .as_slice()
-        .map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous float32 array")))?;
+    let slice = a.as_slice().map_err(|_| {
+        PyValueError::new_err(format!("{name} must be a C-contiguous float32 array"))
+    })?;
     Ok((slice, rows))
 }

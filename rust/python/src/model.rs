@@ -10,7 +10,8 @@ use pyo3::prelude::*;
 use crate::convert::{guard, rows_of};
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> PyResult<T> {
-    serde_json::from_str(json).map_err(|e| PyValueError::new_err(format!("invalid {what} specification: {e}")))
+    serde_json::from_str(json)
+        .map_err(|e| PyValueError::new_err(format!("invalid {what} specification: {e}")))
 }
 
 fn logs_out(l: Logs) -> Vec<(String, f64)> {
@@ -108,7 +109,8 @@ impl PyModel {
         let (xs, rows) = rows_of("x", &x)?;
         let (ys, _) = rows_of("y", &y)?;
         let model = &mut self.inner;
-        py.detach(|| guard(|| model.train_on_batch(&Dataset { x: xs, y: ys, rows }))).map(logs_out)
+        py.detach(|| guard(|| model.train_on_batch(&Dataset { x: xs, y: ys, rows })))
+            .map(logs_out)
     }
 
     /// Loss and metrics in inference mode.
@@ -122,7 +124,8 @@ impl PyModel {
         let (xs, rows) = rows_of("x", &x)?;
         let (ys, _) = rows_of("y", &y)?;
         let model = &mut self.inner;
-        py.detach(|| guard(|| model.evaluate(&Dataset { x: xs, y: ys, rows }, batch_size))).map(logs_out)
+        py.detach(|| guard(|| model.evaluate(&Dataset { x: xs, y: ys, rows }, batch_size)))
+            .map(logs_out)
     }
 
     /// Inference; returns a new float32 array of shape `(rows, *output_shape)`.
@@ -157,19 +160,34 @@ impl PyModel {
     /// Names of the weight tensors (`layer/kernel`, `layer/bias`), in `get_weights` order.
     #[getter]
     fn weight_names(&self) -> Vec<String> {
-        self.inner.net.params.tensors.iter().map(|t| t.name.clone()).collect()
+        self.inner
+            .net
+            .params
+            .tensors
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
     }
 
     /// Shapes of the weight tensors, in `get_weights` order.
     #[getter]
     fn weight_shapes(&self) -> Vec<Vec<usize>> {
-        self.inner.net.params.tensors.iter().map(|t| t.shape.clone()).collect()
+        self.inner
+            .net
+            .params
+            .tensors
+            .iter()
+            .map(|t| t.shape.clone())
+            .collect()
     }
 
     /// Replaces weight tensor `index` with the values of `value` (same shape required).
     fn set_weight(&mut self, index: usize, value: PyReadonlyArrayDyn<'_, f32>) -> PyResult<()> {
         let p = &mut self.inner.net.params;
-        let t = p.tensors.get(index).ok_or_else(|| PyValueError::new_err(format!("no weight #{index}")))?;
+        let t = p
+            .tensors
+            .get(index)
+            .ok_or_else(|| PyValueError::new_err(format!("no weight #{index}")))?;
         if value.shape() != t.shape.as_slice() {
             return Err(PyValueError::new_err(format!(
                 "weight '{}' has shape {:?}; got an array of shape {:?}",
@@ -178,7 +196,9 @@ impl PyModel {
                 value.shape()
             )));
         }
-        let src = value.as_slice().map_err(|_| PyValueError::new_err("weights must be C-contiguous float32"))?;
+        let src = value
+            .as_slice()
+            .map_err(|_| PyValueError::new_err("weights must be C-contiguous float32"))?;
         let range = t.range();
         p.values[range].copy_from_slice(src);
         Ok(())

@@ -34,7 +34,9 @@ impl Dense {
         params: &mut ParamStore,
     ) -> Result<Self> {
         if units == 0 {
-            return Err(invalid(format!("Dense '{name}': units must be a positive integer")));
+            return Err(invalid(format!(
+                "Dense '{name}': units must be a positive integer"
+            )));
         }
         let &[in_dim] = input_shape else {
             return Err(invalid(format!(
@@ -45,7 +47,8 @@ impl Dense {
             return Err(invalid(format!("Dense '{name}': input has zero features")));
         }
         let kernel = params.register(format!("{name}/kernel"), vec![in_dim, units], Role::Kernel);
-        let bias = use_bias.then(|| params.register(format!("{name}/bias"), vec![units], Role::Bias));
+        let bias =
+            use_bias.then(|| params.register(format!("{name}/bias"), vec![units], Role::Bias));
         Ok(Self {
             in_dim,
             units,
@@ -64,7 +67,12 @@ impl Dense {
     pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], rows: usize) {
         let (n_in, n_out) = (self.in_dim, self.units);
         let out = &mut output[..rows * n_out];
-        gemm(MatRef::row_major(&input[..rows * n_in], rows, n_in), MatRef::row_major(self.w(params), n_in, n_out), 0.0, out);
+        gemm(
+            MatRef::row_major(&input[..rows * n_in], rows, n_in),
+            MatRef::row_major(self.w(params), n_in, n_out),
+            0.0,
+            out,
+        );
         // Bias and activation in one pass over the output while it is still in cache.
         let bias = self.bias_offset.map(|o| &params[o..o + n_out]);
         let act = self.activation;
@@ -83,7 +91,8 @@ impl Dense {
         let (rows, n_in, n_out) = (p.rows, self.in_dim, self.units);
         let dz = &mut p.grad_out[..rows * n_out];
         if !p.skip_activation {
-            self.activation.backward(&p.output[..rows * n_out], dz, n_out);
+            self.activation
+                .backward(&p.output[..rows * n_out], dz, n_out);
         }
         let dz: &[f32] = dz;
         let x = MatRef::row_major(&p.input[..rows * n_in], rows, n_in);

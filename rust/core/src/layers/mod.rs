@@ -81,7 +81,14 @@ impl Layer {
         seed: u64,
     ) -> Result<(Layer, Vec<usize>)> {
         match spec {
-            LayerSpec::Dense { name, units, activation, use_bias, kernel_initializer, bias_initializer } => {
+            LayerSpec::Dense {
+                name,
+                units,
+                activation,
+                use_bias,
+                kernel_initializer,
+                bias_initializer,
+            } => {
                 let d = Dense::build(name, input_shape, *units, *activation, *use_bias, params)?;
                 let kernel = &params.tensors[d.kernel];
                 let mut rng = Stream::new(seed, d.kernel as u64);

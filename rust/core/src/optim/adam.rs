@@ -21,7 +21,15 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(learning_rate: f32, beta_1: f32, beta_2: f32, epsilon: f32, n: usize) -> Self {
-        Self { learning_rate, beta_1, beta_2, epsilon, iterations: 0, m: vec![0.0; n], v: vec![0.0; n] }
+        Self {
+            learning_rate,
+            beta_1,
+            beta_2,
+            epsilon,
+            iterations: 0,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
     }
 
     pub fn step(&mut self, w: &mut [f32], g: &[f32]) {
@@ -51,7 +59,13 @@ mod tests {
     #[test]
     fn five_steps_follow_the_published_rule() {
         let (lr, b1, b2, eps) = (0.01f64, 0.9f64, 0.999f64, 1e-7f64);
-        let grads = [[0.5f32, -1.0, 2.0], [0.1, 0.3, -0.7], [-0.4, 0.2, 0.0], [1.5, -0.5, 0.25], [0.0, 0.9, -1.1]];
+        let grads = [
+            [0.5f32, -1.0, 2.0],
+            [0.1, 0.3, -0.7],
+            [-0.4, 0.2, 0.0],
+            [1.5, -0.5, 0.25],
+            [0.0, 0.9, -1.1],
+        ];
         let mut opt = Adam::new(lr as f32, b1 as f32, b2 as f32, eps as f32, 3);
         let mut w = [1.0f32, -2.0, 0.5];
         let (mut rw, mut m, mut v) = ([1.0f64, -2.0, 0.5], [0.0f64; 3], [0.0f64; 3]);
