@@ -98,8 +98,17 @@ def child(args) -> None:
 
 def measure(python: str, framework: str, workload: str, threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = [python, os.path.abspath(__file__), "--child", "--framework", framework,
-           "--workload", workload, "--threads", str(threads)]
+    cmd = [
+        python,
+        os.path.abspath(__file__),
+        "--child",
+        "--framework",
+        framework,
+        "--workload",
+        workload,
+        "--threads",
+        str(threads),
+    ]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -129,8 +138,10 @@ def main() -> None:
         print("PyTorch not importable: measuring ferronet only", file=sys.stderr)
     widths, batch, n, _ = WORKLOADS[args.workload]
     print(f"workload {args.workload}: MLP {'-'.join(map(str, widths))}, batch {batch}, {n} samples, Adam")
-    print(f"{'threads':>7} {'ferronet samples/s':>19} {'torch samples/s':>16} {'ratio':>6} "
-          f"{'ferronet RSS MB':>16} {'torch RSS MB':>13}")
+    print(
+        f"{'threads':>7} {'ferronet samples/s':>19} {'torch samples/s':>16} {'ratio':>6} "
+        f"{'ferronet RSS MB':>16} {'torch RSS MB':>13}"
+    )
     for t in args.threads:
         ours, theirs = [], []
         for _ in range(args.repeats):
