@@ -18,6 +18,7 @@ from . import (
     metrics,
     models,
     optimizers,
+    regularizers,
     utils,
 )
 from ._core import FerronetError, get_num_threads, set_num_threads
@@ -43,6 +44,7 @@ __all__ = [
     "metrics",
     "models",
     "optimizers",
+    "regularizers",
     "set_num_threads",
     "utils",
 ]

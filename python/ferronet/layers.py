@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from . import activations, initializers
+from . import activations, initializers, regularizers
 from ._naming import snake_case, unique_name
 
-__all__ = ["Layer", "InputLayer", "Input", "Dense", "Activation"]
+__all__ = [
+    "Layer", "InputLayer", "Input", "Dense", "Activation", "ReLU", "LeakyReLU", "Softmax", "PReLU",
+]  # fmt: skip
 
 
 def _shape_tuple(shape, what: str) -> tuple[int, ...]:
@@ -97,12 +99,26 @@ def Input(shape=None, batch_size=None, name: str | None = None) -> InputLayer:
     return InputLayer(shape=shape, batch_size=batch_size, name=name)
 
 
+def _activation_config(spec: dict[str, Any]):
+    """A plain name when the activation has no options, else its full spec."""
+    return spec["name"] if len(spec) == 1 else dict(spec)
+
+
+def _reg_spec(r):
+    return None if r is None else r._spec()
+
+
+def _reg_config(r):
+    return None if r is None else {"class_name": type(r).__name__, "config": r.get_config()}
+
+
 class Dense(Layer):
     """Fully connected layer: ``output = activation(x @ kernel + bias)``.
 
     The kernel has shape ``(in, units)`` and comes first in ``get_weights()``, the bias
     ``(units,)`` second, as in Keras. Backward (note 002, matrix form): ``dZ = dA * act'(Z)``,
-    ``dW = X^T dZ``, ``db = sum(dZ)``, ``dX = dZ W^T``.
+    ``dW = X^T dZ``, ``db = sum(dZ)``, ``dX = dZ W^T``. Regularizer penalties (note 002) are
+    added to the loss and their gradients to ``dW``/``db``.
     """
 
     def __init__(
@@ -112,6 +128,8 @@ class Dense(Layer):
         use_bias: bool = True,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
         name: str | None = None,
         **kwargs,
     ):
@@ -123,15 +141,19 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "units": self.units,
-            "activation": self.activation,
+            "activation": _activation_config(self.activation),
             "use_bias": self.use_bias,
             "kernel_initializer": self.kernel_initializer.name,
             "bias_initializer": self.bias_initializer.name,
+            "kernel_regularizer": _reg_config(self.kernel_regularizer),
+            "bias_regularizer": _reg_config(self.bias_regularizer),
         }
 
     def _spec(self) -> dict[str, Any]:
@@ -143,10 +165,12 @@ class Dense(Layer):
             "use_bias": self.use_bias,
             "kernel_initializer": self.kernel_initializer._spec(),
             "bias_initializer": self.bias_initializer._spec(),
+            "kernel_regularizer": _reg_spec(self.kernel_regularizer),
+            "bias_regularizer": _reg_spec(self.bias_regularizer),
         }
 
     def __repr__(self) -> str:
-        return f"<Dense name={self.name} units={self.units} activation={self.activation}>"
+        return f"<Dense name={self.name} units={self.units} activation={self.activation['name']}>"
 
 
 class Activation(Layer):
@@ -157,7 +181,94 @@ class Activation(Layer):
         self.activation = activations.get(activation)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "activation": self.activation}
+        return {**super().get_config(), "activation": _activation_config(self.activation)}
 
     def _spec(self) -> dict[str, Any]:
         return {"type": "activation", "name": self.name, "activation": self.activation}
+
+
+class ReLU(Activation):
+    """``max(0, z)``; with ``negative_slope`` it is a leaky ReLU."""
+
+    def __init__(self, negative_slope: float = 0.0, name: str | None = None, **kwargs):
+        for unsupported in ("max_value", "threshold"):
+            if kwargs.get(unsupported) not in (None, 0, 0.0):
+                raise ValueError(f"ReLU: {unsupported} is not supported")
+            kwargs.pop(unsupported, None)
+        self.negative_slope = float(negative_slope)
+        act = {"name": "relu"} if self.negative_slope == 0 else {
+            "name": "leaky_relu", "negative_slope": self.negative_slope}  # fmt: skip
+        super().__init__(act, name=name, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "negative_slope": self.negative_slope}
+
+
+class LeakyReLU(Activation):
+    """``z`` for ``z > 0``, else ``negative_slope * z``. Default slope 0.01 as the notes use
+    (Keras' default is 0.3)."""
+
+    def __init__(self, negative_slope: float = 0.01, name: str | None = None, **kwargs):
+        self.negative_slope = float(negative_slope)
+        super().__init__({"name": "leaky_relu", "negative_slope": self.negative_slope}, name=name, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "negative_slope": self.negative_slope}
+
+
+class Softmax(Activation):
+    """Softmax over the last axis, with an optional ``temperature`` (note 002 appendix B)."""
+
+    def __init__(self, axis: int = -1, temperature: float = 1.0, name: str | None = None, **kwargs):
+        if axis != -1:
+            raise ValueError("Softmax: only axis=-1 (the last axis) is supported")
+        if not temperature > 0:
+            raise ValueError(f"Softmax: temperature must be positive; got {temperature}")
+        self.axis, self.temperature = axis, float(temperature)
+        super().__init__({"name": "softmax", "temperature": self.temperature}, name=name, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "axis": self.axis, "temperature": self.temperature}
+
+
+class PReLU(Layer):
+    """Parametric ReLU (He et al. 2015, note 000): ``z`` for ``z > 0``, else ``alpha * z`` with a
+    learnable ``alpha`` per unit, shared along ``shared_axes`` (1-based, as in Keras). ``alpha``
+    starts at 0.25 as in the paper and PyTorch (Keras starts at 0) and is a trained weight in
+    ``get_weights()``."""
+
+    def __init__(
+        self,
+        alpha_initializer=None,
+        alpha_regularizer=None,
+        shared_axes=None,
+        name: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.alpha_initializer = initializers.get(
+            initializers.Constant(0.25) if alpha_initializer is None else alpha_initializer
+        )
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        if shared_axes is None:
+            shared_axes = []
+        elif isinstance(shared_axes, int):
+            shared_axes = [shared_axes]
+        self.shared_axes = [int(a) for a in shared_axes]
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "alpha_initializer": self.alpha_initializer._spec(),
+            "alpha_regularizer": _reg_config(self.alpha_regularizer),
+            "shared_axes": self.shared_axes or None,
+        }
+
+    def _spec(self) -> dict[str, Any]:
+        return {
+            "type": "prelu",
+            "name": self.name,
+            "alpha_initializer": self.alpha_initializer._spec(),
+            "shared_axes": self.shared_axes,
+            "alpha_regularizer": _reg_spec(self.alpha_regularizer),
+        }

@@ -1,15 +1,18 @@
-"""Loss functions, by class or by name. Each is the batch mean of a per-sample loss.
+"""Loss functions, by class or by name. Each is the batch mean of a per-sample loss (with
+``sample_weight``: ``sum_i w_i l_i / n``, Keras' reduction).
 
-Formulas (note 000 "Funciones de pérdida", note 002 appendix B):
+Per-sample formulas, ``k`` outputs (note 000 "Funciones de pérdida", note 002 appendix B):
 
-- ``MeanSquaredError``: ``mean_j (y_j - a_j)^2``
-- ``CategoricalCrossentropy``: ``-sum_j y_j log p_j`` with one-hot ``y``
-- ``SparseCategoricalCrossentropy``: ``-log p_c`` with an integer class ``c``
+- ``MeanSquaredError`` (``"mse"``): ``mean_j (y_j - a_j)^2``; ``MeanAbsoluteError`` (``"mae"``)
+- ``Huber(delta)``: ``r^2/2`` for ``|r| <= delta``, else ``delta (|r| - delta/2)``, averaged
+- ``BinaryCrossentropy``: ``mean_j -(y_j log p_j + (1-y_j) log(1-p_j))`` (binary, multi-label)
+- ``CategoricalCrossentropy``: ``-sum_j y_j log p_j``; ``SparseCategoricalCrossentropy``: ``-log p_c``
+- ``KLDivergence``: ``sum_j y_j log(y_j / p_j)``; ``Hellinger``: ``||sqrt(p) - sqrt(y)|| / sqrt(2)``
 
-With ``from_logits=False`` the output is taken as probabilities (normalised to sum 1 and clipped
-to ``[1e-7, 1 - 1e-7]`` as in Keras); with ``from_logits=True`` a stable log-softmax is applied.
-A softmax output layer and a cross entropy are fused in training: the output delta is ``a - y``
-(note 002), exact and cheap.
+With ``from_logits=False`` outputs are probabilities, clipped to ``[1e-7, 1 - 1e-7]`` (and, for
+the categorical loss, normalised to sum 1) as in Keras; with ``from_logits=True`` stable
+log-sum-exp / softplus forms are used. A softmax output with a cross entropy, or a sigmoid output
+with binary cross entropy, is fused so the output delta is ``a - y`` (note 002).
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from . import _core
 __all__ = [
     "Loss",
     "MeanSquaredError",
+    "MeanAbsoluteError",
+    "Huber",
+    "BinaryCrossentropy",
     "CategoricalCrossentropy",
+    "KLDivergence",
+    "Hellinger",
     "SparseCategoricalCrossentropy",
     "get",
 ]
@@ -50,6 +58,10 @@ class Loss:
     @property
     def is_sparse(self) -> bool:
         return False
+
+    @property
+    def is_binary(self) -> bool:
+        return self.engine_name == "binary_crossentropy"
 
     def __call__(self, y_true, y_pred) -> float:
         """The mean loss over the samples (axis 0) of ``y_pred``, like ``keras.losses.Loss``."""
@@ -78,10 +90,78 @@ class MeanSquaredError(Loss):
     engine_name = "mean_squared_error"
 
 
-class CategoricalCrossentropy(Loss):
-    """``-sum_j y_j log p_j`` with one-hot targets."""
+class MeanAbsoluteError(Loss):
+    """``mean_j |y_j - a_j|`` per sample; less sensitive to outliers than MSE."""
+
+    engine_name = "mean_absolute_error"
+
+
+class Huber(Loss):
+    """``mean_j h(a_j - y_j)``, ``h(r) = r^2 / 2`` for ``|r| <= delta``, else
+    ``delta (|r| - delta / 2)``: quadratic near zero, linear (robust) for outliers."""
+
+    engine_name = "huber"
+
+    def __init__(self, delta: float = 1.0, name: str | None = None):
+        super().__init__(name or "huber_loss")
+        if isinstance(delta, bool) or not isinstance(delta, (int, float)) or not delta > 0:
+            raise ValueError(f"Huber: delta must be positive; got {delta!r}")
+        self.delta = float(delta)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "delta": self.delta}
+
+    def _spec(self) -> dict[str, Any]:
+        return {"name": self.engine_name, "delta": self.delta}
+
+
+def _smoothing(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"label_smoothing must be in [0, 1]; got {value!r}")
+    return float(value)
+
+
+class BinaryCrossentropy(Loss):
+    """``mean_j -(y_j log p_j + (1 - y_j) log(1 - p_j))``: binary and multi-label
+    classification, one sigmoid per output (the notes' "cross entropy variation").
+
+    With a sigmoid output layer the gradient is fused to ``a - y`` (note 002). Label smoothing
+    follows note 004: targets become ``1 - eps`` and ``eps`` (Keras: ``1 - eps/2`` and ``eps/2``).
+    """
+
+    engine_name = "binary_crossentropy"
+
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0, name: str | None = None):
+        super().__init__(name)
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _smoothing(label_smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def _spec(self) -> dict[str, Any]:
+        return {
+            "name": self.engine_name,
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+        }
+
+
+class CategoricalCrossentropy(BinaryCrossentropy):
+    """``-sum_j y_j log p_j`` with one-hot targets.
+
+    Label smoothing follows note 004: with ``k`` classes ones become ``1 - eps`` and zeros
+    ``eps / (k - 1)`` (``k = 5, eps = 0.01``: ``[0.0025, 0.0025, 0.99, 0.0025, 0.0025]``).
+    Keras uses ``y (1 - eps) + eps / k`` instead.
+    """
 
     engine_name = "categorical_crossentropy"
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """``-log p_c`` with integer class labels ``c`` in ``[0, classes)``."""
+
+    engine_name = "sparse_categorical_crossentropy"
 
     def __init__(self, from_logits: bool = False, name: str | None = None):
         super().__init__(name)
@@ -93,19 +173,44 @@ class CategoricalCrossentropy(Loss):
     def _spec(self) -> dict[str, Any]:
         return {"name": self.engine_name, "from_logits": self.from_logits}
 
-
-class SparseCategoricalCrossentropy(CategoricalCrossentropy):
-    """``-log p_c`` with integer class labels ``c`` in ``[0, classes)``."""
-
-    engine_name = "sparse_categorical_crossentropy"
-
     @property
     def is_sparse(self) -> bool:
         return True
 
 
+class KLDivergence(Loss):
+    """Kullback-Leibler divergence ``sum_j y_j log(y_j / p_j)`` (note 002 B.2.2), both clipped
+    to ``[1e-7, 1]`` as in Keras."""
+
+    engine_name = "kl_divergence"
+
+    def __init__(self, name: str | None = None):
+        super().__init__(name or "kl_divergence")
+
+
+class Hellinger(Loss):
+    """Hellinger distance ``||sqrt(p) - sqrt(y)||_2 / sqrt(2)`` between the output and target
+    distributions (note 002 B.2.2; not in Keras). Outputs must be non-negative, e.g. softmax."""
+
+    engine_name = "hellinger"
+
+
 _ALIASES = {
     "mse": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "MeanAbsoluteError": MeanAbsoluteError,
+    "huber": Huber,
+    "huber_loss": Huber,
+    "Huber": Huber,
+    "binary_crossentropy": BinaryCrossentropy,
+    "BinaryCrossentropy": BinaryCrossentropy,
+    "kl_divergence": KLDivergence,
+    "kld": KLDivergence,
+    "kullback_leibler_divergence": KLDivergence,
+    "KLDivergence": KLDivergence,
+    "hellinger": Hellinger,
+    "Hellinger": Hellinger,
     "mean_squared_error": MeanSquaredError,
     "MeanSquaredError": MeanSquaredError,
     "categorical_crossentropy": CategoricalCrossentropy,

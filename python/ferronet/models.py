@@ -9,6 +9,7 @@ times a second for the progress bar and Ctrl-C, never once per batch.
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import numpy as np
@@ -186,25 +187,49 @@ class Sequential:
         opt = optimizers.get(optimizer)
         loss_obj = losses.get(loss) if loss is not None else None
         if metrics is None:
-            metric_ids: list = []
-        elif isinstance(metrics, (str, bytes)):
-            metric_ids = [metrics]
+            metric_list: list = []
+        elif isinstance(metrics, (str, _metrics.Metric)):
+            metric_list = [metrics]
         elif isinstance(metrics, (list, tuple)):
-            metric_ids = list(metrics)
+            metric_list = list(metrics)
         else:
-            raise TypeError(f"metrics must be a list of names; got {type(metrics).__name__}")
-        for m in metric_ids:
-            _metrics.validate(m)
-        self.optimizer, self.loss, self._metric_ids = opt, loss_obj, metric_ids
-        self._compiled = True
+            raise TypeError(
+                f"metrics must be a list of names or Metric objects; got {type(metrics).__name__}"
+            )
+        metric_objs = [_metrics.get(m) for m in metric_list]
+        previous = (self.optimizer, self.loss, self._metric_ids, self._compiled)
+        self.optimizer, self.loss, self._metric_ids, self._compiled = opt, loss_obj, metric_objs, True
         if self.built:
-            self._compile_engine()
+            try:
+                self._compile_engine()
+            except Exception:
+                self.optimizer, self.loss, self._metric_ids, self._compiled = previous
+                raise
+        self._warn_untrainable()
+
+    def _warn_untrainable(self) -> None:
+        """The step activation has a zero derivative (note 001): layers before it cannot learn."""
+        for layer in self._layers:
+            act = getattr(layer, "activation", None)
+            if isinstance(act, dict) and act.get("name") == "step":
+                warnings.warn(
+                    f"layer '{layer.name}' uses the step activation, whose gradient is zero everywhere: "
+                    "it and the layers before it will not learn",
+                    stacklevel=3,
+                )
 
     def _compile_engine(self) -> None:
         if self.loss is None:
             return
         width = int(np.prod(self._core.layer_output_shapes[-1]))
-        specs = [_metrics.resolve(m, width, self.loss.is_sparse) for m in self._metric_ids]
+        resolved = [_metrics.resolve(m, width, self.loss) for m in self._metric_ids]
+        for m in resolved:
+            if m.sparse != self.loss.is_sparse:
+                want = "integer labels" if self.loss.is_sparse else "targets shaped like the output"
+                raise ValueError(
+                    f"metric '{m.name}' does not fit the loss '{self.loss.name}', whose targets are {want}"
+                )
+        specs = [m._spec() for m in resolved]
         spec = {"loss": self.loss._spec(), "optimizer": self.optimizer._spec(), "metrics": specs}
         self._core.compile(json.dumps(spec))
         self.optimizer._attach(self._core)
@@ -217,7 +242,7 @@ class Sequential:
 
     @property
     def metrics_names(self) -> list[str]:
-        return ["loss", *("accuracy" if m == "acc" else m for m in self._metric_ids)]
+        return ["loss", *(m if isinstance(m, str) else m.name for m in self._metric_ids)]
 
     # -- data --------------------------------------------------------------------------------
     def _prepare_x(self, x, what: str) -> np.ndarray:
@@ -259,12 +284,58 @@ class Sequential:
             )
         return y
 
-    def _prepare_xy(self, x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
+    def _sample_weights(self, sample_weight, class_weight, y: np.ndarray, what: str) -> np.ndarray | None:
+        """Per-sample loss weights: ``sample_weight`` times the weight of each sample's class."""
+        n = y.shape[0]
+        w = None
+        if sample_weight is not None:
+            w = _as_float32("sample_weight", sample_weight)
+            if w.ndim != 1 or w.shape[0] != n:
+                raise ValueError(f"{what}: sample_weight must have shape ({n},); got {w.shape}")
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise TypeError(f"{what}: class_weight must be a dict {{class: weight}}")
+            # Binary or sparse targets name the class directly; one-hot targets by their argmax.
+            classes = np.rint(y[:, 0]).astype(np.int64) if y.shape[1] == 1 else y.argmax(axis=1)
+            size = max(int(classes.max()) + 1, *(int(c) + 1 for c in class_weight)) if n else 1
+            lookup = np.ones(size, dtype=np.float32)
+            for c, v in class_weight.items():
+                if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
+                    raise ValueError(f"{what}: class_weight keys must be class indices; got {c!r}")
+                lookup[int(c)] = float(v)
+            cw = lookup[np.clip(classes, 0, size - 1)]
+            w = cw if w is None else w * cw
+        return None if w is None else np.ascontiguousarray(w, dtype=np.float32)
+
+    def _prepare_xy(self, x, y, what: str, sample_weight=None, class_weight=None):
         self._require_compiled(what)
         x = self._prepare_x(x, what)
         y = self._prepare_y(y, x.shape[0], what)
-        self._core.validate(x, y, what)
-        return x, y
+        w = self._sample_weights(sample_weight, class_weight, y, what)
+        self._core.validate(x, y, w, what)
+        return x, y, w
+
+    def _validation_set(self, validation_data, validation_split, x, y, w):
+        """``(train, val)`` data: ``validation_data`` as given, or the last fraction of the samples
+        before shuffling (Keras' ``validation_split``)."""
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError(
+                    "validation_data must be a tuple (x_val, y_val) or (x_val, y_val, sample_weight)"
+                )
+            vw = validation_data[2] if len(validation_data) == 3 else None
+            return (x, y, w), self._prepare_xy(*validation_data[:2], "fit (validation_data)", vw)
+        if validation_split > 0.0:
+            split = int(np.ceil(x.shape[0] * (1.0 - validation_split)))
+            if split <= 0 or split >= x.shape[0]:
+                raise ValueError(
+                    f"validation_split={validation_split} leaves no training or no validation samples "
+                    f"out of {x.shape[0]}"
+                )
+            cut = lambda a, s: None if a is None else a[s]  # noqa: E731
+            train = (x[:split], y[:split], cut(w, slice(None, split)))
+            return train, (x[split:], y[split:], cut(w, slice(split, None)))
+        return (x, y, w), None
 
     # -- training ----------------------------------------------------------------------------
     def fit(
@@ -278,13 +349,17 @@ class Sequential:
         validation_split: float = 0.0,
         validation_data=None,
         shuffle: bool = True,
+        class_weight=None,
+        sample_weight=None,
         initial_epoch: int = 0,
+        validation_freq: int = 1,
     ) -> History:
         """Trains for ``epochs`` epochs; returns a ``History``.
 
         ``batch_size=None`` trains full-batch (gradient descent on the whole set each step).
         ``validation_split`` holds out the *last* fraction of the samples, before shuffling, as
-        Keras does.
+        Keras does. ``class_weight`` ({class: weight}) and ``sample_weight`` scale each sample's
+        loss: the batch loss is ``sum_i w_i l_i / batch_size`` (Keras' reduction).
         """
         verbose = _verbosity(verbose)
         self._require_compiled("fit")
@@ -292,26 +367,10 @@ class Sequential:
             raise ValueError(f"epochs must be a non-negative integer; got {epochs!r}")
         if not (isinstance(validation_split, (int, float)) and 0.0 <= validation_split < 1.0):
             raise ValueError(f"validation_split must be in [0, 1); got {validation_split!r}")
-        x = self._prepare_x(x, "fit")
-        y = self._prepare_y(y, x.shape[0], "fit")
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a tuple (x_val, y_val)")
-            vx = self._prepare_x(validation_data[0], "fit (validation_data)")
-            val = (vx, self._prepare_y(validation_data[1], vx.shape[0], "fit (validation_data)"))
-        elif validation_split > 0.0:
-            split = int(np.ceil(x.shape[0] * (1.0 - validation_split)))
-            if split <= 0 or split >= x.shape[0]:
-                raise ValueError(
-                    f"validation_split={validation_split} leaves no training or no validation samples "
-                    f"out of {x.shape[0]}"
-                )
-            x, val = x[:split], (x[split:], y[split:])
-            y = y[:split]
-        self._core.validate(x, y, "fit")
-        if val is not None:
-            self._core.validate(val[0], val[1], "fit (validation)")
+        if isinstance(validation_freq, bool) or not isinstance(validation_freq, int) or validation_freq < 1:
+            raise ValueError(f"validation_freq must be a positive integer; got {validation_freq!r}")
+        x, y, w = self._prepare_xy(x, y, "fit", sample_weight, class_weight)
+        (x, y, w), val = self._validation_set(validation_data, validation_split, x, y, w)
         n = x.shape[0]
         bs = _batch_size(batch_size, n)
         steps = -(-n // bs)
@@ -332,15 +391,15 @@ class Sequential:
             bar = Progbar(steps, verbose)
             self._core.begin_epoch(n, bs, bool(shuffle))
             try:
-                while not self._core.train_steps(x, y, _SLICE_SECONDS):
+                while not self._core.train_steps(x, y, w, _SLICE_SECONDS):
                     bar.update(self._core.steps_done, dict(self._core.epoch_logs()))
             except KeyboardInterrupt:
                 if bar.dynamic and verbose == 1:
                     print(flush=True)
                 raise
             logs = dict(self._core.epoch_logs())
-            if val is not None:
-                vlogs = self._core.evaluate(val[0], val[1], bs)
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                vlogs = self._core.evaluate(val[0], val[1], val[2], bs)
                 logs.update({f"val_{k}": v for k, v in vlogs})
             bar.update(steps, logs, final=True)
             cbs.on_epoch_end(epoch, logs)
@@ -351,26 +410,28 @@ class Sequential:
         self.history = history
         return history
 
-    def train_on_batch(self, x, y, return_dict: bool = False):
+    def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict: bool = False):
         """One optimizer step on this batch; returns its loss (and metrics)."""
-        x, y = self._prepare_xy(x, y, "train_on_batch")
-        return self._format_logs(self._core.train_on_batch(x, y), return_dict)
+        x, y, w = self._prepare_xy(x, y, "train_on_batch", sample_weight, class_weight)
+        return self._format_logs(self._core.train_on_batch(x, y, w), return_dict)
 
     # -- inference ---------------------------------------------------------------------------
-    def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", return_dict: bool = False):
+    def evaluate(
+        self, x=None, y=None, batch_size=32, verbose="auto", sample_weight=None, return_dict: bool = False
+    ):
         """Loss and metrics in inference mode: a scalar loss, or ``[loss, *metrics]``."""
         verbose = _verbosity(verbose)
-        x, y = self._prepare_xy(x, y, "evaluate")
+        x, y, w = self._prepare_xy(x, y, "evaluate", sample_weight)
         bs = _batch_size(batch_size, x.shape[0])
         bar = Progbar(-(-x.shape[0] // bs), verbose)
-        logs = self._core.evaluate(x, y, bs)
+        logs = self._core.evaluate(x, y, w, bs)
         bar.update(bar.target, dict(logs), final=True)
         return self._format_logs(logs, return_dict)
 
-    def test_on_batch(self, x, y, return_dict: bool = False):
+    def test_on_batch(self, x, y, sample_weight=None, return_dict: bool = False):
         """Loss and metrics of one batch in inference mode."""
-        x, y = self._prepare_xy(x, y, "test_on_batch")
-        return self._format_logs(self._core.evaluate(x, y, x.shape[0]), return_dict)
+        x, y, w = self._prepare_xy(x, y, "test_on_batch", sample_weight)
+        return self._format_logs(self._core.evaluate(x, y, w, x.shape[0]), return_dict)
 
     def predict(self, x, batch_size=32, verbose="auto") -> np.ndarray:
         """Outputs for ``x`` as a float32 array of shape ``(samples, *output_shape)``."""

@@ -9,14 +9,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ferronet_core::gemm::{gemm as ferronet_gemm, MatRef};
 use ndarray::Array2;
 
-const SHAPES: [(usize, usize, usize); 6] = [
-    (128, 784, 256),
-    (784, 128, 256),
-    (128, 256, 128),
-    (256, 128, 128),
-    (256, 1024, 1024),
-    (1024, 1024, 1024),
-];
+const SHAPES: [(usize, usize, usize); 6] =
+    [(128, 784, 256), (784, 128, 256), (128, 256, 128), (256, 128, 128), (256, 1024, 1024), (1024, 1024, 1024)];
 
 fn filled(len: usize) -> Vec<f32> {
     (0..len).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect()
@@ -24,10 +18,7 @@ fn filled(len: usize) -> Vec<f32> {
 
 fn bench(c: &mut Criterion) {
     for threads in [1usize, 2] {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut group = c.benchmark_group(format!("gemm_t{threads}"));
         group.sample_size(20);
         for &(m, k, n) in &SHAPES {
@@ -37,21 +28,10 @@ fn bench(c: &mut Criterion) {
             group.throughput(Throughput::Elements((2 * m * k * n) as u64));
             group.bench_function(BenchmarkId::new("ferronet_matrixmultiply", &id), |bch| {
                 pool.install(|| {
-                    bch.iter(|| {
-                        ferronet_gemm(
-                            MatRef::row_major(&a, m, k),
-                            MatRef::row_major(&b, k, n),
-                            0.0,
-                            &mut out,
-                        )
-                    })
+                    bch.iter(|| ferronet_gemm(MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), 0.0, &mut out))
                 })
             });
-            let par = if threads == 1 {
-                gemm::Parallelism::None
-            } else {
-                gemm::Parallelism::Rayon(threads)
-            };
+            let par = if threads == 1 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
             group.bench_function(BenchmarkId::new("gemm_crate", &id), |bch| {
                 pool.install(|| {
                     bch.iter(|| unsafe {
@@ -84,9 +64,7 @@ fn bench(c: &mut Criterion) {
                     Array2::from_shape_vec((m, k), a.clone()).unwrap(),
                     Array2::from_shape_vec((k, n), b.clone()).unwrap(),
                 );
-                group.bench_function(BenchmarkId::new("ndarray_dot", &id), |bch| {
-                    bch.iter(|| aa.dot(&bb))
-                });
+                group.bench_function(BenchmarkId::new("ndarray_dot", &id), |bch| bch.iter(|| aa.dot(&bb)));
             }
         }
         group.finish();

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use ferronet_core::activation::Activation;
 use ferronet_core::init::Initializer;
-use ferronet_core::layers::LayerSpec;
+use ferronet_core::layers::{InitSpec, LayerSpec};
 use ferronet_core::loss::Loss;
 use ferronet_core::optim::OptimizerSpec;
 use ferronet_core::rng::Stream;
@@ -19,8 +19,10 @@ fn dense(name: &str, units: usize, activation: Activation) -> LayerSpec {
         units,
         activation,
         use_bias: true,
-        kernel_initializer: Initializer::GlorotUniform,
-        bias_initializer: Initializer::Zeros,
+        kernel_initializer: Default::default(),
+        bias_initializer: InitSpec { init: Initializer::Zeros, seed: None },
+        kernel_regularizer: None,
+        bias_regularizer: None,
     }
 }
 
@@ -31,9 +33,7 @@ fn main() {
     threads::set_num_threads(n_threads).unwrap();
     let (rows, width) = (60_000, 784);
     let mut rng = Stream::new(0, 0);
-    let x: Vec<f32> = (0..rows * width)
-        .map(|_| 2.0 * rng.uniform() - 1.0)
-        .collect();
+    let x: Vec<f32> = (0..rows * width).map(|_| 2.0 * rng.uniform() - 1.0).collect();
     let y: Vec<f32> = (0..rows).map(|_| rng.below(10) as f32).collect();
     let spec = ModelSpec {
         input_shape: vec![width],
@@ -47,24 +47,15 @@ fn main() {
     model
         .compile(&CompileSpec {
             loss: Loss::SparseCategoricalCrossentropy { from_logits: true },
-            optimizer: OptimizerSpec::Adam {
-                learning_rate: 1e-3,
-                beta_1: 0.9,
-                beta_2: 0.999,
-                epsilon: 1e-7,
-            },
+            optimizer: OptimizerSpec::Adam { learning_rate: 1e-3, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 },
             metrics: vec![],
         })
         .unwrap();
-    let data = Dataset { x: &x, y: &y, rows };
+    let data = Dataset::new(&x, &y, rows);
     for e in 0..epochs {
         let t = Instant::now();
         let logs = model.fit_epoch(&data, 128, true).unwrap();
         let s = t.elapsed().as_secs_f64();
-        println!(
-            "epoch {e}: {:.0} samples/s, loss {:.4}",
-            rows as f64 / s,
-            logs.get("loss").unwrap()
-        );
+        println!("epoch {e}: {:.0} samples/s, loss {:.4}", rows as f64 / s, logs.get("loss").unwrap());
     }
 }

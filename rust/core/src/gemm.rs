@@ -21,30 +21,16 @@ impl<'a> MatRef<'a> {
     /// A row-major `rows x cols` matrix.
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
         debug_assert!(data.len() >= rows * cols);
-        Self {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
+        Self { data, rows, cols, rs: cols, cs: 1 }
     }
 
     /// The transpose of this view (no data moves).
     pub fn t(self) -> Self {
-        Self {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
+        Self { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
     }
 
     fn span_ok(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+        self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
     }
 }
 
@@ -156,47 +142,25 @@ mod tests {
     }
 
     fn filled(len: usize, salt: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 31 + salt * 17) % 23) as f32 - 11.0) / 7.0)
-            .collect()
+        (0..len).map(|i| (((i * 31 + salt * 17) % 23) as f32 - 11.0) / 7.0).collect()
     }
 
     #[test]
     fn all_transpose_combinations_match_naive_product_serial_and_parallel() {
         for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
-                for &(m, k, n) in &[
-                    (1, 1, 1),
-                    (7, 5, 3),
-                    (70, 130, 90),
-                    (200, 64, 33),
-                    (33, 64, 200),
-                ] {
+                for &(m, k, n) in &[(1, 1, 1), (7, 5, 3), (70, 130, 90), (200, 64, 33), (33, 64, 200)] {
                     let ad = filled(m * k, 1);
                     let bd = filled(k * n, 2);
                     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-                        let a = if ta {
-                            MatRef::row_major(&ad, k, m).t()
-                        } else {
-                            MatRef::row_major(&ad, m, k)
-                        };
-                        let b = if tb {
-                            MatRef::row_major(&bd, n, k).t()
-                        } else {
-                            MatRef::row_major(&bd, k, n)
-                        };
+                        let a = if ta { MatRef::row_major(&ad, k, m).t() } else { MatRef::row_major(&ad, m, k) };
+                        let b = if tb { MatRef::row_major(&bd, n, k).t() } else { MatRef::row_major(&bd, k, n) };
                         let want = naive(a, b);
                         let mut c = vec![1.0; m * n];
                         gemm(a, b, 0.0, &mut c);
                         for (x, y) in c.iter().zip(&want) {
-                            assert!(
-                                (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-                                "{m}x{k}x{n} ta={ta} tb={tb}"
-                            );
+                            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n} ta={ta} tb={tb}");
                         }
                     }
                 }
@@ -209,12 +173,7 @@ mod tests {
         let a = [1.0, 2.0, 3.0, 4.0];
         let b = [1.0, 0.0, 0.0, 1.0];
         let mut c = [10.0, 10.0, 10.0, 10.0];
-        gemm(
-            MatRef::row_major(&a, 2, 2),
-            MatRef::row_major(&b, 2, 2),
-            1.0,
-            &mut c,
-        );
+        gemm(MatRef::row_major(&a, 2, 2), MatRef::row_major(&b, 2, 2), 1.0, &mut c);
         assert_eq!(c, [11.0, 12.0, 13.0, 14.0]);
     }
 }

@@ -21,6 +21,8 @@ pub struct Workspace {
     capacity: usize,
     pub outputs: Vec<Vec<f32>>,
     pub grads: Vec<Vec<f32>>,
+    /// Per layer, what forward keeps for backward besides the output (often empty).
+    pub saved: Vec<Vec<f32>>,
 }
 
 #[derive(Clone, Debug)]
@@ -39,15 +41,10 @@ fn width(shape: &[usize]) -> usize {
 impl Network {
     pub fn build(spec: &ModelSpec, seed: u64) -> Result<Self> {
         if spec.layers.is_empty() {
-            return Err(invalid(
-                "the model has no layers; add at least one before building it",
-            ));
+            return Err(invalid("the model has no layers; add at least one before building it"));
         }
         if spec.input_shape.is_empty() || spec.input_shape.contains(&0) {
-            return Err(invalid(format!(
-                "input shape must be non-empty and positive; got {:?}",
-                spec.input_shape
-            )));
+            return Err(invalid(format!("input shape must be non-empty and positive; got {:?}", spec.input_shape)));
         }
         let mut params = ParamStore::default();
         let mut layers = Vec::with_capacity(spec.layers.len());
@@ -59,12 +56,7 @@ impl Network {
             shapes.push(out.clone());
             shape = out;
         }
-        Ok(Self {
-            layers,
-            params,
-            input_shape: spec.input_shape.clone(),
-            shapes,
-        })
+        Ok(Self { layers, params, input_shape: spec.input_shape.clone(), shapes })
     }
 
     /// Values per input sample.
@@ -82,16 +74,9 @@ impl Network {
         if ws.capacity >= rows && ws.outputs.len() == self.layers.len() {
             return;
         }
-        ws.outputs = self
-            .shapes
-            .iter()
-            .map(|s| vec![0.0; rows * width(s)])
-            .collect();
-        ws.grads = self
-            .shapes
-            .iter()
-            .map(|s| vec![0.0; rows * width(s)])
-            .collect();
+        ws.outputs = self.shapes.iter().map(|s| vec![0.0; rows * width(s)]).collect();
+        ws.grads = self.shapes.iter().map(|s| vec![0.0; rows * width(s)]).collect();
+        ws.saved = self.layers.iter().map(|l| vec![0.0; rows * l.saved_width()]).collect();
         ws.capacity = rows;
     }
 
@@ -101,7 +86,7 @@ impl Network {
         for (i, layer) in self.layers.iter().enumerate() {
             let (done, rest) = ws.outputs.split_at_mut(i);
             let x = if i == 0 { input } else { &done[i - 1][..] };
-            layer.forward(&self.params.values, x, &mut rest[0], rows);
+            layer.forward(&self.params.values, x, &mut rest[0], &mut ws.saved[i], rows);
         }
     }
 
@@ -116,12 +101,9 @@ impl Network {
                 grads: &mut self.params.grads,
                 input: if i == 0 { input } else { &ws.outputs[i - 1] },
                 output: &ws.outputs[i],
+                saved: &ws.saved[i],
                 grad_out: &mut rest[0],
-                grad_in: if i == 0 {
-                    None
-                } else {
-                    Some(&mut below[i - 1])
-                },
+                grad_in: if i == 0 { None } else { Some(&mut below[i - 1]) },
                 rows,
                 skip_activation: fused && i == last,
             };

@@ -2,6 +2,8 @@
 //! gradient beside it in a second one, so an optimizer step is one fused sweep over two buffers
 //! (and, later, clipping and weight decay in the same pass), with no per-tensor locking.
 
+use crate::regularizer::Regularizer;
+
 /// What a tensor is for: decoupled weight decay and regularizers treat kernels and biases apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -16,6 +18,8 @@ pub struct Tensor {
     pub shape: Vec<usize>,
     pub offset: usize,
     pub role: Role,
+    /// Penalty added to the loss for this tensor, if any.
+    pub regularizer: Option<Regularizer>,
 }
 
 impl Tensor {
@@ -44,12 +48,7 @@ impl ParamStore {
     /// Reserves a tensor and returns its index; storage grows with it (filled with zeros).
     pub fn register(&mut self, name: String, shape: Vec<usize>, role: Role) -> usize {
         let offset = self.values.len();
-        let t = Tensor {
-            name,
-            shape,
-            offset,
-            role,
-        };
+        let t = Tensor { name, shape, offset, role, regularizer: None };
         self.values.resize(offset + t.len(), 0.0);
         self.grads.resize(offset + t.len(), 0.0);
         self.tensors.push(t);
@@ -62,5 +61,23 @@ impl ParamStore {
 
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
+    }
+
+    /// Adds every regularizer's gradient to `grads`; returns the total penalty.
+    pub fn apply_regularizers(&mut self) -> f64 {
+        let mut penalty = 0.0;
+        for t in &self.tensors {
+            if let Some(r) = t.regularizer {
+                let range = t.range();
+                penalty += r.penalty(&self.values[range.clone()]);
+                r.add_gradient(&self.values[range.clone()], &mut self.grads[range]);
+            }
+        }
+        penalty
+    }
+
+    /// The total penalty of the regularizers, without gradients (for evaluation).
+    pub fn penalty(&self) -> f64 {
+        self.tensors.iter().filter_map(|t| t.regularizer.map(|r| r.penalty(&self.values[t.range()]))).sum()
     }
 }

@@ -28,6 +28,25 @@ impl Stream {
         (self.0.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
     }
 
+    /// Standard normal (Box-Muller; the second value of each pair is not kept, for simplicity
+    /// of state and reproducibility).
+    pub fn normal(&mut self) -> f32 {
+        // 1 - u is in (0, 1], so the log is finite.
+        let u1 = 1.0 - self.uniform() as f64;
+        let u2 = self.uniform() as f64;
+        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    }
+
+    /// Standard normal truncated to `[-2, 2]` by rejection (Keras' truncated normal).
+    pub fn truncated_normal(&mut self) -> f32 {
+        loop {
+            let v = self.normal();
+            if v.abs() <= 2.0 {
+                return v;
+            }
+        }
+    }
+
     /// Uniform integer in `[0, bound)` (Lemire's multiply-shift; bias below 2^-32 for any bound).
     pub fn below(&mut self, bound: usize) -> usize {
         ((self.0.next_u64() as u128 * bound as u128) >> 64) as usize

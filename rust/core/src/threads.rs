@@ -37,9 +37,7 @@ pub fn pool() -> Arc<ThreadPool> {
     if let Some(p) = guard.as_ref() {
         return p.clone();
     }
-    let p = build(default_threads())
-        .or_else(|_| build(1))
-        .expect("a one-thread pool can always be built");
+    let p = build(default_threads()).or_else(|_| build(1)).expect("a one-thread pool can always be built");
     *guard = Some(p.clone());
     p
 }

@@ -2,7 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use ferronet_core::Error;
+use ferronet_core::{Dataset, Error};
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -32,9 +32,7 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> PyResult<T> {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(FerronetError::new_err(format!(
-                "internal error in the ferronet engine: {msg}"
-            )))
+            Err(FerronetError::new_err(format!("internal error in the ferronet engine: {msg}")))
         }
     }
 }
@@ -42,8 +40,22 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> PyResult<T> {
 /// A contiguous float32 view of a numpy array and its number of rows (first axis).
 pub fn rows_of<'a>(name: &str, a: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<(&'a [f32], usize)> {
     let rows = a.shape().first().copied().unwrap_or(0);
-    let slice = a.as_slice().map_err(|_| {
-        PyValueError::new_err(format!("{name} must be a C-contiguous float32 array"))
-    })?;
+    let slice =
+        a.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous float32 array")))?;
     Ok((slice, rows))
+}
+
+/// A dataset view over `x`, `y` and optional per-sample weights (rows on axis 0).
+pub fn dataset<'a>(
+    x: &'a PyReadonlyArrayDyn<'_, f32>,
+    y: &'a PyReadonlyArrayDyn<'_, f32>,
+    w: Option<&'a PyReadonlyArrayDyn<'_, f32>>,
+) -> PyResult<Dataset<'a>> {
+    let (xs, rows) = rows_of("x", x)?;
+    let (ys, _) = rows_of("y", y)?;
+    let weights = match w {
+        Some(w) => Some(rows_of("sample_weight", w)?.0),
+        None => None,
+    };
+    Ok(Dataset { x: xs, y: ys, weights, rows })
 }

@@ -2,6 +2,7 @@
 //! functions; every heavy call borrows numpy buffers without copying and releases the GIL.
 //! Panics never cross into Python: they are caught here and raised as `ferronet.FerronetError`.
 
+mod activation;
 mod convert;
 mod loss;
 mod model;
@@ -26,6 +27,7 @@ fn get_num_threads() -> PyResult<usize> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FerronetError", m.py().get_type::<FerronetError>())?;
     m.add_class::<model::PyModel>()?;
+    m.add_function(wrap_pyfunction!(activation::activation_forward, m)?)?;
     m.add_function(wrap_pyfunction!(loss::loss_value, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;

@@ -31,6 +31,6 @@ pub fn loss_value(
     }
     guard(|| {
         loss.validate_targets(truth, cols)?;
-        Ok(loss.evaluate(pred, truth, rows, cols, false, 1.0, None) / rows as f64)
+        Ok(loss.evaluate(pred, truth, None, rows, cols, false, 1.0, None) / rows as f64)
     })
 }

@@ -2,16 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-use ferronet_core::{CompileSpec, Dataset, Logs, Model, ModelSpec};
+use ferronet_core::{CompileSpec, Logs, Model, ModelSpec};
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::convert::{guard, rows_of};
+use crate::convert::{dataset, guard, rows_of};
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> PyResult<T> {
-    serde_json::from_str(json)
-        .map_err(|e| PyValueError::new_err(format!("invalid {what} specification: {e}")))
+    serde_json::from_str(json).map_err(|e| PyValueError::new_err(format!("invalid {what} specification: {e}")))
 }
 
 fn logs_out(l: Logs) -> Vec<(String, f64)> {
@@ -51,17 +50,18 @@ impl PyModel {
     }
 
     /// Checks shapes, NaN/Inf and labels of a data set once (`what` names the calling method).
+    #[pyo3(signature = (x, y, sample_weight, what))]
     fn validate(
         &self,
         py: Python<'_>,
         x: PyReadonlyArrayDyn<'_, f32>,
         y: PyReadonlyArrayDyn<'_, f32>,
+        sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
         what: &str,
     ) -> PyResult<()> {
-        let (xs, rows) = rows_of("x", &x)?;
-        let (ys, _) = rows_of("y", &y)?;
+        let data = dataset(&x, &y, sample_weight.as_ref())?;
         let model = &self.inner;
-        py.detach(|| guard(|| model.validate(&Dataset { x: xs, y: ys, rows }, what)))
+        py.detach(|| guard(|| model.validate(&data, what)))
     }
 
     /// Starts an epoch (draws the shuffled order).
@@ -70,18 +70,19 @@ impl PyModel {
     }
 
     /// Trains for about `seconds` (at least one step) without the GIL; `True` when the epoch ended.
+    #[pyo3(signature = (x, y, sample_weight, seconds))]
     fn train_steps(
         &mut self,
         py: Python<'_>,
         x: PyReadonlyArrayDyn<'_, f32>,
         y: PyReadonlyArrayDyn<'_, f32>,
+        sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
         seconds: f64,
     ) -> PyResult<bool> {
-        let (xs, rows) = rows_of("x", &x)?;
-        let (ys, _) = rows_of("y", &y)?;
+        let data = dataset(&x, &y, sample_weight.as_ref())?;
         let deadline = Instant::now() + Duration::from_secs_f64(seconds.max(0.0));
         let model = &mut self.inner;
-        py.detach(|| guard(|| model.train_steps(&Dataset { x: xs, y: ys, rows }, Some(deadline))))
+        py.detach(|| guard(|| model.train_steps(&data, Some(deadline))))
     }
 
     #[getter]
@@ -100,32 +101,32 @@ impl PyModel {
     }
 
     /// One optimizer step on this batch; returns its loss and metrics.
+    #[pyo3(signature = (x, y, sample_weight=None))]
     fn train_on_batch(
         &mut self,
         py: Python<'_>,
         x: PyReadonlyArrayDyn<'_, f32>,
         y: PyReadonlyArrayDyn<'_, f32>,
+        sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
     ) -> PyResult<Vec<(String, f64)>> {
-        let (xs, rows) = rows_of("x", &x)?;
-        let (ys, _) = rows_of("y", &y)?;
+        let data = dataset(&x, &y, sample_weight.as_ref())?;
         let model = &mut self.inner;
-        py.detach(|| guard(|| model.train_on_batch(&Dataset { x: xs, y: ys, rows })))
-            .map(logs_out)
+        py.detach(|| guard(|| model.train_on_batch(&data))).map(logs_out)
     }
 
     /// Loss and metrics in inference mode.
+    #[pyo3(signature = (x, y, sample_weight, batch_size))]
     fn evaluate(
         &mut self,
         py: Python<'_>,
         x: PyReadonlyArrayDyn<'_, f32>,
         y: PyReadonlyArrayDyn<'_, f32>,
+        sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
         batch_size: usize,
     ) -> PyResult<Vec<(String, f64)>> {
-        let (xs, rows) = rows_of("x", &x)?;
-        let (ys, _) = rows_of("y", &y)?;
+        let data = dataset(&x, &y, sample_weight.as_ref())?;
         let model = &mut self.inner;
-        py.detach(|| guard(|| model.evaluate(&Dataset { x: xs, y: ys, rows }, batch_size)))
-            .map(logs_out)
+        py.detach(|| guard(|| model.evaluate(&data, batch_size))).map(logs_out)
     }
 
     /// Inference; returns a new float32 array of shape `(rows, *output_shape)`.
@@ -151,43 +152,25 @@ impl PyModel {
     /// Copies of every weight tensor, in Keras order (per layer: kernel, then bias).
     fn get_weights<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyArrayDyn<f32>>>> {
         let p = &self.inner.net.params;
-        p.tensors
-            .iter()
-            .map(|t| PyArray1::from_slice(py, &p.values[t.range()]).reshape(t.shape.clone()))
-            .collect()
+        p.tensors.iter().map(|t| PyArray1::from_slice(py, &p.values[t.range()]).reshape(t.shape.clone())).collect()
     }
 
     /// Names of the weight tensors (`layer/kernel`, `layer/bias`), in `get_weights` order.
     #[getter]
     fn weight_names(&self) -> Vec<String> {
-        self.inner
-            .net
-            .params
-            .tensors
-            .iter()
-            .map(|t| t.name.clone())
-            .collect()
+        self.inner.net.params.tensors.iter().map(|t| t.name.clone()).collect()
     }
 
     /// Shapes of the weight tensors, in `get_weights` order.
     #[getter]
     fn weight_shapes(&self) -> Vec<Vec<usize>> {
-        self.inner
-            .net
-            .params
-            .tensors
-            .iter()
-            .map(|t| t.shape.clone())
-            .collect()
+        self.inner.net.params.tensors.iter().map(|t| t.shape.clone()).collect()
     }
 
     /// Replaces weight tensor `index` with the values of `value` (same shape required).
     fn set_weight(&mut self, index: usize, value: PyReadonlyArrayDyn<'_, f32>) -> PyResult<()> {
         let p = &mut self.inner.net.params;
-        let t = p
-            .tensors
-            .get(index)
-            .ok_or_else(|| PyValueError::new_err(format!("no weight #{index}")))?;
+        let t = p.tensors.get(index).ok_or_else(|| PyValueError::new_err(format!("no weight #{index}")))?;
         if value.shape() != t.shape.as_slice() {
             return Err(PyValueError::new_err(format!(
                 "weight '{}' has shape {:?}; got an array of shape {:?}",
@@ -196,9 +179,7 @@ impl PyModel {
                 value.shape()
             )));
         }
-        let src = value
-            .as_slice()
-            .map_err(|_| PyValueError::new_err("weights must be C-contiguous float32"))?;
+        let src = value.as_slice().map_err(|_| PyValueError::new_err("weights must be C-contiguous float32"))?;
         let range = t.range();
         p.values[range].copy_from_slice(src);
         Ok(())

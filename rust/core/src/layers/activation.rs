@@ -26,7 +26,7 @@ impl ActivationLayer {
             let dx = &mut dx[..n];
             dx.copy_from_slice(&p.grad_out[..n]);
             if !p.skip_activation {
-                self.activation.backward(&p.output[..n], dx, self.last_axis);
+                self.activation.backward(&p.input[..n], &p.output[..n], dx, self.last_axis);
             }
         }
     }

@@ -34,9 +34,7 @@ impl Dense {
         params: &mut ParamStore,
     ) -> Result<Self> {
         if units == 0 {
-            return Err(invalid(format!(
-                "Dense '{name}': units must be a positive integer"
-            )));
+            return Err(invalid(format!("Dense '{name}': units must be a positive integer")));
         }
         let &[in_dim] = input_shape else {
             return Err(invalid(format!(
@@ -47,8 +45,7 @@ impl Dense {
             return Err(invalid(format!("Dense '{name}': input has zero features")));
         }
         let kernel = params.register(format!("{name}/kernel"), vec![in_dim, units], Role::Kernel);
-        let bias =
-            use_bias.then(|| params.register(format!("{name}/bias"), vec![units], Role::Bias));
+        let bias = use_bias.then(|| params.register(format!("{name}/bias"), vec![units], Role::Bias));
         Ok(Self {
             in_dim,
             units,
@@ -64,22 +61,41 @@ impl Dense {
         &params[self.kernel_offset..self.kernel_offset + self.in_dim * self.units]
     }
 
-    pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], rows: usize) {
+    /// Values per sample this layer keeps for backward besides its output: the pre-activation
+    /// `z`, only when the activation's derivative needs it.
+    pub fn saved_width(&self) -> usize {
+        if self.activation.needs_input() {
+            self.units
+        } else {
+            0
+        }
+    }
+
+    pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
         let (n_in, n_out) = (self.in_dim, self.units);
-        let out = &mut output[..rows * n_out];
-        gemm(
-            MatRef::row_major(&input[..rows * n_in], rows, n_in),
-            MatRef::row_major(self.w(params), n_in, n_out),
-            0.0,
-            out,
-        );
-        // Bias and activation in one pass over the output while it is still in cache.
         let bias = self.bias_offset.map(|o| &params[o..o + n_out]);
         let act = self.activation;
+        let x = MatRef::row_major(&input[..rows * n_in], rows, n_in);
+        let w = MatRef::row_major(self.w(params), n_in, n_out);
+        if act.needs_input() {
+            // The derivative needs z: keep it in `saved`, write a = f(z) to `output`.
+            let z = &mut saved[..rows * n_out];
+            gemm(x, w, 0.0, z);
+            if let Some(b) = bias {
+                for_each_row(z, n_out, |_, row| row.iter_mut().zip(b).for_each(|(v, b)| *v += b));
+            }
+            let out = &mut output[..rows * n_out];
+            out.copy_from_slice(z);
+            act.forward(out, n_out);
+            return;
+        }
+        let z = &mut output[..rows * n_out];
+        gemm(x, w, 0.0, z);
         if bias.is_none() && act == Activation::Linear {
             return;
         }
-        for_each_row(out, n_out, |_, row| {
+        // Bias and activation in one pass over the output while it is still in cache.
+        for_each_row(z, n_out, |_, row| {
             if let Some(b) = bias {
                 row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
             }
@@ -91,8 +107,7 @@ impl Dense {
         let (rows, n_in, n_out) = (p.rows, self.in_dim, self.units);
         let dz = &mut p.grad_out[..rows * n_out];
         if !p.skip_activation {
-            self.activation
-                .backward(&p.output[..rows * n_out], dz, n_out);
+            self.activation.backward(p.saved, &p.output[..rows * n_out], dz, n_out);
         }
         let dz: &[f32] = dz;
         let x = MatRef::row_major(&p.input[..rows * n_in], rows, n_in);

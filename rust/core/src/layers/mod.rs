@@ -8,9 +8,11 @@
 
 mod activation;
 mod dense;
+mod prelu;
 
 pub use activation::ActivationLayer;
 pub use dense::Dense;
+pub use prelu::PRelu;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +20,43 @@ use crate::activation::Activation;
 use crate::error::Result;
 use crate::init::Initializer;
 use crate::params::ParamStore;
+use crate::regularizer::Regularizer;
 use crate::rng::Stream;
+
+/// An initializer with an optional seed of its own (else the model seed is used).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct InitSpec {
+    #[serde(flatten)]
+    pub init: Initializer,
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+impl InitSpec {
+    fn zeros() -> Self {
+        Self { init: Initializer::Zeros, seed: None }
+    }
+
+    /// Fills tensor `index` of `params`.
+    fn fill(&self, params: &mut ParamStore, index: usize, model_seed: u64) {
+        let t = &params.tensors[index];
+        // A seeded initializer draws the same values wherever it is used, as in Keras.
+        let mut rng = match self.seed {
+            Some(s) => Stream::new(s, 0),
+            None => Stream::new(model_seed, index as u64),
+        };
+        let (range, shape) = (t.range(), t.shape.clone());
+        self.init.fill(&mut params.values[range], &shape, &mut rng);
+    }
+}
+
+fn set_regularizer(params: &mut ParamStore, index: usize, r: Option<Regularizer>) -> Result<()> {
+    if let Some(r) = r {
+        r.validate()?;
+    }
+    params.tensors[index].regularizer = r;
+    Ok(())
+}
 
 /// The description of a layer, as the Python side sends it and as a saved model stores it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,9 +70,23 @@ pub enum LayerSpec {
         #[serde(default = "yes")]
         use_bias: bool,
         #[serde(default)]
-        kernel_initializer: Initializer,
-        #[serde(default = "zeros")]
-        bias_initializer: Initializer,
+        kernel_initializer: InitSpec,
+        #[serde(default = "InitSpec::zeros")]
+        bias_initializer: InitSpec,
+        #[serde(default)]
+        kernel_regularizer: Option<Regularizer>,
+        #[serde(default)]
+        bias_regularizer: Option<Regularizer>,
+    },
+    #[serde(rename = "prelu")]
+    PRelu {
+        name: String,
+        #[serde(default = "quarter")]
+        alpha_initializer: InitSpec,
+        #[serde(default)]
+        shared_axes: Vec<usize>,
+        #[serde(default)]
+        alpha_regularizer: Option<Regularizer>,
     },
     Activation {
         name: String,
@@ -46,8 +98,8 @@ fn yes() -> bool {
     true
 }
 
-fn zeros() -> Initializer {
-    Initializer::Zeros
+fn quarter() -> InitSpec {
+    InitSpec { init: Initializer::Constant { value: 0.25 }, seed: None }
 }
 
 /// Everything `backward` of one layer reads and writes.
@@ -56,6 +108,8 @@ pub struct BackwardPass<'a> {
     pub grads: &'a mut [f32],
     pub input: &'a [f32],
     pub output: &'a [f32],
+    /// What forward kept besides the output (e.g. Dense's pre-activation); may be empty.
+    pub saved: &'a [f32],
     /// `dL/d(out)` on entry; the layer may overwrite it.
     pub grad_out: &'a mut [f32],
     /// Where `dL/d(in)` goes; `None` for the first layer (nobody needs it).
@@ -70,6 +124,7 @@ pub struct BackwardPass<'a> {
 pub enum Layer {
     Dense(Dense),
     Activation(ActivationLayer),
+    PRelu(PRelu),
 }
 
 impl Layer {
@@ -88,19 +143,24 @@ impl Layer {
                 use_bias,
                 kernel_initializer,
                 bias_initializer,
+                kernel_regularizer,
+                bias_regularizer,
             } => {
                 let d = Dense::build(name, input_shape, *units, *activation, *use_bias, params)?;
-                let kernel = &params.tensors[d.kernel];
-                let mut rng = Stream::new(seed, d.kernel as u64);
-                let range = kernel.range();
-                kernel_initializer.fill(&mut params.values[range], d.in_dim, d.units, &mut rng);
+                kernel_initializer.fill(params, d.kernel, seed);
+                set_regularizer(params, d.kernel, *kernel_regularizer)?;
                 if let Some(b) = d.bias {
-                    let range = params.tensors[b].range();
-                    let mut rng = Stream::new(seed, b as u64);
-                    bias_initializer.fill(&mut params.values[range], d.in_dim, d.units, &mut rng);
+                    bias_initializer.fill(params, b, seed);
+                    set_regularizer(params, b, *bias_regularizer)?;
                 }
                 let shape = vec![d.units];
                 Ok((Layer::Dense(d), shape))
+            }
+            LayerSpec::PRelu { name, alpha_initializer, shared_axes, alpha_regularizer } => {
+                let l = PRelu::build(name, input_shape, shared_axes, params)?;
+                alpha_initializer.fill(params, l.alpha, seed);
+                set_regularizer(params, l.alpha, *alpha_regularizer)?;
+                Ok((Layer::PRelu(l), input_shape.to_vec()))
             }
             LayerSpec::Activation { activation, .. } => {
                 let layer = ActivationLayer {
@@ -113,10 +173,19 @@ impl Layer {
         }
     }
 
-    pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], rows: usize) {
+    /// Values per sample the layer keeps between forward and backward besides its output.
+    pub fn saved_width(&self) -> usize {
         match self {
-            Layer::Dense(l) => l.forward(params, input, output, rows),
+            Layer::Dense(l) => l.saved_width(),
+            Layer::Activation(_) | Layer::PRelu(_) => 0,
+        }
+    }
+
+    pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
+        match self {
+            Layer::Dense(l) => l.forward(params, input, output, saved, rows),
             Layer::Activation(l) => l.forward(input, output, rows),
+            Layer::PRelu(l) => l.forward(params, input, output, rows),
         }
     }
 
@@ -124,6 +193,7 @@ impl Layer {
         match self {
             Layer::Dense(l) => l.backward(pass),
             Layer::Activation(l) => l.backward(pass),
+            Layer::PRelu(l) => l.backward(pass),
         }
     }
 
@@ -132,6 +202,7 @@ impl Layer {
         match self {
             Layer::Dense(l) => l.activation,
             Layer::Activation(l) => l.activation,
+            Layer::PRelu(_) => Activation::Linear,
         }
     }
 }

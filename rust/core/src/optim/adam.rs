@@ -21,15 +21,7 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(learning_rate: f32, beta_1: f32, beta_2: f32, epsilon: f32, n: usize) -> Self {
-        Self {
-            learning_rate,
-            beta_1,
-            beta_2,
-            epsilon,
-            iterations: 0,
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-        }
+        Self { learning_rate, beta_1, beta_2, epsilon, iterations: 0, m: vec![0.0; n], v: vec![0.0; n] }
     }
 
     pub fn step(&mut self, w: &mut [f32], g: &[f32]) {
@@ -37,8 +29,8 @@ impl Adam {
         let t = self.iterations as f64;
         let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
         // Bias corrections in f64: b^t underflows gracefully and stays exact for small t.
-        let lr_t = (self.learning_rate as f64 * (1.0 - (b2 as f64).powf(t)).sqrt()
-            / (1.0 - (b1 as f64).powf(t))) as f32;
+        let lr_t =
+            (self.learning_rate as f64 * (1.0 - (b2 as f64).powf(t)).sqrt() / (1.0 - (b1 as f64).powf(t))) as f32;
         sweep2(w, g, &mut self.m, &mut self.v, |w, g, m, v| {
             for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                 *m += (g - *m) * (1.0 - b1);
@@ -59,13 +51,7 @@ mod tests {
     #[test]
     fn five_steps_follow_the_published_rule() {
         let (lr, b1, b2, eps) = (0.01f64, 0.9f64, 0.999f64, 1e-7f64);
-        let grads = [
-            [0.5f32, -1.0, 2.0],
-            [0.1, 0.3, -0.7],
-            [-0.4, 0.2, 0.0],
-            [1.5, -0.5, 0.25],
-            [0.0, 0.9, -1.1],
-        ];
+        let grads = [[0.5f32, -1.0, 2.0], [0.1, 0.3, -0.7], [-0.4, 0.2, 0.0], [1.5, -0.5, 0.25], [0.0, 0.9, -1.1]];
         let mut opt = Adam::new(lr as f32, b1 as f32, b2 as f32, eps as f32, 3);
         let mut w = [1.0f32, -2.0, 0.5];
         let (mut rw, mut m, mut v) = ([1.0f64, -2.0, 0.5], [0.0f64; 3], [0.0f64; 3]);

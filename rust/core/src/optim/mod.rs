@@ -72,21 +72,12 @@ impl Optimizer {
             }
         };
         Ok(match *spec {
-            OptimizerSpec::Sgd {
-                learning_rate,
-                momentum,
-                nesterov,
-            } => {
+            OptimizerSpec::Sgd { learning_rate, momentum, nesterov } => {
                 check("learning_rate", learning_rate, learning_rate >= 0.0)?;
                 check("momentum", momentum, (0.0..=1.0).contains(&momentum))?;
                 Optimizer::Sgd(Sgd::new(learning_rate, momentum, nesterov, n_params))
             }
-            OptimizerSpec::Adam {
-                learning_rate,
-                beta_1,
-                beta_2,
-                epsilon,
-            } => {
+            OptimizerSpec::Adam { learning_rate, beta_1, beta_2, epsilon } => {
                 check("learning_rate", learning_rate, learning_rate >= 0.0)?;
                 check("beta_1", beta_1, (0.0..1.0).contains(&beta_1))?;
                 check("beta_2", beta_2, (0.0..1.0).contains(&beta_2))?;
@@ -121,9 +112,7 @@ impl Optimizer {
 
     pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
         if !(lr.is_finite() && lr >= 0.0) {
-            return Err(invalid(format!(
-                "learning_rate must be a finite non-negative number; got {lr}"
-            )));
+            return Err(invalid(format!("learning_rate must be a finite non-negative number; got {lr}")));
         }
         match self {
             Optimizer::Sgd(o) => o.learning_rate = lr,
@@ -144,21 +133,14 @@ fn parallel(len: usize) -> bool {
 /// `f(w, g)` over matching chunks of parameters and gradients.
 pub(crate) fn sweep(w: &mut [f32], g: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
     if parallel(w.len()) {
-        w.par_chunks_mut(SWEEP_CHUNK)
-            .zip(g.par_chunks(SWEEP_CHUNK))
-            .for_each(|(w, g)| f(w, g));
+        w.par_chunks_mut(SWEEP_CHUNK).zip(g.par_chunks(SWEEP_CHUNK)).for_each(|(w, g)| f(w, g));
     } else {
         f(w, g)
     }
 }
 
 /// `f(w, g, s)` over matching chunks of parameters, gradients and one state buffer.
-pub(crate) fn sweep1(
-    w: &mut [f32],
-    g: &[f32],
-    s: &mut [f32],
-    f: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync,
-) {
+pub(crate) fn sweep1(w: &mut [f32], g: &[f32], s: &mut [f32], f: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync) {
     if parallel(w.len()) {
         w.par_chunks_mut(SWEEP_CHUNK)
             .zip(g.par_chunks(SWEEP_CHUNK))

@@ -18,26 +18,14 @@ pub struct Sgd {
 
 impl Sgd {
     pub fn new(learning_rate: f32, momentum: f32, nesterov: bool, n: usize) -> Self {
-        let velocity = if momentum > 0.0 {
-            vec![0.0; n]
-        } else {
-            Vec::new()
-        };
-        Self {
-            learning_rate,
-            momentum,
-            nesterov,
-            iterations: 0,
-            velocity,
-        }
+        let velocity = if momentum > 0.0 { vec![0.0; n] } else { Vec::new() };
+        Self { learning_rate, momentum, nesterov, iterations: 0, velocity }
     }
 
     pub fn step(&mut self, w: &mut [f32], g: &[f32]) {
         let (lr, mu, nesterov) = (self.learning_rate, self.momentum, self.nesterov);
         if self.velocity.is_empty() {
-            sweep(w, g, |w, g| {
-                w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g)
-            });
+            sweep(w, g, |w, g| w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g));
         } else {
             sweep1(w, g, &mut self.velocity, |w, g, v| {
                 for ((w, &g), v) in w.iter_mut().zip(g).zip(v.iter_mut()) {
@@ -54,13 +42,8 @@ impl Sgd {
 mod tests {
     use super::*;
 
-    const GRADS: [[f32; 3]; 5] = [
-        [0.5, -1.0, 2.0],
-        [0.1, 0.3, -0.7],
-        [-0.4, 0.2, 0.0],
-        [1.5, -0.5, 0.25],
-        [0.0, 0.9, -1.1],
-    ];
+    const GRADS: [[f32; 3]; 5] =
+        [[0.5, -1.0, 2.0], [0.1, 0.3, -0.7], [-0.4, 0.2, 0.0], [1.5, -0.5, 0.25], [0.0, 0.9, -1.1]];
 
     /// Five steps against the update rule written out in f64.
     fn run(momentum: f32, nesterov: bool) {
@@ -83,10 +66,7 @@ mod tests {
             }
         }
         for i in 0..3 {
-            assert!(
-                (w[i] as f64 - rw[i]).abs() < 1e-5,
-                "momentum {momentum} nesterov {nesterov}: {w:?} vs {rw:?}"
-            );
+            assert!((w[i] as f64 - rw[i]).abs() < 1e-5, "momentum {momentum} nesterov {nesterov}: {w:?} vs {rw:?}");
         }
         assert_eq!(opt.iterations, 5);
     }
@@ -106,16 +86,8 @@ mod tests {
         let mut par = serial.clone();
         let mut a = Sgd::new(0.05, 0.9, true, n);
         let mut b = a.clone();
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap()
-            .install(|| a.step(&mut serial, &g));
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap()
-            .install(|| b.step(&mut par, &g));
+        rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| a.step(&mut serial, &g));
+        rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap().install(|| b.step(&mut par, &g));
         assert_eq!(serial, par);
     }
 }

@@ -1,0 +1,96 @@
+//! Parametric ReLU (He et al. 2015; note 000 "Leaky/Parametric ReLU"): `a = x` for `x > 0`, else
+//! `alpha x`, with one learnable `alpha` per unit (shared along `shared_axes`), initialised to
+//! 0.25 as in the paper and in PyTorch (Keras' default is 0).
+//!
+//! Backward: `dx = g` or `alpha g`; `d alpha = sum over the batch (and shared axes) of x g` where
+//! `x <= 0`.
+
+use crate::error::{invalid, Result};
+use crate::params::{ParamStore, Role};
+
+use super::BackwardPass;
+
+#[derive(Clone, Debug)]
+pub struct PRelu {
+    /// Index of the alpha tensor in the store.
+    pub alpha: usize,
+    alpha_offset: usize,
+    /// For each value of a sample, the index of its alpha.
+    alpha_index: Vec<u32>,
+    alpha_len: usize,
+    per_sample: usize,
+}
+
+impl PRelu {
+    /// `shared_axes` are 1-based per-sample axes (Keras' convention: axis 0 is the batch).
+    pub fn build(name: &str, input_shape: &[usize], shared_axes: &[usize], params: &mut ParamStore) -> Result<Self> {
+        let mut alpha_shape = input_shape.to_vec();
+        for &ax in shared_axes {
+            if ax == 0 || ax > input_shape.len() {
+                return Err(invalid(format!(
+                    "PReLU '{name}': shared axis {ax} out of range for input shape {input_shape:?} (axes are 1-based)"
+                )));
+            }
+            alpha_shape[ax - 1] = 1;
+        }
+        // Row-major strides of the alpha tensor, zero along shared axes (broadcast).
+        let mut strides = vec![0usize; input_shape.len()];
+        let mut s = 1;
+        for d in (0..input_shape.len()).rev() {
+            strides[d] = if alpha_shape[d] == 1 { 0 } else { s };
+            s *= alpha_shape[d];
+        }
+        let per_sample: usize = input_shape.iter().product();
+        let alpha_index = (0..per_sample)
+            .map(|mut flat| {
+                let mut idx = 0;
+                for d in (0..input_shape.len()).rev() {
+                    idx += (flat % input_shape[d]) * strides[d];
+                    flat /= input_shape[d];
+                }
+                idx as u32
+            })
+            .collect();
+        let alpha = params.register(format!("{name}/alpha"), alpha_shape, Role::Kernel);
+        let t = &params.tensors[alpha];
+        Ok(Self { alpha, alpha_offset: t.offset, alpha_index, alpha_len: t.len(), per_sample })
+    }
+
+    pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], rows: usize) {
+        let alpha = &params[self.alpha_offset..];
+        let n = self.per_sample;
+        for (xr, ar) in input[..rows * n].chunks_exact(n).zip(output[..rows * n].chunks_exact_mut(n)) {
+            for ((a, &x), &k) in ar.iter_mut().zip(xr).zip(&self.alpha_index) {
+                *a = if x > 0.0 { x } else { alpha[k as usize] * x };
+            }
+        }
+    }
+
+    pub fn backward(&self, p: BackwardPass<'_>) {
+        let n = self.per_sample;
+        let alpha_len = self.alpha_len;
+        let dalpha = &mut p.grads[self.alpha_offset..self.alpha_offset + alpha_len];
+        dalpha.fill(0.0);
+        let alpha = &p.params[self.alpha_offset..self.alpha_offset + alpha_len];
+        let rows = p.rows;
+        for r in 0..rows {
+            let x = &p.input[r * n..(r + 1) * n];
+            let g = &p.grad_out[r * n..(r + 1) * n];
+            for j in 0..n {
+                if x[j] <= 0.0 {
+                    dalpha[self.alpha_index[j] as usize] += x[j] * g[j];
+                }
+            }
+        }
+        if let Some(dx) = p.grad_in {
+            for r in 0..rows {
+                let x = &p.input[r * n..(r + 1) * n];
+                let g = &p.grad_out[r * n..(r + 1) * n];
+                let d = &mut dx[r * n..(r + 1) * n];
+                for j in 0..n {
+                    d[j] = if x[j] > 0.0 { g[j] } else { alpha[self.alpha_index[j] as usize] * g[j] };
+                }
+            }
+        }
+    }
+}
