@@ -123,7 +123,7 @@ def test_fit_returns_history_with_loss_metrics_and_validation():
     model = small_model()
     x, y = toy_data(100)
     history = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.2, verbose=0)
-    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
     assert all(len(v) == 3 for v in history.history.values())
     assert history.epoch == [0, 1, 2]
     assert model.history is history

@@ -9,6 +9,7 @@ times a second for the progress bar and Ctrl-C, never once per batch.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from typing import Any
 
@@ -182,7 +183,7 @@ class Sequential:
         self.build()
 
     # -- compile -----------------------------------------------------------------------------
-    def compile(self, optimizer="adam", loss=None, metrics=None) -> None:
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
         """Chooses the optimizer, the loss and the metrics; resets the optimizer state."""
         opt = optimizers.get(optimizer)
         loss_obj = losses.get(loss) if loss is not None else None
@@ -382,6 +383,9 @@ class Sequential:
         params = {"verbose": verbose, "epochs": int(epochs), "steps": steps}
         cbs = CallbackList([history, *user], self, params)
         self.stop_training = False
+        self._core.stop_on_nan = cbs.stops_on_nan
+        # A per-batch hook means one step per engine call; otherwise whole slices of the epoch.
+        max_steps = 1 if cbs.wants_batches else 2**62
         cbs.on_train_begin()
         logs: dict[str, float] = {}
         for epoch in range(int(initial_epoch), int(epochs)):
@@ -391,17 +395,33 @@ class Sequential:
             bar = Progbar(steps, verbose)
             self._core.begin_epoch(n, bs, bool(shuffle))
             try:
-                while not self._core.train_steps(x, y, w, _SLICE_SECONDS):
-                    bar.update(self._core.steps_done, dict(self._core.epoch_logs()))
+                done = False
+                while not done:
+                    if cbs.wants_batches:
+                        cbs.on_train_batch_begin(self._core.steps_done)
+                    done = self._core.train_steps(x, y, w, _SLICE_SECONDS, max_steps)
+                    running = dict(self._core.epoch_logs())
+                    if cbs.wants_batches and self._core.nan_at is None:
+                        cbs.on_train_batch_end(self._core.steps_done - 1, running)
+                    if not done:
+                        bar.update(self._core.steps_done, running)
+                    if self.stop_training:
+                        break
             except KeyboardInterrupt:
                 if bar.dynamic and verbose == 1:
                     print(flush=True)
                 raise
             logs = dict(self._core.epoch_logs())
+            if self._core.nan_at is not None:
+                # TerminateOnNaN: the offending batch was not applied; report it and stop.
+                logs["loss"] = float("nan")
+                print(f"Batch {self._core.nan_at}: Invalid loss, terminating training", flush=True)
+                self.stop_training = True
             if val is not None and (epoch + 1) % validation_freq == 0:
                 vlogs = self._core.evaluate(val[0], val[1], val[2], bs)
                 logs.update({f"val_{k}": v for k, v in vlogs})
-            bar.update(steps, logs, final=True)
+            logs["learning_rate"] = float(self._core.last_learning_rate)
+            bar.update(self._core.steps_done, logs, final=True)
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -497,6 +517,23 @@ class Sequential:
             raise ValueError(f"layer '{layer.name}' has {len(idx)} weight arrays; got {len(weights)}")
         for i, w in zip(idx, weights):
             self._core.set_weight(i, _as_float32("weights", w))
+
+    def save_weights(self, filepath, overwrite: bool = True) -> None:
+        """Writes every weight to ``filepath`` in the safetensors format (any file name works).
+
+        The file is written next to its destination and renamed into place, so an interrupted
+        save never destroys a previous file."""
+        self._require_built("save_weights")
+        path = os.fspath(filepath)
+        if not overwrite and os.path.exists(path):
+            raise FileExistsError(f"save_weights: {path} exists and overwrite=False")
+        self._core.save_weights(path, {"format": "ferronet-weights", "version": "1"})
+
+    def load_weights(self, filepath) -> None:
+        """Reads weights written by ``save_weights``. Names and shapes must match the model;
+        a missing, truncated or foreign file raises and leaves the weights unchanged."""
+        self._require_built("load_weights")
+        self._core.load_weights(os.fspath(filepath))
 
     def count_params(self) -> int:
         """Total number of weights."""

@@ -9,7 +9,7 @@ use ferronet_core::activation::Activation;
 use ferronet_core::init::Initializer;
 use ferronet_core::layers::{InitSpec, LayerSpec};
 use ferronet_core::loss::Loss;
-use ferronet_core::optim::OptimizerSpec;
+use ferronet_core::optim::{OptimizerSpec, Rule};
 use ferronet_core::rng::Stream;
 use ferronet_core::{threads, CompileSpec, Dataset, Model, ModelSpec};
 
@@ -47,7 +47,10 @@ fn main() {
     model
         .compile(&CompileSpec {
             loss: Loss::SparseCategoricalCrossentropy { from_logits: true },
-            optimizer: OptimizerSpec::Adam { learning_rate: 1e-3, beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 },
+            optimizer: OptimizerSpec::new(
+                Rule::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false },
+                1e-3,
+            ),
             metrics: vec![],
         })
         .unwrap();

@@ -10,6 +10,12 @@ pub enum Error {
     /// An operation needs state the model does not have yet (e.g. `fit` before `compile`).
     #[error("{0}")]
     InvalidState(String),
+    /// A file to read does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Reading or writing a file failed.
+    #[error("{0}")]
+    Io(String),
     /// A step observer asked the loop to stop with an error (e.g. Ctrl-C was pressed).
     #[error("training interrupted")]
     Interrupted,

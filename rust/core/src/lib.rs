@@ -15,6 +15,7 @@ pub mod model;
 pub mod network;
 pub mod optim;
 pub mod params;
+pub mod persist;
 pub mod regularizer;
 pub mod rng;
 pub mod threads;

@@ -109,6 +109,8 @@ struct EpochState {
     rows: usize,
     step: usize,
     running: Running,
+    /// Step at which a non-finite loss stopped the epoch (with `stop_on_nan`).
+    nan_at: Option<usize>,
 }
 
 /// Reused buffers of a shuffled batch.
@@ -128,6 +130,10 @@ pub struct Model {
     order: Vec<usize>,
     gather: Gather,
     epoch: EpochState,
+    /// Stop (without applying the update) at the first batch whose loss is NaN or infinite.
+    pub stop_on_nan: bool,
+    /// Weights before the current step, kept only with `stop_on_nan`.
+    backup: Vec<f32>,
 }
 
 /// Purpose tag of the shuffling stream (initializers use the tensor index).
@@ -143,6 +149,8 @@ impl Model {
             order: Vec::new(),
             gather: Gather::default(),
             epoch: EpochState::default(),
+            stop_on_nan: false,
+            backup: Vec::new(),
         })
     }
 
@@ -237,7 +245,12 @@ impl Model {
             self.order.extend(0..rows);
             self.shuffle_rng.shuffle(&mut self.order);
         }
-        self.epoch = EpochState { batch_size: batch_size.min(rows.max(1)), shuffle, rows, step: 0, running };
+        let batch_size = batch_size.min(rows.max(1));
+        self.epoch = EpochState { batch_size, shuffle, rows, step: 0, running, nan_at: None };
+        let per_epoch = rows.div_ceil(batch_size) as u64;
+        if let Some(o) = self.optimizer_mut() {
+            o.steps_per_epoch = per_epoch.max(1);
+        }
         Ok(())
     }
 
@@ -250,17 +263,23 @@ impl Model {
         self.epoch.step
     }
 
+    /// The step of the current epoch whose loss was not finite, when `stop_on_nan` stopped it.
+    pub fn nan_at(&self) -> Option<usize> {
+        self.epoch.nan_at
+    }
+
     /// Runs steps of the current epoch until it ends or `deadline` passes (at least one step).
     /// Returns `true` when the epoch is complete.
-    pub fn train_steps(&mut self, data: &Dataset<'_>, deadline: Option<Instant>) -> Result<bool> {
+    /// At most `max_steps` steps run (a per-batch callback asks for one at a time).
+    pub fn train_steps(&mut self, data: &Dataset<'_>, deadline: Option<Instant>, max_steps: usize) -> Result<bool> {
         if data.rows != self.epoch.rows {
             return Err(invalid("train_steps: data differs from the one the epoch began with"));
         }
         let this = &mut *self;
-        threads::install(move || this.train_steps_in_pool(data, deadline))
+        threads::install(move || this.train_steps_in_pool(data, deadline, max_steps.max(1)))
     }
 
-    fn train_steps_in_pool(&mut self, data: &Dataset<'_>, deadline: Option<Instant>) -> Result<bool> {
+    fn train_steps_in_pool(&mut self, data: &Dataset<'_>, deadline: Option<Instant>, max_steps: usize) -> Result<bool> {
         let c =
             self.compiled.as_ref().ok_or_else(|| Error::InvalidState("you must call compile() before fit()".into()))?;
         let (xw, tw, _) = self.widths(c);
@@ -273,7 +292,10 @@ impl Model {
             g.y.resize(bs * tw, 0.0);
             g.w.resize(if data.weights.is_some() { bs } else { 0 }, 0.0);
         }
-        while e.step * bs < e.rows {
+        let stop_on_nan = self.stop_on_nan;
+        let backup = &mut self.backup;
+        let mut taken = 0;
+        while e.step * bs < e.rows && e.nan_at.is_none() {
             let lo = e.step * bs;
             let hi = (lo + bs).min(e.rows);
             let batch = if e.shuffle {
@@ -294,13 +316,18 @@ impl Model {
             } else {
                 data.slice(lo, hi, xw, tw)
             };
-            train_step(&mut self.net, &mut self.ws, c, &batch, &mut e.running);
+            let guard = if stop_on_nan { Some(&mut *backup) } else { None };
+            if !train_step(&mut self.net, &mut self.ws, c, &batch, &mut e.running, guard) {
+                e.nan_at = Some(e.step);
+                return Ok(true);
+            }
             e.step += 1;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            taken += 1;
+            if taken >= max_steps || deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
         }
-        Ok(e.step * bs >= e.rows)
+        Ok(e.step * bs >= e.rows || e.nan_at.is_some())
     }
 
     /// Loss and metrics of the current epoch so far.
@@ -313,7 +340,7 @@ impl Model {
     pub fn fit_epoch(&mut self, data: &Dataset<'_>, batch_size: usize, shuffle: bool) -> Result<Logs> {
         self.validate(data, "fit")?;
         self.begin_epoch(data.rows, batch_size, shuffle)?;
-        self.train_steps(data, None)?;
+        self.train_steps(data, None, usize::MAX)?;
         Ok(self.epoch_logs())
     }
 
@@ -324,7 +351,7 @@ impl Model {
         threads::install(move || {
             let c = this.compiled.as_mut().expect("validated");
             let mut running = Running::new(&c.metrics);
-            train_step(&mut this.net, &mut this.ws, c, data, &mut running);
+            train_step(&mut this.net, &mut this.ws, c, data, &mut running, None);
             Ok(running.logs(&c.metrics))
         })
     }
@@ -401,14 +428,50 @@ impl Model {
 }
 
 /// Forward, loss, backward and update for one batch.
-fn train_step(net: &mut Network, ws: &mut Workspace, c: &mut Compiled, b: &Dataset<'_>, running: &mut Running) {
-    forward_backward(net, ws, c, b, running);
-    c.optimizer.step(&mut net.params.values, &net.params.grads);
+///
+/// With a `guard` buffer (TerminateOnNaN), a batch whose loss is not finite is not applied, and
+/// an update that makes any weight non-finite is undone from the copy taken before it: the model
+/// keeps its last finite weights and `false` is returned.
+fn train_step(
+    net: &mut Network,
+    ws: &mut Workspace,
+    c: &mut Compiled,
+    b: &Dataset<'_>,
+    running: &mut Running,
+    guard: Option<&mut Vec<f32>>,
+) -> bool {
+    let loss = forward_backward(net, ws, c, b, running);
+    let p = &mut net.params;
+    match guard {
+        None => {
+            c.optimizer.step(&mut p.values, &mut p.grads, &p.tensors);
+            true
+        }
+        Some(backup) => {
+            if !loss.is_finite() {
+                return false;
+            }
+            backup.clear();
+            backup.extend_from_slice(&p.values);
+            c.optimizer.step(&mut p.values, &mut p.grads, &p.tensors);
+            if first_non_finite(&p.values).is_some() {
+                p.values.copy_from_slice(backup);
+                return false;
+            }
+            true
+        }
+    }
 }
 
 /// Forward, loss and backward: leaves the gradient of the batch loss (mean plus regularization
 /// penalties) in `net.params.grads`.
-fn forward_backward(net: &mut Network, ws: &mut Workspace, c: &Compiled, b: &Dataset<'_>, running: &mut Running) {
+fn forward_backward(
+    net: &mut Network,
+    ws: &mut Workspace,
+    c: &Compiled,
+    b: &Dataset<'_>,
+    running: &mut Running,
+) -> f64 {
     let ow = net.output_width();
     net.forward(ws, b.x, b.rows);
     let last = ws.outputs.len() - 1;
@@ -417,6 +480,7 @@ fn forward_backward(net: &mut Network, ws: &mut Workspace, c: &Compiled, b: &Dat
     net.backward(ws, b.x, b.rows, c.fused);
     let penalty = net.params.apply_regularizers();
     running.add(c, sum, penalty, &ws.outputs[last], b, ow);
+    sum + penalty
 }
 
 /// Index of the first NaN or infinity, scanning in parallel for large inputs.
@@ -460,7 +524,7 @@ mod tests {
 
     fn model(layers: Vec<LayerSpec>, loss: Loss, input: usize) -> Model {
         let mut m = Model::new(&ModelSpec { input_shape: vec![input], layers }, 3).unwrap();
-        let optimizer = OptimizerSpec::Sgd { learning_rate: 0.1, momentum: 0.0, nesterov: false };
+        let optimizer = OptimizerSpec::new(crate::optim::Rule::Sgd { momentum: 0.0, nesterov: false }, 0.1);
         m.compile(&CompileSpec { loss, optimizer, metrics: vec![] }).unwrap();
         m
     }

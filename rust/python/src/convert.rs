@@ -4,7 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ferronet_core::{Dataset, Error};
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 pyo3::create_exception!(
@@ -18,6 +18,8 @@ pyo3::create_exception!(
 pub fn to_py(e: Error) -> PyErr {
     match e {
         Error::InvalidArgument(m) | Error::InvalidState(m) => PyValueError::new_err(m),
+        Error::NotFound(m) => PyFileNotFoundError::new_err(m),
+        Error::Io(m) => PyOSError::new_err(m),
         Error::Interrupted => PyKeyboardInterrupt::new_err("training interrupted"),
     }
 }

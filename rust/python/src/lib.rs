@@ -6,6 +6,7 @@ mod activation;
 mod convert;
 mod loss;
 mod model;
+mod schedule;
 
 use pyo3::prelude::*;
 
@@ -29,6 +30,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyModel>()?;
     m.add_function(wrap_pyfunction!(activation::activation_forward, m)?)?;
     m.add_function(wrap_pyfunction!(loss::loss_value, m)?)?;
+    m.add_function(wrap_pyfunction!(schedule::schedule_value, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     Ok(())

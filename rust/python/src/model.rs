@@ -70,7 +70,7 @@ impl PyModel {
     }
 
     /// Trains for about `seconds` (at least one step) without the GIL; `True` when the epoch ended.
-    #[pyo3(signature = (x, y, sample_weight, seconds))]
+    #[pyo3(signature = (x, y, sample_weight, seconds, max_steps=usize::MAX))]
     fn train_steps(
         &mut self,
         py: Python<'_>,
@@ -78,11 +78,12 @@ impl PyModel {
         y: PyReadonlyArrayDyn<'_, f32>,
         sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
         seconds: f64,
+        max_steps: usize,
     ) -> PyResult<bool> {
         let data = dataset(&x, &y, sample_weight.as_ref())?;
         let deadline = Instant::now() + Duration::from_secs_f64(seconds.max(0.0));
         let model = &mut self.inner;
-        py.detach(|| guard(|| model.train_steps(&data, Some(deadline))))
+        py.detach(|| guard(|| model.train_steps(&data, Some(deadline), max_steps)))
     }
 
     #[getter]
@@ -185,23 +186,82 @@ impl PyModel {
         Ok(())
     }
 
-    /// Learning rate of the compiled optimizer.
-    #[getter]
-    fn learning_rate(&self) -> Option<f32> {
-        self.inner.optimizer().map(|o| o.learning_rate())
+    /// Saves every weight to a safetensors file at `path` (atomically), with string `metadata`.
+    fn save_weights(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        metadata: std::collections::HashMap<String, String>,
+    ) -> PyResult<()> {
+        let store = &self.inner.net.params;
+        py.detach(|| guard(|| ferronet_core::persist::save_weights(store, &path, metadata)))
     }
 
+    /// Loads every weight from a safetensors file; returns its metadata. Nothing changes on error.
+    fn load_weights(
+        &mut self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+    ) -> PyResult<std::collections::HashMap<String, String>> {
+        let store = &mut self.inner.net.params;
+        py.detach(|| {
+            guard(|| {
+                let file = ferronet_core::persist::read_tensors(&path)?;
+                ferronet_core::persist::load_weights(store, &file, &path)?;
+                Ok(file.metadata)
+            })
+        })
+    }
+
+    /// Learning rate the next update will use (from the schedule, if any).
+    #[getter]
+    fn learning_rate(&self) -> Option<f64> {
+        self.inner.optimizer().map(|o| o.current_learning_rate())
+    }
+
+    /// Replaces the rate (and any schedule) with a constant.
     #[setter]
-    fn set_learning_rate(&mut self, lr: f32) -> PyResult<()> {
+    fn set_learning_rate(&mut self, lr: f64) -> PyResult<()> {
         match self.inner.optimizer_mut() {
             Some(o) => guard(|| o.set_learning_rate(lr)),
             None => Err(PyValueError::new_err("the model is not compiled")),
         }
     }
 
+    /// Learning rate used by the latest update.
+    #[getter]
+    fn last_learning_rate(&self) -> Option<f64> {
+        self.inner.optimizer().map(|o| o.last_learning_rate)
+    }
+
+    /// Optimizer state buffers as `(name, flat float32 array)`, in a fixed order.
+    fn optimizer_slots<'py>(&self, py: Python<'py>) -> Vec<(String, Bound<'py, PyArray1<f32>>)> {
+        self.inner
+            .optimizer()
+            .map(|o| o.slots().into_iter().map(|(n, v)| (n.to_string(), PyArray1::from_slice(py, v))).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `fit` stops, without applying it, at the first batch with a NaN or infinite loss.
+    #[getter]
+    fn stop_on_nan(&self) -> bool {
+        self.inner.stop_on_nan
+    }
+
+    #[setter]
+    fn set_stop_on_nan(&mut self, on: bool) {
+        self.inner.stop_on_nan = on;
+    }
+
+    /// Step of the current epoch at which a non-finite loss stopped training, if any.
+    #[getter]
+    fn nan_at(&self) -> Option<usize> {
+        self.inner.nan_at()
+    }
+
     /// Optimizer steps taken since `compile`.
     #[getter]
     fn iterations(&self) -> u64 {
-        self.inner.optimizer().map_or(0, |o| o.iterations())
+        self.inner.optimizer().map_or(0, |o| o.iterations)
     }
 }

@@ -1,34 +1,81 @@
-//! Optimizers: one fused sweep over the flat parameter and gradient buffers per step, split across
-//! threads in fixed-size chunks when the model is large enough for that to pay.
+//! Optimizers. One step: learning rate from the schedule, gradient clipping, decoupled weight
+//! decay on kernels, then the update rule in one sweep over the flat parameter, gradient and
+//! state buffers, split across threads in fixed-size chunks when the model is large enough.
 //!
-//! Update rules follow Keras 3 (note 001 and note 002 §4.4 give the same methods).
+//! Common options (Keras 3 semantics, note 004 "gradient clipping", note 002 "weight decay"):
+//! - `clipvalue`: each gradient component clipped to `[-c, c]`
+//! - `clipnorm`: each tensor's gradient rescaled to L2 norm at most `c`
+//! - `global_clipnorm`: all gradients rescaled together to global norm at most `c`
+//! - `weight_decay`: `w <- w - lr * wd * w` before the update, on kernels only (note 002: "W_t es
+//!   theta_t cambiando los biases por 0"); decoupled from the gradient, as in AdamW.
 
+mod adagrad;
 mod adam;
+mod adamax;
+mod nadam;
+mod rmsprop;
+pub mod schedule;
 mod sgd;
 
+pub use adagrad::Adagrad;
 pub use adam::Adam;
+pub use adamax::Adamax;
+pub use nadam::Nadam;
+pub use rmsprop::RmsProp;
+pub use schedule::{LearningRate, Schedule};
 pub use sgd::Sgd;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result};
+use crate::params::{Role, Tensor};
 
-/// The description of an optimizer, as Python sends it.
+/// The update rule and its hyper-parameters, as Python sends them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "snake_case")]
-pub enum OptimizerSpec {
+pub enum Rule {
     Sgd {
-        #[serde(default = "sgd_lr")]
-        learning_rate: f32,
         #[serde(default)]
         momentum: f32,
         #[serde(default)]
         nesterov: bool,
     },
     Adam {
-        #[serde(default = "adam_lr")]
-        learning_rate: f32,
+        #[serde(default = "beta_1")]
+        beta_1: f32,
+        #[serde(default = "beta_2")]
+        beta_2: f32,
+        #[serde(default = "epsilon")]
+        epsilon: f32,
+        #[serde(default)]
+        amsgrad: bool,
+    },
+    Adagrad {
+        #[serde(default = "accumulator")]
+        initial_accumulator_value: f32,
+        #[serde(default = "epsilon")]
+        epsilon: f32,
+    },
+    Rmsprop {
+        #[serde(default = "rho")]
+        rho: f32,
+        #[serde(default)]
+        momentum: f32,
+        #[serde(default = "epsilon")]
+        epsilon: f32,
+        #[serde(default)]
+        centered: bool,
+    },
+    Adamax {
+        #[serde(default = "beta_1")]
+        beta_1: f32,
+        #[serde(default = "beta_2")]
+        beta_2: f32,
+        #[serde(default = "epsilon")]
+        epsilon: f32,
+    },
+    Nadam {
         #[serde(default = "beta_1")]
         beta_1: f32,
         #[serde(default = "beta_2")]
@@ -38,12 +85,6 @@ pub enum OptimizerSpec {
     },
 }
 
-fn sgd_lr() -> f32 {
-    0.01
-}
-fn adam_lr() -> f32 {
-    0.001
-}
 fn beta_1() -> f32 {
     0.9
 }
@@ -53,72 +94,220 @@ fn beta_2() -> f32 {
 fn epsilon() -> f32 {
     1e-7
 }
+fn accumulator() -> f32 {
+    0.1
+}
+fn rho() -> f32 {
+    0.9
+}
+fn default_lr() -> LearningRate {
+    LearningRate::Constant(0.001)
+}
 
-/// A live optimizer with its state (moments, step count).
+/// A whole optimizer description: rule, learning rate (or schedule) and common options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerSpec {
+    #[serde(flatten)]
+    pub rule: Rule,
+    #[serde(default = "default_lr")]
+    pub learning_rate: LearningRate,
+    #[serde(default)]
+    pub weight_decay: f32,
+    #[serde(default)]
+    pub clipnorm: Option<f32>,
+    #[serde(default)]
+    pub clipvalue: Option<f32>,
+    #[serde(default)]
+    pub global_clipnorm: Option<f32>,
+}
+
+impl OptimizerSpec {
+    /// A rule at a constant rate with no decay or clipping.
+    pub fn new(rule: Rule, learning_rate: f64) -> Self {
+        Self {
+            rule,
+            learning_rate: LearningRate::Constant(learning_rate),
+            weight_decay: 0.0,
+            clipnorm: None,
+            clipvalue: None,
+            global_clipnorm: None,
+        }
+    }
+}
+
+/// The state of an update rule.
 #[derive(Clone, Debug)]
-pub enum Optimizer {
+pub enum State {
     Sgd(Sgd),
     Adam(Adam),
+    Adagrad(Adagrad),
+    RmsProp(RmsProp),
+    Adamax(Adamax),
+    Nadam(Nadam),
+}
+
+/// A live optimizer: rule state, schedule, options and step count.
+#[derive(Clone, Debug)]
+pub struct Optimizer {
+    pub state: State,
+    pub learning_rate: LearningRate,
+    pub weight_decay: f32,
+    pub clipnorm: Option<f32>,
+    pub clipvalue: Option<f32>,
+    pub global_clipnorm: Option<f32>,
+    /// Updates taken (Keras' `iterations`).
+    pub iterations: u64,
+    /// Rate used by the latest update.
+    pub last_learning_rate: f64,
+    /// Steps per epoch of the current `fit`, for epoch-based warm-up.
+    pub steps_per_epoch: u64,
+}
+
+fn check(what: &str, v: f32, ok: bool) -> Result<()> {
+    if v.is_finite() && ok {
+        Ok(())
+    } else {
+        Err(invalid(format!("optimizer {what} out of range: {v}")))
+    }
 }
 
 impl Optimizer {
-    /// Allocates the state for `n_params` parameters once; steps never allocate.
-    pub fn new(spec: &OptimizerSpec, n_params: usize) -> Result<Self> {
-        let check = |what: &str, v: f32, ok: bool| {
-            if v.is_finite() && ok {
-                Ok(())
-            } else {
-                Err(invalid(format!("optimizer {what} out of range: {v}")))
+    /// Allocates the state for `n` parameters once; steps never allocate.
+    pub fn new(spec: &OptimizerSpec, n: usize) -> Result<Self> {
+        spec.learning_rate.validate()?;
+        check("weight_decay", spec.weight_decay, spec.weight_decay >= 0.0)?;
+        let clips = [spec.clipnorm, spec.clipvalue, spec.global_clipnorm];
+        for (what, c) in ["clipnorm", "clipvalue", "global_clipnorm"].iter().zip(clips) {
+            if let Some(c) = c {
+                check(what, c, c > 0.0)?;
+            }
+        }
+        if clips.iter().filter(|c| c.is_some()).count() > 1 {
+            return Err(invalid("only one of clipnorm, clipvalue and global_clipnorm may be set"));
+        }
+        let unit = |what: &str, v: f32| check(what, v, (0.0..1.0).contains(&v));
+        let state = match spec.rule {
+            Rule::Sgd { momentum, nesterov } => {
+                check("momentum", momentum, (0.0..=1.0).contains(&momentum))?;
+                State::Sgd(Sgd::new(momentum, nesterov, n))
+            }
+            Rule::Adam { beta_1, beta_2, epsilon, amsgrad } => {
+                unit("beta_1", beta_1)?;
+                unit("beta_2", beta_2)?;
+                check("epsilon", epsilon, epsilon >= 0.0)?;
+                State::Adam(Adam::new(beta_1, beta_2, epsilon, amsgrad, n))
+            }
+            Rule::Adagrad { initial_accumulator_value, epsilon } => {
+                check("initial_accumulator_value", initial_accumulator_value, initial_accumulator_value >= 0.0)?;
+                check("epsilon", epsilon, epsilon >= 0.0)?;
+                State::Adagrad(Adagrad::new(initial_accumulator_value, epsilon, n))
+            }
+            Rule::Rmsprop { rho, momentum, epsilon, centered } => {
+                unit("rho", rho)?;
+                check("momentum", momentum, (0.0..1.0).contains(&momentum))?;
+                check("epsilon", epsilon, epsilon >= 0.0)?;
+                State::RmsProp(RmsProp::new(rho, momentum, epsilon, centered, n))
+            }
+            Rule::Adamax { beta_1, beta_2, epsilon } => {
+                unit("beta_1", beta_1)?;
+                unit("beta_2", beta_2)?;
+                State::Adamax(Adamax::new(beta_1, beta_2, epsilon, n))
+            }
+            Rule::Nadam { beta_1, beta_2, epsilon } => {
+                unit("beta_1", beta_1)?;
+                unit("beta_2", beta_2)?;
+                State::Nadam(Nadam::new(beta_1, beta_2, epsilon, n))
             }
         };
-        Ok(match *spec {
-            OptimizerSpec::Sgd { learning_rate, momentum, nesterov } => {
-                check("learning_rate", learning_rate, learning_rate >= 0.0)?;
-                check("momentum", momentum, (0.0..=1.0).contains(&momentum))?;
-                Optimizer::Sgd(Sgd::new(learning_rate, momentum, nesterov, n_params))
-            }
-            OptimizerSpec::Adam { learning_rate, beta_1, beta_2, epsilon } => {
-                check("learning_rate", learning_rate, learning_rate >= 0.0)?;
-                check("beta_1", beta_1, (0.0..1.0).contains(&beta_1))?;
-                check("beta_2", beta_2, (0.0..1.0).contains(&beta_2))?;
-                check("epsilon", epsilon, epsilon >= 0.0)?;
-                Optimizer::Adam(Adam::new(learning_rate, beta_1, beta_2, epsilon, n_params))
-            }
+        Ok(Self {
+            state,
+            learning_rate: spec.learning_rate.clone(),
+            weight_decay: spec.weight_decay,
+            clipnorm: spec.clipnorm,
+            clipvalue: spec.clipvalue,
+            global_clipnorm: spec.global_clipnorm,
+            iterations: 0,
+            last_learning_rate: spec.learning_rate.at(0, 1),
+            steps_per_epoch: 1,
         })
     }
 
-    /// Applies one update to `params` from `grads`.
-    pub fn step(&mut self, params: &mut [f32], grads: &[f32]) {
-        match self {
-            Optimizer::Sgd(o) => o.step(params, grads),
-            Optimizer::Adam(o) => o.step(params, grads),
-        }
+    /// The rate the next update will use.
+    pub fn current_learning_rate(&self) -> f64 {
+        self.learning_rate.at(self.iterations, self.steps_per_epoch)
     }
 
-    /// Number of steps taken (Keras' `optimizer.iterations`).
-    pub fn iterations(&self) -> u64 {
-        match self {
-            Optimizer::Sgd(o) => o.iterations,
-            Optimizer::Adam(o) => o.iterations,
-        }
-    }
-
-    pub fn learning_rate(&self) -> f32 {
-        match self {
-            Optimizer::Sgd(o) => o.learning_rate,
-            Optimizer::Adam(o) => o.learning_rate,
-        }
-    }
-
-    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
-        if !(lr.is_finite() && lr >= 0.0) {
-            return Err(invalid(format!("learning_rate must be a finite non-negative number; got {lr}")));
-        }
-        match self {
-            Optimizer::Sgd(o) => o.learning_rate = lr,
-            Optimizer::Adam(o) => o.learning_rate = lr,
-        }
+    /// Replaces the rate (and any schedule) by a constant, as a callback setting `lr` does.
+    pub fn set_learning_rate(&mut self, lr: f64) -> Result<()> {
+        let lr = LearningRate::Constant(lr);
+        lr.validate()?;
+        self.learning_rate = lr;
         Ok(())
+    }
+
+    /// One update of `params` from `grads` (which clipping may rescale in place).
+    pub fn step(&mut self, params: &mut [f32], grads: &mut [f32], tensors: &[Tensor]) {
+        let lr = self.current_learning_rate();
+        self.clip(grads, tensors);
+        if self.weight_decay > 0.0 {
+            let keep = (1.0 - lr * self.weight_decay as f64) as f32;
+            for t in tensors.iter().filter(|t| t.role == Role::Kernel) {
+                params[t.range()].iter_mut().for_each(|w| *w *= keep);
+            }
+        }
+        self.iterations += 1;
+        let (lr32, t) = (lr as f32, self.iterations);
+        match &mut self.state {
+            State::Sgd(o) => o.step(params, grads, lr32),
+            State::Adam(o) => o.step(params, grads, lr, t),
+            State::Adagrad(o) => o.step(params, grads, lr32),
+            State::RmsProp(o) => o.step(params, grads, lr32),
+            State::Adamax(o) => o.step(params, grads, lr, t),
+            State::Nadam(o) => o.step(params, grads, lr, t),
+        }
+        self.last_learning_rate = lr;
+    }
+
+    fn clip(&self, grads: &mut [f32], tensors: &[Tensor]) {
+        if let Some(c) = self.clipvalue {
+            sweep(grads, &[], |g, _| g.iter_mut().for_each(|g| *g = g.clamp(-c, c)));
+        }
+        if let Some(c) = self.clipnorm {
+            for t in tensors {
+                scale_to_norm(&mut grads[t.range()], c);
+            }
+        }
+        if let Some(c) = self.global_clipnorm {
+            scale_to_norm(grads, c);
+        }
+    }
+
+    /// The state buffers, for inspection (`optimizer.variables`) and saving.
+    pub fn slots(&self) -> Vec<(&'static str, &[f32])> {
+        match &self.state {
+            State::Sgd(o) => vec![("momentum", &o.velocity[..])],
+            State::Adam(o) => vec![("m", &o.m[..]), ("v", &o.v[..]), ("v_hat", &o.v_hat[..])],
+            State::Adagrad(o) => vec![("accumulator", &o.accumulator[..])],
+            State::RmsProp(o) => vec![
+                ("velocity", &o.velocity[..]),
+                ("average_gradient", &o.average[..]),
+                ("momentum", &o.momentum_buf[..]),
+            ],
+            State::Adamax(o) => vec![("m", &o.m[..]), ("u", &o.u[..])],
+            State::Nadam(o) => vec![("m", &o.m[..]), ("v", &o.v[..])],
+        }
+        .into_iter()
+        .filter(|(_, s)| !s.is_empty())
+        .collect()
+    }
+}
+
+/// Rescales `g` so its L2 norm is at most `c`.
+fn scale_to_norm(g: &mut [f32], c: f32) {
+    let norm = g.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+    if norm > c as f64 {
+        let s = (c as f64 / norm) as f32;
+        g.iter_mut().for_each(|v| *v *= s);
     }
 }
 
@@ -130,42 +319,41 @@ fn parallel(len: usize) -> bool {
     len >= 2 * SWEEP_CHUNK && rayon::current_num_threads() > 1
 }
 
-/// `f(w, g)` over matching chunks of parameters and gradients.
-pub(crate) fn sweep(w: &mut [f32], g: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
-    if parallel(w.len()) {
-        w.par_chunks_mut(SWEEP_CHUNK).zip(g.par_chunks(SWEEP_CHUNK)).for_each(|(w, g)| f(w, g));
-    } else {
-        f(w, g)
-    }
-}
+/// Raw pointer to a state buffer that worker threads slice into disjoint chunks.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
 
-/// `f(w, g, s)` over matching chunks of parameters, gradients and one state buffer.
-pub(crate) fn sweep1(w: &mut [f32], g: &[f32], s: &mut [f32], f: impl Fn(&mut [f32], &[f32], &mut [f32]) + Sync) {
-    if parallel(w.len()) {
-        w.par_chunks_mut(SWEEP_CHUNK)
-            .zip(g.par_chunks(SWEEP_CHUNK))
-            .zip(s.par_chunks_mut(SWEEP_CHUNK))
-            .for_each(|((w, g), s)| f(w, g, s));
-    } else {
-        f(w, g, s)
-    }
-}
-
-/// `f(w, g, s1, s2)` over matching chunks of parameters, gradients and two state buffers.
-pub(crate) fn sweep2(
+/// `f(w, g, states)` over matching chunks of the parameters, gradients and `K` state buffers
+/// (each as long as `w`; `g` may be empty when the rule needs none).
+pub(crate) fn sweep_with<const K: usize>(
     w: &mut [f32],
     g: &[f32],
-    s1: &mut [f32],
-    s2: &mut [f32],
-    f: impl Fn(&mut [f32], &[f32], &mut [f32], &mut [f32]) + Sync,
+    states: [&mut [f32]; K],
+    f: impl Fn(&mut [f32], &[f32], [&mut [f32]; K]) + Sync,
 ) {
-    if parallel(w.len()) {
-        w.par_chunks_mut(SWEEP_CHUNK)
-            .zip(g.par_chunks(SWEEP_CHUNK))
-            .zip(s1.par_chunks_mut(SWEEP_CHUNK))
-            .zip(s2.par_chunks_mut(SWEEP_CHUNK))
-            .for_each(|(((w, g), a), b)| f(w, g, a, b));
+    let n = w.len();
+    assert!(states.iter().all(|s| s.len() == n), "optimizer state sized for the model");
+    let ptrs = states.map(|s| SendPtr(s.as_mut_ptr()));
+    let run = |lo: usize, wc: &mut [f32]| {
+        let hi = lo + wc.len();
+        // SAFETY: chunks [lo, hi) are disjoint across calls and inside every buffer of length n.
+        let sc = ptrs.map(|p| unsafe { std::slice::from_raw_parts_mut(p.0.add(lo), hi - lo) });
+        let gc = if g.is_empty() { g } else { &g[lo..hi] };
+        f(wc, gc, sc)
+    };
+    if parallel(n) {
+        w.par_chunks_mut(SWEEP_CHUNK).enumerate().for_each(|(i, wc)| run(i * SWEEP_CHUNK, wc));
     } else {
-        f(w, g, s1, s2)
+        run(0, w);
     }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// `f(w, g)` over matching chunks (no state).
+pub(crate) fn sweep(w: &mut [f32], g: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    sweep_with(w, g, [], |w, g, []| f(w, g));
 }

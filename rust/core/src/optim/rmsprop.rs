@@ -1,0 +1,67 @@
+//! RMSprop (Hinton; note 001, note 004), Keras' form:
+//! `s <- rho s + (1 - rho) g^2`; centered: `a <- rho a + (1 - rho) g`, denominator `s - a^2 + eps`,
+//! otherwise `s + eps`; increment `lr g / sqrt(denominator)`; with momentum
+//! `b <- mu b + increment`, `w <- w - b`, otherwise `w <- w - increment`.
+
+use super::sweep_with;
+
+#[derive(Clone, Debug)]
+pub struct RmsProp {
+    pub rho: f32,
+    pub momentum: f32,
+    pub epsilon: f32,
+    pub centered: bool,
+    pub velocity: Vec<f32>,
+    /// Running mean gradient (used when centered).
+    pub average: Vec<f32>,
+    /// Momentum buffer (used when momentum > 0).
+    pub momentum_buf: Vec<f32>,
+}
+
+impl RmsProp {
+    pub fn new(rho: f32, momentum: f32, epsilon: f32, centered: bool, n: usize) -> Self {
+        // The general path sweeps three buffers; allocate them once when it is needed at all.
+        let extra = if centered || momentum > 0.0 { n } else { 0 };
+        Self {
+            rho,
+            momentum,
+            epsilon,
+            centered,
+            velocity: vec![0.0; n],
+            average: vec![0.0; extra],
+            momentum_buf: vec![0.0; extra],
+        }
+    }
+
+    pub fn step(&mut self, w: &mut [f32], g: &[f32], lr: f32) {
+        let (rho, mu, eps, centered) = (self.rho, self.momentum, self.epsilon, self.centered);
+        if self.average.is_empty() {
+            sweep_with(w, g, [&mut self.velocity[..]], |w, g, [s]| {
+                for i in 0..w.len() {
+                    s[i] = rho * s[i] + (1.0 - rho) * g[i] * g[i];
+                    w[i] -= lr * g[i] / (s[i] + eps).sqrt();
+                }
+            });
+            return;
+        }
+        let bufs = [&mut self.velocity[..], &mut self.average[..], &mut self.momentum_buf[..]];
+        sweep_with(w, g, bufs, |w, g, [s, a, b]| {
+            for i in 0..w.len() {
+                s[i] = rho * s[i] + (1.0 - rho) * g[i] * g[i];
+                let denom = if centered {
+                    a[i] = rho * a[i] + (1.0 - rho) * g[i];
+                    s[i] - a[i] * a[i] + eps
+                } else {
+                    s[i] + eps
+                };
+                let inc = lr * g[i] / denom.sqrt();
+                if mu > 0.0 {
+                    b[i] = mu * b[i] + inc;
+                    w[i] -= b[i];
+                } else {
+                    w[i] -= inc;
+                }
+            }
+        });
+    }
+}
