@@ -219,7 +219,7 @@ def test_optimizers_by_name_and_config_round_trip():
 
 def test_each_optimizer_trains_a_small_network(digits):
     x, y = digits[0][:400], digits[1][:400]
-    O = fn.optimizers  # noqa: N806
+    opts = fn.optimizers
     for opt in [
         O.SGD(0.1, momentum=0.9),
         O.Adagrad(0.1),
