@@ -221,13 +221,13 @@ def test_each_optimizer_trains_a_small_network(digits):
     x, y = digits[0][:400], digits[1][:400]
     opts = fn.optimizers
     for opt in [
-        O.SGD(0.1, momentum=0.9),
-        O.Adagrad(0.1),
-        O.RMSprop(),
-        O.Adam(),
-        O.AdamW(),
-        O.Adamax(0.01),
-        O.Nadam(),
+        opts.SGD(0.1, momentum=0.9),
+        opts.Adagrad(0.1),
+        opts.RMSprop(),
+        opts.Adam(),
+        opts.AdamW(),
+        opts.Adamax(0.01),
+        opts.Nadam(),
     ]:
         model = fn.Sequential([layers.Input((64,)), layers.Dense(32, activation="relu"),
                                layers.Dense(10, activation="softmax")])  # fmt: skip
