@@ -234,3 +234,22 @@ def test_each_optimizer_trains_a_small_network(digits):
         model.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
         hist = model.fit(x, y, epochs=8, verbose=0)
         assert hist.history["loss"][-1] < 0.5 * hist.history["loss"][0], type(opt).__name__
+
+
+def test_lbfgs_fits_a_small_regression_to_near_zero_loss_in_few_iterations():
+    r = np.random.default_rng(3)
+    x = r.uniform(-1, 1, size=(200, 2)).astype(np.float32)
+    y = np.sin(2 * x[:, :1]) + x[:, 1:] ** 2
+    fn.utils.set_random_seed(0)
+    model = fn.Sequential([layers.Input((2,)), layers.Dense(16, activation="tanh"), layers.Dense(1)])
+    model.compile(optimizer=fn.optimizers.LBFGS(max_iter=50), loss="mse")
+    hist = model.fit(x, y, epochs=6, verbose=0)
+    assert hist.history["loss"][-1] < 1e-3
+    assert model.optimizer.iterations == 6
+    # The same budget of first-order epochs gets nowhere near.
+    sgd = fn.Sequential([layers.Input((2,)), layers.Dense(16, activation="tanh"), layers.Dense(1)])
+    sgd.compile(optimizer=fn.optimizers.SGD(0.1), loss="mse")
+    assert (
+        sgd.fit(x, y, epochs=6, batch_size=None, verbose=0).history["loss"][-1]
+        > 10 * hist.history["loss"][-1]
+    )

@@ -33,7 +33,8 @@ from . import schedules
 from .schedules import LearningRateSchedule
 
 __all__ = [
-    "Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adamax", "Nadam", "get", "schedules",
+    "Optimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adamax", "Nadam", "LBFGS", "get",
+    "schedules",
 ]  # fmt: skip
 
 
@@ -260,7 +261,40 @@ class Nadam(Adamax):
     engine_name = "nadam"
 
 
-_CLASSES = (SGD, Adam, AdamW, Adagrad, RMSprop, Adamax, Nadam)
+class LBFGS(Optimizer):
+    """Limited-memory BFGS (the quasi-Newton family of note 001), full batch, for small networks.
+
+    Each epoch of ``fit`` is one call of up to ``max_iter`` iterations over the whole training set
+    (``batch_size`` is ignored): direction ``-H g`` from the last ``history_size`` curvature pairs,
+    step from ``learning_rate`` halved until Armijo's sufficient-decrease condition holds; it stops
+    early when ``max|g| <= tolerance_grad`` or the loss changes by less than ``tolerance_change``.
+    """
+
+    engine_name = "lbfgs"
+
+    def __init__(self, learning_rate=1.0, max_iter=20, history_size=10, tolerance_grad=1e-7,
+                 tolerance_change=1e-9, name=None):  # fmt: skip
+        super().__init__(learning_rate, name=name)
+        for what, v in (("max_iter", max_iter), ("history_size", history_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"LBFGS: {what} must be a positive integer; got {v!r}")
+        self.max_iter, self.history_size = max_iter, history_size
+        self.tolerance_grad = _number("tolerance_grad", tolerance_grad)
+        self.tolerance_change = _number("tolerance_change", tolerance_change)
+
+    def _rule_config(self):
+        return {
+            "max_iter": self.max_iter,
+            "history_size": self.history_size,
+            "tolerance_grad": self.tolerance_grad,
+            "tolerance_change": self.tolerance_change,
+        }
+
+    def get_config(self):
+        return {"name": self.name, "learning_rate": self._learning_rate, **self._rule_config()}
+
+
+_CLASSES = (SGD, Adam, AdamW, Adagrad, RMSprop, Adamax, Nadam, LBFGS)
 _BY_NAME: dict[str, type] = {c.__name__.lower(): c for c in _CLASSES}
 _BY_NAME.update({c.__name__: c for c in _CLASSES})
 

@@ -11,7 +11,7 @@ use crate::error::{invalid, Error, Result};
 use crate::loss::Loss;
 use crate::metric::{MetricSpec, Tally};
 use crate::network::{ModelSpec, Network, Workspace};
-use crate::optim::{Optimizer, OptimizerSpec};
+use crate::optim::{Optimizer, OptimizerSpec, Sgd, State};
 use crate::rng::Stream;
 use crate::threads;
 
@@ -240,12 +240,14 @@ impl Model {
             return Err(invalid("batch_size must be a positive integer"));
         }
         let running = Running::new(&c.metrics);
+        // L-BFGS is a full-batch method: one call per epoch over every sample.
+        let full_batch = c.optimizer.is_lbfgs();
         if shuffle {
             self.order.clear();
             self.order.extend(0..rows);
             self.shuffle_rng.shuffle(&mut self.order);
         }
-        let batch_size = batch_size.min(rows.max(1));
+        let batch_size = if full_batch { rows.max(1) } else { batch_size.min(rows.max(1)) };
         self.epoch = EpochState { batch_size, shuffle, rows, step: 0, running, nan_at: None };
         let per_epoch = rows.div_ceil(batch_size) as u64;
         if let Some(o) = self.optimizer_mut() {
@@ -291,6 +293,11 @@ impl Model {
             g.x.resize(bs * xw, 0.0);
             g.y.resize(bs * tw, 0.0);
             g.w.resize(if data.weights.is_some() { bs } else { 0 }, 0.0);
+        }
+        if c.optimizer.is_lbfgs() {
+            lbfgs_step(&mut self.net, &mut self.ws, c, data, &mut e.running);
+            e.step = e.rows.div_ceil(bs);
+            return Ok(true);
         }
         let stop_on_nan = self.stop_on_nan;
         let backup = &mut self.backup;
@@ -351,7 +358,11 @@ impl Model {
         threads::install(move || {
             let c = this.compiled.as_mut().expect("validated");
             let mut running = Running::new(&c.metrics);
-            train_step(&mut this.net, &mut this.ws, c, data, &mut running, None);
+            if c.optimizer.is_lbfgs() {
+                lbfgs_step(&mut this.net, &mut this.ws, c, data, &mut running);
+            } else {
+                train_step(&mut this.net, &mut this.ws, c, data, &mut running, None);
+            }
             Ok(running.logs(&c.metrics))
         })
     }
@@ -480,7 +491,36 @@ fn forward_backward(
     net.backward(ws, b.x, b.rows, c.fused);
     let penalty = net.params.apply_regularizers();
     running.add(c, sum, penalty, &ws.outputs[last], b, ow);
-    sum + penalty
+    // The objective whose gradient was just computed.
+    sum / b.rows as f64 + penalty
+}
+
+/// One full-batch L-BFGS call (up to `max_iter` iterations with line search) on `data`, then
+/// the loss and metrics at the final weights into `running`.
+fn lbfgs_step(net: &mut Network, ws: &mut Workspace, c: &mut Compiled, data: &Dataset<'_>, running: &mut Running) {
+    let lr = c.optimizer.current_learning_rate();
+    let State::Lbfgs(mut lbfgs) = std::mem::replace(&mut c.optimizer.state, State::Sgd(Sgd::new(0.0, false, 0))) else {
+        unreachable!("called for L-BFGS only")
+    };
+    let mut w = net.params.values.clone();
+    let mut g = vec![0.0f32; w.len()];
+    let cc: &Compiled = c;
+    lbfgs.run(lr, &mut w, &mut g, |w, g| {
+        net.params.values.copy_from_slice(w);
+        let loss = forward_backward(net, ws, cc, data, &mut Running::new(&cc.metrics));
+        g.copy_from_slice(&net.params.grads);
+        loss
+    });
+    net.params.values.copy_from_slice(&w);
+    // Loss and metrics at the final weights.
+    net.forward(ws, data.x, data.rows);
+    let ow = net.output_width();
+    let out = ws.outputs.last().expect("built");
+    let sum = c.loss.evaluate(out, data.y, data.weights, data.rows, ow, c.fused, 1.0, None);
+    running.add(c, sum, net.params.penalty(), out, data, ow);
+    c.optimizer.state = State::Lbfgs(lbfgs);
+    c.optimizer.iterations += 1;
+    c.optimizer.last_learning_rate = lr;
 }
 
 /// Index of the first NaN or infinity, scanning in parallel for large inputs.

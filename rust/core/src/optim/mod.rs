@@ -12,6 +12,7 @@
 mod adagrad;
 mod adam;
 mod adamax;
+mod lbfgs;
 mod nadam;
 mod rmsprop;
 pub mod schedule;
@@ -20,6 +21,7 @@ mod sgd;
 pub use adagrad::Adagrad;
 pub use adam::Adam;
 pub use adamax::Adamax;
+pub use lbfgs::Lbfgs;
 pub use nadam::Nadam;
 pub use rmsprop::RmsProp;
 pub use schedule::{LearningRate, Schedule};
@@ -83,6 +85,29 @@ pub enum Rule {
         #[serde(default = "epsilon")]
         epsilon: f32,
     },
+    Lbfgs {
+        #[serde(default = "max_iter")]
+        max_iter: usize,
+        #[serde(default = "history_size")]
+        history_size: usize,
+        #[serde(default = "tolerance_grad")]
+        tolerance_grad: f64,
+        #[serde(default = "tolerance_change")]
+        tolerance_change: f64,
+    },
+}
+
+fn max_iter() -> usize {
+    20
+}
+fn history_size() -> usize {
+    10
+}
+fn tolerance_grad() -> f64 {
+    1e-7
+}
+fn tolerance_change() -> f64 {
+    1e-9
 }
 
 fn beta_1() -> f32 {
@@ -144,6 +169,7 @@ pub enum State {
     RmsProp(RmsProp),
     Adamax(Adamax),
     Nadam(Nadam),
+    Lbfgs(Lbfgs),
 }
 
 /// A live optimizer: rule state, schedule, options and step count.
@@ -218,6 +244,12 @@ impl Optimizer {
                 unit("beta_2", beta_2)?;
                 State::Nadam(Nadam::new(beta_1, beta_2, epsilon, n))
             }
+            Rule::Lbfgs { max_iter, history_size, tolerance_grad, tolerance_change } => {
+                if max_iter == 0 || history_size == 0 {
+                    return Err(invalid("LBFGS: max_iter and history_size must be positive"));
+                }
+                State::Lbfgs(Lbfgs::new(max_iter, history_size, tolerance_grad, tolerance_change, n))
+            }
         };
         Ok(Self {
             state,
@@ -264,6 +296,7 @@ impl Optimizer {
             State::RmsProp(o) => o.step(params, grads, lr32),
             State::Adamax(o) => o.step(params, grads, lr, t),
             State::Nadam(o) => o.step(params, grads, lr, t),
+            State::Lbfgs(_) => unreachable!("L-BFGS runs through Model::lbfgs_step"),
         }
         self.last_learning_rate = lr;
     }
@@ -282,6 +315,11 @@ impl Optimizer {
         }
     }
 
+    /// Whether this is a full-batch line-search method (driven by the model, not `step`).
+    pub fn is_lbfgs(&self) -> bool {
+        matches!(self.state, State::Lbfgs(_))
+    }
+
     /// The state buffers, for inspection (`optimizer.variables`) and saving.
     pub fn slots(&self) -> Vec<(&'static str, &[f32])> {
         match &self.state {
@@ -295,6 +333,7 @@ impl Optimizer {
             ],
             State::Adamax(o) => vec![("m", &o.m[..]), ("u", &o.u[..])],
             State::Nadam(o) => vec![("m", &o.m[..]), ("v", &o.v[..])],
+            State::Lbfgs(_) => vec![],
         }
         .into_iter()
         .filter(|(_, s)| !s.is_empty())
