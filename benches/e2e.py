@@ -8,6 +8,7 @@ ferronet is measured.
 
     python benches/e2e.py                      # mlp_mnist at 1 and 2 threads
     python benches/e2e.py --threads 1 --repeats 5
+    python benches/e2e.py --all-optimizers --threads 1
 """
 
 from __future__ import annotations
@@ -37,7 +38,40 @@ def synthetic(n: int, widths, seed: int = 0):
     return x, y
 
 
-def run_ferronet(widths, batch, n, epochs, threads) -> float:
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adamax", "nadam")
+
+
+def ferronet_optimizer(name: str):
+    import ferronet as fn
+
+    o = fn.optimizers
+    return {
+        "sgd": lambda: o.SGD(0.01),
+        "adam": lambda: o.Adam(1e-3),
+        "adamw": lambda: o.AdamW(1e-3, weight_decay=0.004),
+        "rmsprop": lambda: o.RMSprop(1e-3),
+        "adagrad": lambda: o.Adagrad(1e-3),
+        "adamax": lambda: o.Adamax(1e-3),
+        "nadam": lambda: o.Nadam(1e-3),
+    }[name]()
+
+
+def torch_optimizer(name: str, params):
+    import torch
+
+    t = torch.optim
+    return {
+        "sgd": lambda: t.SGD(params, lr=0.01),
+        "adam": lambda: t.Adam(params, lr=1e-3, eps=1e-7),
+        "adamw": lambda: t.AdamW(params, lr=1e-3, weight_decay=0.004, eps=1e-7),
+        "rmsprop": lambda: t.RMSprop(params, lr=1e-3, alpha=0.9, eps=1e-7),
+        "adagrad": lambda: t.Adagrad(params, lr=1e-3, initial_accumulator_value=0.1, eps=1e-7),
+        "adamax": lambda: t.Adamax(params, lr=1e-3, eps=1e-7),
+        "nadam": lambda: t.NAdam(params, lr=1e-3, eps=1e-7),
+    }[name]()
+
+
+def run_ferronet(widths, batch, n, epochs, threads, optimizer="adam") -> float:
     import ferronet as fn
 
     fn.set_num_threads(threads)
@@ -48,7 +82,7 @@ def run_ferronet(widths, batch, n, epochs, threads) -> float:
         model.add(fn.layers.Dense(w, activation="relu"))
     model.add(fn.layers.Dense(widths[-1]))
     model.compile(
-        optimizer=fn.optimizers.Adam(1e-3),
+        optimizer=ferronet_optimizer(optimizer),
         loss=fn.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # warm-up: buffers, caches
@@ -57,7 +91,7 @@ def run_ferronet(widths, batch, n, epochs, threads) -> float:
     return epochs * n / (time.perf_counter() - start)
 
 
-def run_torch(widths, batch, n, epochs, threads) -> float:
+def run_torch(widths, batch, n, epochs, threads, optimizer="adam") -> float:
     import torch
     from torch import nn
 
@@ -69,7 +103,7 @@ def run_torch(widths, batch, n, epochs, threads) -> float:
     for a, b in zip(widths[:-2], widths[1:-1]):
         mods += [nn.Linear(a, b), nn.ReLU()]
     model = nn.Sequential(*mods, nn.Linear(widths[-2], widths[-1]))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch_optimizer(optimizer, model.parameters())
     loss_fn = nn.CrossEntropyLoss()
 
     def epoch():
@@ -91,12 +125,12 @@ def run_torch(widths, batch, n, epochs, threads) -> float:
 def child(args) -> None:
     widths, batch, n, epochs = WORKLOADS[args.workload]
     fn = run_ferronet if args.framework == "ferronet" else run_torch
-    sps = fn(widths, batch, n, epochs, args.threads[0])
+    sps = fn(widths, batch, n, epochs, args.threads[0], args.optimizer)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"samples_per_s": sps, "peak_rss_mb": rss_mb}))
 
 
-def measure(python: str, framework: str, workload: str, threads: int) -> dict:
+def measure(python: str, framework: str, workload: str, threads: int, optimizer: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [
         python,
@@ -108,6 +142,8 @@ def measure(python: str, framework: str, workload: str, threads: int) -> dict:
         workload,
         "--threads",
         str(threads),
+        "--optimizer",
+        optimizer,
     ]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -127,6 +163,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--torch-python", default=None)
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    p.add_argument("--all-optimizers", action="store_true", help="one row per optimizer")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--framework", default="ferronet", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -137,25 +175,29 @@ def main() -> None:
     if tpy is None:
         print("PyTorch not importable: measuring ferronet only", file=sys.stderr)
     widths, batch, n, _ = WORKLOADS[args.workload]
-    print(f"workload {args.workload}: MLP {'-'.join(map(str, widths))}, batch {batch}, {n} samples, Adam")
+    optimizers = OPTIMIZERS if args.all_optimizers else (args.optimizer,)
+    print(f"workload {args.workload}: MLP {'-'.join(map(str, widths))}, batch {batch}, {n} samples")
     print(
-        f"{'threads':>7} {'ferronet samples/s':>19} {'torch samples/s':>16} {'ratio':>6} "
+        f"{'optimizer':>9} {'threads':>7} {'ferronet samples/s':>19} {'torch samples/s':>16} {'ratio':>6} "
         f"{'ferronet RSS MB':>16} {'torch RSS MB':>13}"
     )
-    for t in args.threads:
-        ours, theirs = [], []
-        for _ in range(args.repeats):
-            ours.append(measure(sys.executable, "ferronet", args.workload, t))
-            if tpy:
-                theirs.append(measure(tpy, "torch", args.workload, t))
-        o = statistics.median(r["samples_per_s"] for r in ours)
-        o_rss = statistics.median(r["peak_rss_mb"] for r in ours)
-        if theirs:
-            th = statistics.median(r["samples_per_s"] for r in theirs)
-            th_rss = statistics.median(r["peak_rss_mb"] for r in theirs)
-            print(f"{t:>7} {o:>19,.0f} {th:>16,.0f} {o / th:>5.2f}x {o_rss:>16.0f} {th_rss:>13.0f}")
-        else:
-            print(f"{t:>7} {o:>19,.0f} {'-':>16} {'-':>6} {o_rss:>16.0f} {'-':>13}")
+    for opt in optimizers:
+        for t in args.threads:
+            ours, theirs = [], []
+            for _ in range(args.repeats):
+                ours.append(measure(sys.executable, "ferronet", args.workload, t, opt))
+                if tpy:
+                    theirs.append(measure(tpy, "torch", args.workload, t, opt))
+            o = statistics.median(r["samples_per_s"] for r in ours)
+            o_rss = statistics.median(r["peak_rss_mb"] for r in ours)
+            if theirs:
+                th = statistics.median(r["samples_per_s"] for r in theirs)
+                th_rss = statistics.median(r["peak_rss_mb"] for r in theirs)
+                print(
+                    f"{opt:>9} {t:>7} {o:>19,.0f} {th:>16,.0f} {o / th:>5.2f}x {o_rss:>16.0f} {th_rss:>13.0f}"
+                )
+            else:
+                print(f"{opt:>9} {t:>7} {o:>19,.0f} {'-':>16} {'-':>6} {o_rss:>16.0f} {'-':>13}")
 
 
 if __name__ == "__main__":
