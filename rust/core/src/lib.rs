@@ -20,6 +20,9 @@ pub mod regularizer;
 pub mod rng;
 pub mod threads;
 
+#[cfg(test)]
+mod test_support;
+
 pub use error::{Error, Result};
 pub use model::{CompileSpec, Dataset, Logs, Model};
 pub use network::ModelSpec;

@@ -376,6 +376,7 @@ impl Model {
         threads::install(move || {
             let c = this.compiled.as_ref().expect("validated");
             let mut running = Running::new(&c.metrics);
+            this.net.reset_noise();
             forward_backward(&mut this.net, &mut this.ws, c, data, &mut running);
             Ok(running.loss_sum / data.rows as f64)
         })
@@ -401,7 +402,7 @@ impl Model {
             let mut running = Running::new(&c.metrics);
             for lo in (0..data.rows).step_by(batch_size) {
                 let b = data.slice(lo, (lo + batch_size).min(data.rows), xw, tw);
-                this.net.forward(&mut this.ws, b.x, b.rows);
+                this.net.forward(&mut this.ws, b.x, b.rows, false);
                 let out = this.ws.outputs.last().expect("built");
                 let sum = c.loss.evaluate(out, b.y, b.weights, b.rows, ow, c.fused, 1.0, None);
                 running.add(c, sum, penalty, out, &b, ow);
@@ -429,7 +430,7 @@ impl Model {
         threads::install(move || {
             for lo in (0..rows).step_by(batch_size) {
                 let hi = (lo + batch_size).min(rows);
-                this.net.forward(&mut this.ws, &x[lo * xw..hi * xw], hi - lo);
+                this.net.forward(&mut this.ws, &x[lo * xw..hi * xw], hi - lo, false);
                 let last = this.ws.outputs.last().expect("built");
                 out[lo * ow..hi * ow].copy_from_slice(&last[..(hi - lo) * ow]);
             }
@@ -484,7 +485,7 @@ fn forward_backward(
     running: &mut Running,
 ) -> f64 {
     let ow = net.output_width();
-    net.forward(ws, b.x, b.rows);
+    net.forward(ws, b.x, b.rows, true);
     let last = ws.outputs.len() - 1;
     let (out, grad) = (&ws.outputs[last], &mut ws.grads[last]);
     let sum = c.loss.evaluate(out, b.y, b.weights, b.rows, ow, c.fused, 1.0 / b.rows as f32, Some(grad));
@@ -507,13 +508,15 @@ fn lbfgs_step(net: &mut Network, ws: &mut Workspace, c: &mut Compiled, data: &Da
     let cc: &Compiled = c;
     lbfgs.run(lr, &mut w, &mut g, |w, g| {
         net.params.values.copy_from_slice(w);
+        // The same dropout masks at every point of the line search.
+        net.reset_noise();
         let loss = forward_backward(net, ws, cc, data, &mut Running::new(&cc.metrics));
         g.copy_from_slice(&net.params.grads);
         loss
     });
     net.params.values.copy_from_slice(&w);
     // Loss and metrics at the final weights.
-    net.forward(ws, data.x, data.rows);
+    net.forward(ws, data.x, data.rows, false);
     let ow = net.output_width();
     let out = ws.outputs.last().expect("built");
     let sum = c.loss.evaluate(out, data.y, data.weights, data.rows, ow, c.fused, 1.0, None);
@@ -544,57 +547,9 @@ mod tests {
     use crate::activation::Activation;
     use crate::layers::LayerSpec;
     use crate::regularizer::Regularizer;
-    use crate::rng::Stream;
+    use crate::test_support::{check_gradients, dense, model, random};
 
     const SOFTMAX: Activation = Activation::Softmax { temperature: 1.0 };
-
-    fn dense(name: &str, units: usize, activation: Activation) -> LayerSpec {
-        LayerSpec::Dense {
-            name: name.into(),
-            units,
-            activation,
-            use_bias: true,
-            kernel_initializer: Default::default(),
-            // Random biases, so the checks also exercise the bias gradient.
-            bias_initializer: crate::layers::InitSpec { init: crate::init::Initializer::GlorotUniform, seed: None },
-            kernel_regularizer: None,
-            bias_regularizer: None,
-        }
-    }
-
-    fn model(layers: Vec<LayerSpec>, loss: Loss, input: usize) -> Model {
-        let mut m = Model::new(&ModelSpec { input_shape: vec![input], layers }, 3).unwrap();
-        let optimizer = OptimizerSpec::new(crate::optim::Rule::Sgd { momentum: 0.0, nesterov: false }, 0.1);
-        m.compile(&CompileSpec { loss, optimizer, metrics: vec![] }).unwrap();
-        m
-    }
-
-    fn random(n: usize, salt: u64) -> Vec<f32> {
-        let mut s = Stream::new(99, salt);
-        (0..n).map(|_| 2.0 * s.uniform() - 1.0).collect()
-    }
-
-    /// Every parameter's analytic gradient against a central difference of the batch loss.
-    fn check_gradients(m: &mut Model, x: &[f32], y: &[f32], rows: usize) {
-        let data = Dataset::new(x, y, rows);
-        m.compute_gradients(&data).unwrap();
-        let analytic = m.net.params.grads.clone();
-        let h = 2e-3f32;
-        for i in 0..m.net.params.len() {
-            let orig = m.net.params.values[i];
-            let (hi, lo) = (orig + h, orig - h);
-            m.net.params.values[i] = hi;
-            let up = m.compute_gradients(&data).unwrap();
-            m.net.params.values[i] = lo;
-            let down = m.compute_gradients(&data).unwrap();
-            m.net.params.values[i] = orig;
-            let numeric = (up - down) / (hi - lo) as f64;
-            let a = analytic[i] as f64;
-            // Relative 2% plus an absolute floor for the float32 rounding of the forward pass.
-            let tol = 1e-3 + 2e-2 * numeric.abs().max(a.abs());
-            assert!((numeric - a).abs() <= tol, "{}: param {i}: numeric {numeric} analytic {a}", m.describe());
-        }
-    }
 
     #[test]
     fn dense_gradients_for_every_activation_and_loss() {

@@ -4,8 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result};
-use crate::layers::{BackwardPass, Layer, LayerSpec};
+use crate::layers::{BackwardPass, ForwardPass, Layer, LayerSpec};
 use crate::params::ParamStore;
+use crate::rng::Stream;
+
+/// Purpose tag of the dropout/noise stream (initializers use the tensor index).
+const NOISE_STREAM: u64 = u64::MAX - 1;
 
 /// The architecture: per-sample input shape and the layer list (what `Sequential` describes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,6 +36,8 @@ pub struct Network {
     pub input_shape: Vec<usize>,
     /// Per-sample output shape of each layer.
     pub shapes: Vec<Vec<usize>>,
+    seed: u64,
+    noise: Stream,
 }
 
 fn width(shape: &[usize]) -> usize {
@@ -56,7 +62,14 @@ impl Network {
             shapes.push(out.clone());
             shape = out;
         }
-        Ok(Self { layers, params, input_shape: spec.input_shape.clone(), shapes })
+        Ok(Self {
+            layers,
+            params,
+            input_shape: spec.input_shape.clone(),
+            shapes,
+            seed,
+            noise: Stream::new(seed, NOISE_STREAM),
+        })
     }
 
     /// Values per input sample.
@@ -76,18 +89,31 @@ impl Network {
         }
         ws.outputs = self.shapes.iter().map(|s| vec![0.0; rows * width(s)]).collect();
         ws.grads = self.shapes.iter().map(|s| vec![0.0; rows * width(s)]).collect();
-        ws.saved = self.layers.iter().map(|l| vec![0.0; rows * l.saved_width()]).collect();
+        ws.saved = self.layers.iter().map(|l| vec![0.0; rows * l.saved_width() + l.saved_extra()]).collect();
         ws.capacity = rows;
     }
 
-    /// Forward pass of `rows` samples; the result is `ws.outputs.last()`.
-    pub fn forward(&self, ws: &mut Workspace, input: &[f32], rows: usize) {
+    /// Forward pass of `rows` samples in training or inference mode; the result is
+    /// `ws.outputs.last()`.
+    pub fn forward(&mut self, ws: &mut Workspace, input: &[f32], rows: usize, training: bool) {
         self.prepare(ws, rows);
         for (i, layer) in self.layers.iter().enumerate() {
             let (done, rest) = ws.outputs.split_at_mut(i);
-            let x = if i == 0 { input } else { &done[i - 1][..] };
-            layer.forward(&self.params.values, x, &mut rest[0], &mut ws.saved[i], rows);
+            layer.forward(ForwardPass {
+                params: &mut self.params.values,
+                input: if i == 0 { input } else { &done[i - 1][..] },
+                output: &mut rest[0],
+                saved: &mut ws.saved[i],
+                rows,
+                training,
+                rng: &mut self.noise,
+            });
         }
+    }
+
+    /// Restarts the dropout/noise stream (gradient checks need the same masks every pass).
+    pub fn reset_noise(&mut self) {
+        self.noise = Stream::new(self.seed, NOISE_STREAM);
     }
 
     /// Backward pass after [`Network::forward`] on the same input, with `dL/d(out)` (or `dL/dz`
@@ -101,7 +127,7 @@ impl Network {
                 grads: &mut self.params.grads,
                 input: if i == 0 { input } else { &ws.outputs[i - 1] },
                 output: &ws.outputs[i],
-                saved: &ws.saved[i],
+                saved: &mut ws.saved[i],
                 grad_out: &mut rest[0],
                 grad_in: if i == 0 { None } else { Some(&mut below[i - 1]) },
                 rows,

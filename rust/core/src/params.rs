@@ -9,6 +9,10 @@ use crate::regularizer::Regularizer;
 pub enum Role {
     Kernel,
     Bias,
+    /// Scale and offset of a normalization layer (trained, never decayed).
+    Norm,
+    /// Not trained: moving statistics. Their gradient stays zero, so no update rule moves them.
+    NonTrainable,
 }
 
 /// One named tensor inside the flat buffers.

@@ -7,12 +7,24 @@
 //! store, and writes `dL/d(in)` when the layer below needs it.
 
 mod activation;
+pub mod conv2d;
 mod dense;
+mod dropout;
+mod normalization;
+mod pool;
 mod prelu;
+mod reshape;
+#[cfg(test)]
+mod tests;
 
 pub use activation::ActivationLayer;
+pub use conv2d::Conv2D;
 pub use dense::Dense;
+pub use dropout::{Noise, NoiseKind};
+pub use normalization::{NormKind, Normalization};
+pub use pool::{GlobalPool2D, Pool2D, PoolKind};
 pub use prelu::PRelu;
+pub use reshape::Reshape;
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +90,96 @@ pub enum LayerSpec {
         #[serde(default)]
         bias_regularizer: Option<Regularizer>,
     },
+    #[serde(rename = "conv2d")]
+    Conv2D {
+        name: String,
+        filters: usize,
+        kernel_size: [usize; 2],
+        #[serde(default = "ones2")]
+        strides: [usize; 2],
+        #[serde(default)]
+        padding: Padding,
+        #[serde(default = "ones2")]
+        dilation_rate: [usize; 2],
+        #[serde(default)]
+        activation: Activation,
+        #[serde(default = "yes")]
+        use_bias: bool,
+        #[serde(default)]
+        kernel_initializer: InitSpec,
+        #[serde(default = "InitSpec::zeros")]
+        bias_initializer: InitSpec,
+        #[serde(default)]
+        kernel_regularizer: Option<Regularizer>,
+        #[serde(default)]
+        bias_regularizer: Option<Regularizer>,
+    },
+    #[serde(rename = "max_pooling2d")]
+    MaxPooling2D {
+        name: String,
+        pool_size: [usize; 2],
+        #[serde(default)]
+        strides: Option<[usize; 2]>,
+        #[serde(default)]
+        padding: Padding,
+    },
+    #[serde(rename = "average_pooling2d")]
+    AveragePooling2D {
+        name: String,
+        pool_size: [usize; 2],
+        #[serde(default)]
+        strides: Option<[usize; 2]>,
+        #[serde(default)]
+        padding: Padding,
+    },
+    #[serde(rename = "global_average_pooling2d")]
+    GlobalAveragePooling2D {
+        name: String,
+    },
+    #[serde(rename = "global_max_pooling2d")]
+    GlobalMaxPooling2D {
+        name: String,
+    },
+    Flatten {
+        name: String,
+    },
+    Reshape {
+        name: String,
+        target_shape: Vec<i64>,
+    },
+    Dropout {
+        name: String,
+        rate: f32,
+    },
+    #[serde(rename = "spatial_dropout2d")]
+    SpatialDropout2D {
+        name: String,
+        rate: f32,
+    },
+    GaussianNoise {
+        name: String,
+        stddev: f32,
+    },
+    BatchNormalization {
+        name: String,
+        #[serde(default = "bn_momentum")]
+        momentum: f32,
+        #[serde(default = "norm_epsilon")]
+        epsilon: f32,
+        #[serde(default = "yes")]
+        center: bool,
+        #[serde(default = "yes")]
+        scale: bool,
+    },
+    LayerNormalization {
+        name: String,
+        #[serde(default = "norm_epsilon")]
+        epsilon: f32,
+        #[serde(default = "yes")]
+        center: bool,
+        #[serde(default = "yes")]
+        scale: bool,
+    },
     #[serde(rename = "prelu")]
     PRelu {
         name: String,
@@ -98,8 +200,43 @@ fn yes() -> bool {
     true
 }
 
+/// Convolution and pooling padding (Keras names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Padding {
+    #[default]
+    Valid,
+    Same,
+}
+
+fn ones2() -> [usize; 2] {
+    [1, 1]
+}
+fn bn_momentum() -> f32 {
+    0.99
+}
+fn norm_epsilon() -> f32 {
+    1e-3
+}
+
 fn quarter() -> InitSpec {
     InitSpec { init: Initializer::Constant { value: 0.25 }, seed: None }
+}
+
+/// Everything `forward` of one layer reads and writes.
+pub struct ForwardPass<'a> {
+    /// Every parameter of the network; training-mode forward may update non-trainable ones
+    /// (BatchNormalization's moving statistics).
+    pub params: &'a mut [f32],
+    pub input: &'a [f32],
+    pub output: &'a mut [f32],
+    /// Per-layer scratch kept for backward (see [`Layer::saved_width`]).
+    pub saved: &'a mut [f32],
+    pub rows: usize,
+    /// Training behaviour (dropout, noise, batch statistics) or inference behaviour.
+    pub training: bool,
+    /// Random stream for dropout masks and noise.
+    pub rng: &'a mut Stream,
 }
 
 /// Everything `backward` of one layer reads and writes.
@@ -108,8 +245,9 @@ pub struct BackwardPass<'a> {
     pub grads: &'a mut [f32],
     pub input: &'a [f32],
     pub output: &'a [f32],
-    /// What forward kept besides the output (e.g. Dense's pre-activation); may be empty.
-    pub saved: &'a [f32],
+    /// What forward kept besides the output (e.g. Dense's pre-activation); the layer may reuse
+    /// it as scratch during backward. May be empty.
+    pub saved: &'a mut [f32],
     /// `dL/d(out)` on entry; the layer may overwrite it.
     pub grad_out: &'a mut [f32],
     /// Where `dL/d(in)` goes; `None` for the first layer (nobody needs it).
@@ -125,6 +263,12 @@ pub enum Layer {
     Dense(Dense),
     Activation(ActivationLayer),
     PRelu(PRelu),
+    Conv2D(Conv2D),
+    Pool(Pool2D),
+    GlobalPool(GlobalPool2D),
+    Reshape(Reshape),
+    Noise(Noise),
+    Norm(Normalization),
 }
 
 impl Layer {
@@ -156,6 +300,109 @@ impl Layer {
                 let shape = vec![d.units];
                 Ok((Layer::Dense(d), shape))
             }
+            LayerSpec::Conv2D {
+                name,
+                filters,
+                kernel_size,
+                strides,
+                padding,
+                dilation_rate,
+                activation,
+                use_bias,
+                kernel_initializer,
+                bias_initializer,
+                kernel_regularizer,
+                bias_regularizer,
+            } => {
+                let same = *padding == Padding::Same;
+                let l = Conv2D::build(
+                    name,
+                    input_shape,
+                    *filters,
+                    *kernel_size,
+                    *strides,
+                    *dilation_rate,
+                    same,
+                    *activation,
+                    *use_bias,
+                    params,
+                )?;
+                kernel_initializer.fill(params, l.kernel, seed);
+                set_regularizer(params, l.kernel, *kernel_regularizer)?;
+                if let Some(b) = l.bias {
+                    bias_initializer.fill(params, b, seed);
+                    set_regularizer(params, b, *bias_regularizer)?;
+                }
+                let shape = l.output_shape();
+                Ok((Layer::Conv2D(l), shape))
+            }
+            LayerSpec::MaxPooling2D { name, pool_size, strides, padding }
+            | LayerSpec::AveragePooling2D { name, pool_size, strides, padding } => {
+                let kind =
+                    if matches!(spec, LayerSpec::MaxPooling2D { .. }) { PoolKind::Max } else { PoolKind::Average };
+                let l = Pool2D::build(
+                    name,
+                    kind,
+                    input_shape,
+                    *pool_size,
+                    strides.unwrap_or(*pool_size),
+                    *padding == Padding::Same,
+                )?;
+                let shape = l.output_shape();
+                Ok((Layer::Pool(l), shape))
+            }
+            LayerSpec::GlobalAveragePooling2D { name } | LayerSpec::GlobalMaxPooling2D { name } => {
+                let kind = if matches!(spec, LayerSpec::GlobalMaxPooling2D { .. }) {
+                    PoolKind::Max
+                } else {
+                    PoolKind::Average
+                };
+                let l = GlobalPool2D::build(name, kind, input_shape)?;
+                let shape = vec![l.channels];
+                Ok((Layer::GlobalPool(l), shape))
+            }
+            LayerSpec::Flatten { .. } => {
+                let n = input_shape.iter().product();
+                Ok((Layer::Reshape(Reshape { per_sample: n }), vec![n]))
+            }
+            LayerSpec::Reshape { name, target_shape } => {
+                let shape = reshape::reshape_target(name, input_shape, target_shape)?;
+                Ok((Layer::Reshape(Reshape { per_sample: input_shape.iter().product() }), shape))
+            }
+            LayerSpec::Dropout { name, rate } | LayerSpec::SpatialDropout2D { name, rate } => {
+                if !(0.0..1.0).contains(rate) {
+                    return Err(crate::error::invalid(format!(
+                        "dropout layer '{name}': rate must be in [0, 1); got {rate}"
+                    )));
+                }
+                let kind = if matches!(spec, LayerSpec::Dropout { .. }) {
+                    NoiseKind::Dropout { rate: *rate }
+                } else {
+                    let &[_, _, c] = input_shape else {
+                        return Err(crate::error::invalid(format!(
+                            "SpatialDropout2D '{name}' expects (height, width, channels); got {input_shape:?}"
+                        )));
+                    };
+                    NoiseKind::SpatialDropout { rate: *rate, channels: c }
+                };
+                Ok((Layer::Noise(Noise { kind, per_sample: input_shape.iter().product() }), input_shape.to_vec()))
+            }
+            LayerSpec::GaussianNoise { name, stddev } => {
+                if !(stddev.is_finite() && *stddev >= 0.0) {
+                    return Err(crate::error::invalid(format!("GaussianNoise '{name}': stddev must be >= 0")));
+                }
+                let kind = NoiseKind::Gaussian { stddev: *stddev };
+                Ok((Layer::Noise(Noise { kind, per_sample: input_shape.iter().product() }), input_shape.to_vec()))
+            }
+            LayerSpec::BatchNormalization { name, momentum, epsilon, center, scale } => {
+                let kind = NormKind::Batch { momentum: *momentum };
+                let l = Normalization::build(name, kind, input_shape, *epsilon, *center, *scale, params)?;
+                Ok((Layer::Norm(l), input_shape.to_vec()))
+            }
+            LayerSpec::LayerNormalization { name, epsilon, center, scale } => {
+                let l = Normalization::build(name, NormKind::Layer, input_shape, *epsilon, *center, *scale, params)?;
+                Ok((Layer::Norm(l), input_shape.to_vec()))
+            }
             LayerSpec::PRelu { name, alpha_initializer, shared_axes, alpha_regularizer } => {
                 let l = PRelu::build(name, input_shape, shared_axes, params)?;
                 alpha_initializer.fill(params, l.alpha, seed);
@@ -177,15 +424,34 @@ impl Layer {
     pub fn saved_width(&self) -> usize {
         match self {
             Layer::Dense(l) => l.saved_width(),
-            Layer::Activation(_) | Layer::PRelu(_) => 0,
+            Layer::Conv2D(l) => l.saved_width(),
+            Layer::Pool(l) => l.saved_width(),
+            Layer::GlobalPool(l) => l.saved_width(),
+            Layer::Noise(l) => l.saved_width(),
+            Layer::Norm(l) => l.saved_width(),
+            Layer::Activation(_) | Layer::PRelu(_) | Layer::Reshape(_) => 0,
         }
     }
 
-    pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
+    /// Scratch per batch beyond the per-sample part (e.g. per-channel statistics).
+    pub fn saved_extra(&self) -> usize {
         match self {
-            Layer::Dense(l) => l.forward(params, input, output, saved, rows),
-            Layer::Activation(l) => l.forward(input, output, rows),
-            Layer::PRelu(l) => l.forward(params, input, output, rows),
+            Layer::Norm(l) => l.saved_extra(),
+            _ => 0,
+        }
+    }
+
+    pub fn forward(&self, p: ForwardPass<'_>) {
+        match self {
+            Layer::Dense(l) => l.forward(p.params, p.input, p.output, p.saved, p.rows),
+            Layer::Activation(l) => l.forward(p.input, p.output, p.rows),
+            Layer::PRelu(l) => l.forward(p.params, p.input, p.output, p.rows),
+            Layer::Conv2D(l) => l.forward(p.params, p.input, p.output, p.saved, p.rows),
+            Layer::Pool(l) => l.forward(p.input, p.output, p.saved, p.rows),
+            Layer::GlobalPool(l) => l.forward(p.input, p.output, p.saved, p.rows),
+            Layer::Reshape(l) => l.forward(p.input, p.output, p.rows),
+            Layer::Noise(l) => l.forward(p.input, p.output, p.saved, p.rows, p.training, p.rng),
+            Layer::Norm(l) => l.forward(p.params, p.input, p.output, p.saved, p.rows, p.training),
         }
     }
 
@@ -194,6 +460,12 @@ impl Layer {
             Layer::Dense(l) => l.backward(pass),
             Layer::Activation(l) => l.backward(pass),
             Layer::PRelu(l) => l.backward(pass),
+            Layer::Conv2D(l) => l.backward(pass),
+            Layer::Pool(l) => l.backward(pass),
+            Layer::GlobalPool(l) => l.backward(pass),
+            Layer::Reshape(l) => l.backward(pass),
+            Layer::Noise(l) => l.backward(pass),
+            Layer::Norm(l) => l.backward(pass),
         }
     }
 
@@ -202,7 +474,8 @@ impl Layer {
         match self {
             Layer::Dense(l) => l.activation,
             Layer::Activation(l) => l.activation,
-            Layer::PRelu(_) => Activation::Linear,
+            Layer::Conv2D(l) => l.activation,
+            _ => Activation::Linear,
         }
     }
 }

@@ -1,0 +1,250 @@
+//! 2-D convolution, channels last (note 002 §6: local receptive fields, shared weights, stride,
+//! padding). Input `(H, W, C)`, kernel `(kh, kw, C, filters)` (Keras order), output
+//! `(oh, ow, filters)` with, per axis (note 002 §6.4, `d` the dilation):
+//!
+//! - `valid`: `o = floor((n - d (f - 1) - 1) / s) + 1`, i.e. `(n + 2p - f)/s + 1` with `p = 0`
+//! - `same`: `o = ceil(n / s)`, zero padding split as Keras does (the extra cell at the end)
+//!
+//! Forward is one GEMM on im2col patches: row `(sample, oy, ox)` of the patch matrix holds the
+//! `kh kw C` inputs under the kernel (channels contiguous, as NHWC lays them out), so
+//! `Z = patches · W` is already NHWC. Backward: `dW = patchesᵀ dZ`, `db = sum dZ`,
+//! `dpatches = dZ Wᵀ`, scattered back (col2im) into `dX`.
+
+use rayon::prelude::*;
+
+use crate::activation::{for_each_row, Activation};
+use crate::error::{invalid, Result};
+use crate::gemm::{gemm, MatRef};
+use crate::params::{ParamStore, Role};
+
+use super::BackwardPass;
+
+/// Geometry shared by convolution and pooling along one spatial axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Axis {
+    pub input: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub dilation: usize,
+    pub output: usize,
+    /// Zero cells before the first input cell.
+    pub pad_before: usize,
+}
+
+impl Axis {
+    /// Output size and leading padding for `padding` = `same` or `valid`.
+    pub fn new(input: usize, kernel: usize, stride: usize, dilation: usize, same: bool) -> Option<Self> {
+        let span = dilation * (kernel - 1) + 1;
+        let (output, pad_before) = if same {
+            let output = input.div_ceil(stride);
+            let total = ((output - 1) * stride + span).saturating_sub(input);
+            (output, total / 2)
+        } else {
+            if input < span {
+                return None;
+            }
+            ((input - span) / stride + 1, 0)
+        };
+        Some(Self { input, kernel, stride, dilation, output, pad_before })
+    }
+
+    /// Input coordinate read by output `o` at kernel offset `k`, if inside the input.
+    #[inline]
+    pub fn source(&self, o: usize, k: usize) -> Option<usize> {
+        (o * self.stride + k * self.dilation).checked_sub(self.pad_before).filter(|&i| i < self.input)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Conv2D {
+    pub rows: Axis,
+    pub cols: Axis,
+    pub channels: usize,
+    pub filters: usize,
+    pub activation: Activation,
+    pub kernel: usize,
+    pub bias: Option<usize>,
+    kernel_offset: usize,
+    bias_offset: Option<usize>,
+}
+
+impl Conv2D {
+    pub fn build(
+        name: &str,
+        input_shape: &[usize],
+        filters: usize,
+        kernel_size: [usize; 2],
+        strides: [usize; 2],
+        dilation: [usize; 2],
+        same: bool,
+        activation: Activation,
+        use_bias: bool,
+        params: &mut ParamStore,
+    ) -> Result<Self> {
+        let &[h, w, c] = input_shape else {
+            return Err(invalid(format!(
+                "Conv2D '{name}' expects images of shape (height, width, channels); got per-sample shape {input_shape:?}"
+            )));
+        };
+        if filters == 0 || kernel_size.contains(&0) || strides.contains(&0) || dilation.contains(&0) {
+            return Err(invalid(format!(
+                "Conv2D '{name}': filters, kernel_size, strides and dilation must be positive"
+            )));
+        }
+        if dilation != [1, 1] && strides != [1, 1] {
+            return Err(invalid(format!("Conv2D '{name}': dilation_rate > 1 requires strides = 1 (as in Keras)")));
+        }
+        let too_small = || {
+            invalid(format!("Conv2D '{name}': input {h}x{w} is smaller than the (dilated) kernel with padding='valid'"))
+        };
+        let rows = Axis::new(h, kernel_size[0], strides[0], dilation[0], same).ok_or_else(too_small)?;
+        let cols = Axis::new(w, kernel_size[1], strides[1], dilation[1], same).ok_or_else(too_small)?;
+        let kernel =
+            params.register(format!("{name}/kernel"), vec![kernel_size[0], kernel_size[1], c, filters], Role::Kernel);
+        let bias = use_bias.then(|| params.register(format!("{name}/bias"), vec![filters], Role::Bias));
+        Ok(Self {
+            rows,
+            cols,
+            channels: c,
+            filters,
+            activation,
+            kernel,
+            bias,
+            kernel_offset: params.tensors[kernel].offset,
+            bias_offset: bias.map(|b| params.tensors[b].offset),
+        })
+    }
+
+    pub fn output_shape(&self) -> Vec<usize> {
+        vec![self.rows.output, self.cols.output, self.filters]
+    }
+
+    /// Values per patch row: `kh kw C`.
+    fn patch(&self) -> usize {
+        self.rows.kernel * self.cols.kernel * self.channels
+    }
+
+    /// Output positions per sample.
+    fn positions(&self) -> usize {
+        self.rows.output * self.cols.output
+    }
+
+    fn in_width(&self) -> usize {
+        self.rows.input * self.cols.input * self.channels
+    }
+
+    /// Scratch per sample: the patch matrix, plus `z` when the activation's derivative needs it.
+    pub fn saved_width(&self) -> usize {
+        self.positions() * self.patch()
+            + if self.activation.needs_input() { self.positions() * self.filters } else { 0 }
+    }
+
+    /// Fills the patch matrix of one sample.
+    fn im2col(&self, x: &[f32], patches: &mut [f32]) {
+        let (c, k) = (self.channels, self.patch());
+        for oy in 0..self.rows.output {
+            for ox in 0..self.cols.output {
+                let row = &mut patches[(oy * self.cols.output + ox) * k..][..k];
+                for ky in 0..self.rows.kernel {
+                    for kx in 0..self.cols.kernel {
+                        let dst = &mut row[(ky * self.cols.kernel + kx) * c..][..c];
+                        match (self.rows.source(oy, ky), self.cols.source(ox, kx)) {
+                            (Some(iy), Some(ix)) => dst.copy_from_slice(&x[(iy * self.cols.input + ix) * c..][..c]),
+                            _ => dst.fill(0.0),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds the patch-matrix gradient of one sample back into its input gradient.
+    fn col2im(&self, dpatches: &[f32], dx: &mut [f32]) {
+        let (c, k) = (self.channels, self.patch());
+        dx.fill(0.0);
+        for oy in 0..self.rows.output {
+            for ox in 0..self.cols.output {
+                let row = &dpatches[(oy * self.cols.output + ox) * k..][..k];
+                for ky in 0..self.rows.kernel {
+                    for kx in 0..self.cols.kernel {
+                        if let (Some(iy), Some(ix)) = (self.rows.source(oy, ky), self.cols.source(ox, kx)) {
+                            let src = &row[(ky * self.cols.kernel + kx) * c..][..c];
+                            let dst = &mut dx[(iy * self.cols.input + ix) * c..][..c];
+                            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
+        let (p, k, f, iw) = (self.positions(), self.patch(), self.filters, self.in_width());
+        let (patches, rest) = saved.split_at_mut(rows * p * k);
+        patches.par_chunks_mut(p * k).zip(input[..rows * iw].par_chunks(iw)).for_each(|(pc, x)| self.im2col(x, pc));
+        let m = rows * p;
+        let w = MatRef::row_major(&params[self.kernel_offset..self.kernel_offset + k * f], k, f);
+        let bias = self.bias_offset.map(|o| &params[o..o + f]);
+        let add_bias = |z: &mut [f32]| {
+            if let Some(b) = bias {
+                for_each_row(z, f, |_, r| r.iter_mut().zip(b).for_each(|(v, b)| *v += b));
+            }
+        };
+        if self.activation.needs_input() {
+            // The derivative needs z: keep it after the patches, write f(z) to the output.
+            let z = &mut rest[..m * f];
+            gemm(MatRef::row_major(patches, m, k), w, 0.0, z);
+            add_bias(z);
+            output[..m * f].copy_from_slice(z);
+        } else {
+            let z = &mut output[..m * f];
+            gemm(MatRef::row_major(patches, m, k), w, 0.0, z);
+            add_bias(z);
+        }
+        self.activation.forward(&mut output[..m * f], f);
+    }
+
+    pub fn backward(&self, bp: BackwardPass<'_>) {
+        let (p, k, f, iw) = (self.positions(), self.patch(), self.filters, self.in_width());
+        let (rows, m) = (bp.rows, bp.rows * self.positions());
+        let (patches, rest) = bp.saved.split_at_mut(rows * p * k);
+        let dz = &mut bp.grad_out[..m * f];
+        if !bp.skip_activation {
+            let z = if self.activation.needs_input() { &rest[..m * f] } else { &[][..] };
+            self.activation.backward(z, &bp.output[..m * f], dz, f);
+        }
+        let dz: &[f32] = dz;
+        let ko = self.kernel_offset;
+        gemm(MatRef::row_major(patches, m, k).t(), MatRef::row_major(dz, m, f), 0.0, &mut bp.grads[ko..ko + k * f]);
+        if let Some(bo) = self.bias_offset {
+            let db = &mut bp.grads[bo..bo + f];
+            db.fill(0.0);
+            for r in dz.chunks_exact(f) {
+                db.iter_mut().zip(r).for_each(|(d, g)| *d += g);
+            }
+        }
+        if let Some(dx) = bp.grad_in {
+            // The patches are no longer needed: reuse their buffer for their gradient.
+            let w = MatRef::row_major(&bp.params[ko..ko + k * f], k, f);
+            gemm(MatRef::row_major(dz, m, f), w.t(), 0.0, patches);
+            dx[..rows * iw].par_chunks_mut(iw).zip(patches.par_chunks(p * k)).for_each(|(d, pc)| self.col2im(pc, d));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_sizes_follow_note_002_and_keras() {
+        // valid: (n - f)/s + 1; same: ceil(n/s).
+        assert_eq!(Axis::new(28, 3, 1, 1, false).unwrap().output, 26);
+        assert_eq!(Axis::new(28, 5, 2, 1, false).unwrap().output, 12);
+        assert_eq!(Axis::new(28, 3, 2, 1, true).unwrap().output, 14);
+        assert_eq!(Axis::new(7, 3, 1, 2, false).unwrap().output, 3);
+        let a = Axis::new(8, 3, 2, 1, true).unwrap();
+        assert_eq!((a.output, a.pad_before), (4, 0)); // total padding 1, placed after
+        assert!(Axis::new(2, 3, 1, 1, false).is_none());
+    }
+}

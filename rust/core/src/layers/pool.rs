@@ -1,0 +1,236 @@
+//! Pooling, channels last (note 002 §6: pooling summarises a neighbourhood, shrinking the map).
+//!
+//! - max pooling: the largest value of each window; backward routes the gradient to the position
+//!   that won (its index is kept from forward)
+//! - average pooling: the mean of each window; with `same` padding the mean is over the cells
+//!   inside the input only (Keras' behaviour); backward spreads `g / count` over the window
+//! - global average / max pooling: over the whole `H x W` map, one value per channel
+//!
+//! Output sizes follow the same rule as convolution with the pool size as kernel.
+
+use rayon::prelude::*;
+
+use crate::error::{invalid, Result};
+
+use super::conv2d::Axis;
+use super::BackwardPass;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    Average,
+}
+
+#[derive(Clone, Debug)]
+pub struct Pool2D {
+    pub kind: PoolKind,
+    pub rows: Axis,
+    pub cols: Axis,
+    pub channels: usize,
+}
+
+impl Pool2D {
+    pub fn build(
+        name: &str,
+        kind: PoolKind,
+        input_shape: &[usize],
+        pool: [usize; 2],
+        strides: [usize; 2],
+        same: bool,
+    ) -> Result<Self> {
+        let &[h, w, c] = input_shape else {
+            return Err(invalid(format!(
+                "pooling layer '{name}' expects (height, width, channels); got {input_shape:?}"
+            )));
+        };
+        if pool.contains(&0) || strides.contains(&0) {
+            return Err(invalid(format!("pooling layer '{name}': pool_size and strides must be positive")));
+        }
+        let small =
+            || invalid(format!("pooling layer '{name}': input {h}x{w} is smaller than the pool with padding='valid'"));
+        let rows = Axis::new(h, pool[0], strides[0], 1, same).ok_or_else(small)?;
+        let cols = Axis::new(w, pool[1], strides[1], 1, same).ok_or_else(small)?;
+        Ok(Self { kind, rows, cols, channels: c })
+    }
+
+    pub fn output_shape(&self) -> Vec<usize> {
+        vec![self.rows.output, self.cols.output, self.channels]
+    }
+
+    fn in_width(&self) -> usize {
+        self.rows.input * self.cols.input * self.channels
+    }
+
+    fn out_width(&self) -> usize {
+        self.rows.output * self.cols.output * self.channels
+    }
+
+    /// Max pooling keeps, per output value, the flat input index that won (as `f32` bits).
+    pub fn saved_width(&self) -> usize {
+        if self.kind == PoolKind::Max {
+            self.out_width()
+        } else {
+            0
+        }
+    }
+
+    /// Visits every output cell `(oy, ox)` with the input cells `(iy, ix)` of its window.
+    fn window(&self, oy: usize, ox: usize, mut f: impl FnMut(usize)) {
+        for ky in 0..self.rows.kernel {
+            for kx in 0..self.cols.kernel {
+                if let (Some(iy), Some(ix)) = (self.rows.source(oy, ky), self.cols.source(ox, kx)) {
+                    f(iy * self.cols.input + ix);
+                }
+            }
+        }
+    }
+
+    pub fn forward(&self, input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
+        let (iw, ow, c) = (self.in_width(), self.out_width(), self.channels);
+        let max = self.kind == PoolKind::Max;
+        let body = |(x, (y, s)): (&[f32], (&mut [f32], &mut [f32]))| {
+            for oy in 0..self.rows.output {
+                for ox in 0..self.cols.output {
+                    let o = (oy * self.cols.output + ox) * c;
+                    for ch in 0..c {
+                        let (mut best, mut arg, mut sum, mut n) = (f32::NEG_INFINITY, 0usize, 0.0f32, 0usize);
+                        self.window(oy, ox, |cell| {
+                            let v = x[cell * c + ch];
+                            if v > best {
+                                best = v;
+                                arg = cell * c + ch;
+                            }
+                            sum += v;
+                            n += 1;
+                        });
+                        if max {
+                            y[o + ch] = best;
+                            s[o + ch] = f32::from_bits(arg as u32);
+                        } else {
+                            y[o + ch] = sum / n.max(1) as f32;
+                        }
+                    }
+                }
+            }
+        };
+        let (x, y) = (&input[..rows * iw], &mut output[..rows * ow]);
+        if max {
+            x.par_chunks(iw).zip(y.par_chunks_mut(ow).zip(saved[..rows * ow].par_chunks_mut(ow))).for_each(body);
+        } else {
+            x.par_chunks(iw).zip(y.par_chunks_mut(ow)).for_each(|(x, y)| body((x, (y, &mut []))));
+        }
+    }
+
+    pub fn backward(&self, p: BackwardPass<'_>) {
+        let Some(dx) = p.grad_in else { return };
+        let (iw, ow, c) = (self.in_width(), self.out_width(), self.channels);
+        let rows = p.rows;
+        let g = &p.grad_out[..rows * ow];
+        let dx = &mut dx[..rows * iw];
+        match self.kind {
+            PoolKind::Max => {
+                let s = &p.saved[..rows * ow];
+                dx.par_chunks_mut(iw).zip(g.par_chunks(ow).zip(s.par_chunks(ow))).for_each(|(d, (g, s))| {
+                    d.fill(0.0);
+                    for (gv, sv) in g.iter().zip(s) {
+                        d[sv.to_bits() as usize] += gv;
+                    }
+                });
+            }
+            PoolKind::Average => {
+                dx.par_chunks_mut(iw).zip(g.par_chunks(ow)).for_each(|(d, g)| {
+                    d.fill(0.0);
+                    for oy in 0..self.rows.output {
+                        for ox in 0..self.cols.output {
+                            let o = (oy * self.cols.output + ox) * c;
+                            let mut n = 0;
+                            self.window(oy, ox, |_| n += 1);
+                            let inv = 1.0 / n.max(1) as f32;
+                            self.window(oy, ox, |cell| {
+                                for ch in 0..c {
+                                    d[cell * c + ch] += g[o + ch] * inv;
+                                }
+                            });
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Global average or max pooling: `(H, W, C) -> (C,)`.
+#[derive(Clone, Debug)]
+pub struct GlobalPool2D {
+    pub kind: PoolKind,
+    pub cells: usize,
+    pub channels: usize,
+}
+
+impl GlobalPool2D {
+    pub fn build(name: &str, kind: PoolKind, input_shape: &[usize]) -> Result<Self> {
+        let &[h, w, c] = input_shape else {
+            return Err(invalid(format!(
+                "global pooling layer '{name}' expects (height, width, channels); got {input_shape:?}"
+            )));
+        };
+        Ok(Self { kind, cells: h * w, channels: c })
+    }
+
+    pub fn saved_width(&self) -> usize {
+        if self.kind == PoolKind::Max {
+            self.channels
+        } else {
+            0
+        }
+    }
+
+    pub fn forward(&self, input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
+        let (c, iw) = (self.channels, self.cells * self.channels);
+        for r in 0..rows {
+            let x = &input[r * iw..(r + 1) * iw];
+            let y = &mut output[r * c..(r + 1) * c];
+            match self.kind {
+                PoolKind::Average => {
+                    y.fill(0.0);
+                    x.chunks_exact(c).for_each(|cell| y.iter_mut().zip(cell).for_each(|(a, v)| *a += v));
+                    let inv = 1.0 / self.cells as f32;
+                    y.iter_mut().for_each(|v| *v *= inv);
+                }
+                PoolKind::Max => {
+                    let s = &mut saved[r * c..(r + 1) * c];
+                    y.fill(f32::NEG_INFINITY);
+                    for (i, cell) in x.chunks_exact(c).enumerate() {
+                        for ch in 0..c {
+                            if cell[ch] > y[ch] {
+                                y[ch] = cell[ch];
+                                s[ch] = f32::from_bits((i * c + ch) as u32);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn backward(&self, p: BackwardPass<'_>) {
+        let Some(dx) = p.grad_in else { return };
+        let (c, iw) = (self.channels, self.cells * self.channels);
+        for r in 0..p.rows {
+            let g = &p.grad_out[r * c..(r + 1) * c];
+            let d = &mut dx[r * iw..(r + 1) * iw];
+            match self.kind {
+                PoolKind::Average => {
+                    let inv = 1.0 / self.cells as f32;
+                    d.chunks_exact_mut(c).for_each(|cell| cell.iter_mut().zip(g).for_each(|(a, g)| *a = g * inv));
+                }
+                PoolKind::Max => {
+                    d.fill(0.0);
+                    for ch in 0..c {
+                        d[p.saved[r * c + ch].to_bits() as usize] += g[ch];
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Convolutional, pooling, normalization and noise layers: forward against direct definitions
+//! written here, and every parameter gradient against finite differences through a small model.
+
+use super::*;
+use crate::activation::Activation;
+use crate::loss::Loss;
+use crate::model::Dataset;
+use crate::test_support::{check_gradients, dense, model_with_shape, random};
+
+fn conv(name: &str, filters: usize, k: usize, s: usize, same: bool, d: usize, activation: Activation) -> LayerSpec {
+    LayerSpec::Conv2D {
+        name: name.into(),
+        filters,
+        kernel_size: [k, k],
+        strides: [s, s],
+        padding: if same { Padding::Same } else { Padding::Valid },
+        dilation_rate: [d, d],
+        activation,
+        use_bias: true,
+        kernel_initializer: Default::default(),
+        bias_initializer: InitSpec { init: crate::init::Initializer::GlorotUniform, seed: None },
+        kernel_regularizer: None,
+        bias_regularizer: None,
+    }
+}
+
+fn flatten() -> LayerSpec {
+    LayerSpec::Flatten { name: "flat".into() }
+}
+
+/// Direct convolution by the definition, NHWC, Keras' `same` padding split.
+fn direct_conv(
+    x: &[f32],
+    (h, w, c): (usize, usize, usize),
+    kernel: &[f32],
+    bias: &[f32],
+    k: usize,
+    s: usize,
+    same: bool,
+    d: usize,
+    f: usize,
+) -> Vec<f32> {
+    let span = d * (k - 1) + 1;
+    let (oh, ow) = if same { (h.div_ceil(s), w.div_ceil(s)) } else { ((h - span) / s + 1, (w - span) / s + 1) };
+    let pad = |n: usize, o: usize| if same { ((o - 1) * s + span).saturating_sub(n) / 2 } else { 0 };
+    let (pt, pl) = (pad(h, oh), pad(w, ow));
+    let mut out = vec![0.0; oh * ow * f];
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for fo in 0..f {
+                let mut acc = bias[fo] as f64;
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let iy = (oy * s + ky * d) as isize - pt as isize;
+                        let ix = (ox * s + kx * d) as isize - pl as isize;
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                            continue;
+                        }
+                        for ci in 0..c {
+                            let xv = x[(iy as usize * w + ix as usize) * c + ci] as f64;
+                            acc += xv * kernel[((ky * k + kx) * c + ci) * f + fo] as f64;
+                        }
+                    }
+                }
+                out[(oy * ow + ox) * f + fo] = acc as f32;
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn conv_forward_matches_direct_convolution() {
+    let (h, w, c) = (7, 6, 3);
+    let x = random(2 * h * w * c, 1);
+    for (k, s, same, d, f) in [
+        (3, 1, false, 1, 4),
+        (3, 2, true, 1, 2),
+        (2, 2, false, 1, 3),
+        (3, 1, true, 2, 2),
+        (1, 1, false, 1, 5),
+        (5, 3, true, 1, 1),
+    ] {
+        let mut m = model_with_shape(
+            vec![conv("c", f, k, s, same, d, Activation::Linear)],
+            Loss::MeanSquaredError,
+            vec![h, w, c],
+        );
+        let kernel = m.net.params.values[m.net.params.tensors[0].range()].to_vec();
+        let bias = m.net.params.values[m.net.params.tensors[1].range()].to_vec();
+        let ow = m.net.output_width();
+        let mut out = vec![0.0; 2 * ow];
+        m.predict(&x, 2, 2, &mut out).unwrap();
+        for n in 0..2 {
+            let want = direct_conv(&x[n * h * w * c..(n + 1) * h * w * c], (h, w, c), &kernel, &bias, k, s, same, d, f);
+            assert_eq!(want.len(), ow);
+            for (a, b) in out[n * ow..(n + 1) * ow].iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "k{k} s{s} same{same} d{d}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn conv_gradients_for_strides_paddings_dilations_and_channels() {
+    let rows = 3;
+    for (c, f, k, s, same, d, act) in [
+        (1, 2, 3, 1, false, 1, Activation::Tanh),
+        (2, 3, 3, 2, true, 1, Activation::Relu),
+        (3, 2, 2, 2, false, 1, Activation::Linear),
+        (2, 2, 3, 1, true, 2, Activation::Gelu { approximate: false }),
+        (2, 4, 1, 1, false, 1, Activation::Sigmoid),
+    ] {
+        let shape = vec![5, 5, c];
+        let layers = vec![conv("c", f, k, s, same, d, act), flatten(), dense("o", 2, Activation::Linear)];
+        let mut m = model_with_shape(layers, Loss::MeanSquaredError, shape);
+        let x = random(rows * 25 * c, 2);
+        check_gradients(&mut m, &x, &random(rows * 2, 3), rows);
+    }
+}
+
+#[test]
+fn pooling_gradients() {
+    let rows = 3;
+    let pools = vec![
+        LayerSpec::MaxPooling2D { name: "p".into(), pool_size: [2, 2], strides: None, padding: Padding::Valid },
+        LayerSpec::MaxPooling2D { name: "p".into(), pool_size: [3, 3], strides: Some([2, 2]), padding: Padding::Same },
+        LayerSpec::AveragePooling2D { name: "p".into(), pool_size: [2, 2], strides: None, padding: Padding::Valid },
+        LayerSpec::AveragePooling2D {
+            name: "p".into(),
+            pool_size: [2, 2],
+            strides: Some([2, 2]),
+            padding: Padding::Same,
+        },
+        LayerSpec::GlobalAveragePooling2D { name: "p".into() },
+        LayerSpec::GlobalMaxPooling2D { name: "p".into() },
+    ];
+    for pool in pools {
+        let layers =
+            vec![conv("c", 3, 2, 1, false, 1, Activation::Tanh), pool, flatten(), dense("o", 2, Activation::Linear)];
+        let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![6, 6, 2]);
+        check_gradients(&mut m, &random(rows * 72, 4), &random(rows * 2, 5), rows);
+    }
+}
+
+#[test]
+fn average_pooling_with_same_padding_averages_inside_cells_only() {
+    let pool =
+        LayerSpec::AveragePooling2D { name: "p".into(), pool_size: [2, 2], strides: None, padding: Padding::Same };
+    let mut m = model_with_shape(vec![pool], Loss::MeanSquaredError, vec![3, 3, 1]);
+    let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+    let mut out = vec![0.0; 4];
+    m.predict(&x, 1, 1, &mut out).unwrap();
+    assert_eq!(out, vec![3.0, 4.5, 7.5, 9.0]);
+}
+
+fn batch_norm() -> LayerSpec {
+    LayerSpec::BatchNormalization { name: "bn".into(), momentum: 0.9, epsilon: 1e-3, center: true, scale: true }
+}
+
+#[test]
+fn normalization_gradients_through_the_statistics() {
+    let rows = 6;
+    // BatchNorm after Dense, after Conv2D (per channel), LayerNorm after Dense.
+    let cases = vec![
+        (
+            vec![
+                dense("a", 4, Activation::Linear),
+                batch_norm(),
+                LayerSpec::Activation { name: "t".into(), activation: Activation::Tanh },
+                dense("o", 2, Activation::Linear),
+            ],
+            vec![3],
+        ),
+        (
+            vec![
+                conv("c", 3, 2, 1, false, 1, Activation::Linear),
+                batch_norm(),
+                flatten(),
+                dense("o", 2, Activation::Linear),
+            ],
+            vec![4, 4, 2],
+        ),
+        (
+            vec![
+                dense("a", 5, Activation::Linear),
+                LayerSpec::LayerNormalization { name: "ln".into(), epsilon: 1e-3, center: true, scale: true },
+                dense("o", 2, Activation::Tanh),
+            ],
+            vec![3],
+        ),
+    ];
+    for (layers, shape) in cases {
+        let n: usize = shape.iter().product();
+        let mut m = model_with_shape(layers, Loss::MeanSquaredError, shape);
+        // Non-trivial gamma and beta, so their gradients and the scaled input gradient both count.
+        for t in m.net.params.tensors.clone() {
+            if t.role == crate::params::Role::Norm {
+                let r = random(t.len(), t.offset as u64);
+                m.net.params.values[t.range()].iter_mut().zip(r).for_each(|(v, r)| *v += 0.5 * r);
+            }
+        }
+        check_gradients(&mut m, &random(rows * n, 6), &random(rows * 2, 7), rows);
+    }
+}
+
+#[test]
+fn batch_norm_moving_statistics_converge_and_drive_inference() {
+    let rows = 200;
+    let layers = vec![LayerSpec::BatchNormalization {
+        name: "bn".into(),
+        momentum: 0.5,
+        epsilon: 1e-3,
+        center: true,
+        scale: true,
+    }];
+    let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![2]);
+    // Feature 0 ~ 3 + 2 U(-1,1) (mean 3, var 4/3); feature 1 ~ -1 + U(-1,1)/2 (mean -1, var 1/12).
+    let u = random(rows * 2, 8);
+    let x: Vec<f32> = u.chunks(2).flat_map(|p| [3.0 + 2.0 * p[0], -1.0 + 0.5 * p[1]]).collect();
+    let stats = |i: usize| {
+        let v: Vec<f64> = x.iter().skip(i).step_by(2).map(|&v| v as f64).collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        (m, v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / v.len() as f64)
+    };
+    let y = vec![0.0; rows * 2];
+    for _ in 0..30 {
+        m.fit_epoch(&Dataset::new(&x, &y, rows), rows, false).unwrap();
+    }
+    let p = m.net.params.clone();
+    let moving_mean = &p.values[p.tensors[2].range()];
+    let moving_var = &p.values[p.tensors[3].range()];
+    for i in 0..2 {
+        let (mu, var) = stats(i);
+        assert!((moving_mean[i] as f64 - mu).abs() < 1e-4, "mean {i}");
+        assert!((moving_var[i] as f64 - var).abs() < 1e-4, "var {i}");
+    }
+    // Inference uses the moving statistics: output (x - mean) / sqrt(var + eps) * gamma + beta.
+    let (g, b) = (p.values[p.tensors[0].range()].to_vec(), p.values[p.tensors[1].range()].to_vec());
+    let mut out = vec![0.0; 2];
+    m.predict(&[5.0, 0.0], 1, 1, &mut out).unwrap();
+    for i in 0..2 {
+        let want = ([5.0, 0.0][i] - moving_mean[i]) / (moving_var[i] + 1e-3).sqrt() * g[i] + b[i];
+        assert!((out[i] - want).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn noise_layers_train_with_consistent_gradients_and_vanish_in_inference() {
+    let rows = 8;
+    for noise in
+        [LayerSpec::Dropout { name: "d".into(), rate: 0.3 }, LayerSpec::GaussianNoise { name: "g".into(), stddev: 0.2 }]
+    {
+        let layers = vec![dense("a", 6, Activation::Tanh), noise.clone(), dense("o", 2, Activation::Linear)];
+        let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![3]);
+        check_gradients(&mut m, &random(rows * 3, 9), &random(rows * 2, 10), rows);
+        // Inference is the identity: the model equals the same stack without the noise layer.
+        let mut plain = model_with_shape(
+            vec![dense("a", 6, Activation::Tanh), dense("o", 2, Activation::Linear)],
+            Loss::MeanSquaredError,
+            vec![3],
+        );
+        plain.net.params.values.copy_from_slice(&m.net.params.values);
+        let (mut a, mut b) = (vec![0.0; rows * 2], vec![0.0; rows * 2]);
+        let x = random(rows * 3, 11);
+        m.predict(&x, rows, rows, &mut a).unwrap();
+        plain.predict(&x, rows, rows, &mut b).unwrap();
+        assert_eq!(a, b);
+    }
+    let layers = vec![
+        conv("c", 3, 2, 1, false, 1, Activation::Tanh),
+        LayerSpec::SpatialDropout2D { name: "s".into(), rate: 0.4 },
+        flatten(),
+        dense("o", 2, Activation::Linear),
+    ];
+    let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![4, 4, 2]);
+    check_gradients(&mut m, &random(rows * 32, 12), &random(rows * 2, 13), rows);
+}
+
+#[test]
+fn dropout_keeps_the_expected_scale_and_drops_whole_channels_spatially() {
+    let rows = 2000;
+    let layers = vec![LayerSpec::Dropout { name: "d".into(), rate: 0.25 }];
+    let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![10]);
+    let x = vec![1.0f32; rows * 10];
+    let mut ws = crate::network::Workspace::default();
+    m.net.forward(&mut ws, &x, rows, true);
+    let out = &ws.outputs[0][..rows * 10];
+    let mean = out.iter().map(|&v| v as f64).sum::<f64>() / out.len() as f64;
+    assert!((mean - 1.0).abs() < 0.02, "{mean}");
+    assert!(out.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+}
+
+#[test]
+fn shapes_of_flatten_reshape_and_bad_specs() {
+    let m = model_with_shape(
+        vec![LayerSpec::Reshape { name: "r".into(), target_shape: vec![-1, 4] }, flatten()],
+        Loss::MeanSquaredError,
+        vec![2, 6],
+    );
+    assert_eq!(m.net.shapes, vec![vec![3, 4], vec![12]]);
+    let bad = crate::model::Model::new(
+        &crate::network::ModelSpec {
+            input_shape: vec![2, 6],
+            layers: vec![LayerSpec::Reshape { name: "r".into(), target_shape: vec![5, -1] }],
+        },
+        0,
+    );
+    assert!(bad.is_err());
+    let bad = crate::model::Model::new(
+        &crate::network::ModelSpec {
+            input_shape: vec![2, 2, 1],
+            layers: vec![conv("c", 1, 3, 1, false, 1, Activation::Linear)],
+        },
+        0,
+    );
+    assert!(bad.err().unwrap().to_string().contains("smaller"));
+    let bad = crate::model::Model::new(
+        &crate::network::ModelSpec {
+            input_shape: vec![10],
+            layers: vec![conv("c", 1, 3, 1, false, 1, Activation::Linear)],
+        },
+        0,
+    );
+    assert!(bad.err().unwrap().to_string().contains("height, width, channels"));
+}

@@ -1,0 +1,63 @@
+//! Helpers shared by the engine's unit tests: small models and a finite-difference check of
+//! every parameter gradient.
+
+use crate::activation::Activation;
+use crate::layers::LayerSpec;
+use crate::loss::Loss;
+use crate::model::{CompileSpec, Dataset, Model};
+use crate::network::ModelSpec;
+use crate::optim::OptimizerSpec;
+use crate::rng::Stream;
+
+pub fn dense(name: &str, units: usize, activation: Activation) -> LayerSpec {
+    LayerSpec::Dense {
+        name: name.into(),
+        units,
+        activation,
+        use_bias: true,
+        kernel_initializer: Default::default(),
+        // Random biases, so the checks also exercise the bias gradient.
+        bias_initializer: crate::layers::InitSpec { init: crate::init::Initializer::GlorotUniform, seed: None },
+        kernel_regularizer: None,
+        bias_regularizer: None,
+    }
+}
+
+pub fn model(layers: Vec<LayerSpec>, loss: Loss, input: usize) -> Model {
+    model_with_shape(layers, loss, vec![input])
+}
+
+/// A model over samples of `input_shape`, compiled with plain SGD.
+pub fn model_with_shape(layers: Vec<LayerSpec>, loss: Loss, input_shape: Vec<usize>) -> Model {
+    let mut m = Model::new(&ModelSpec { input_shape, layers }, 3).unwrap();
+    let optimizer = OptimizerSpec::new(crate::optim::Rule::Sgd { momentum: 0.0, nesterov: false }, 0.1);
+    m.compile(&CompileSpec { loss, optimizer, metrics: vec![] }).unwrap();
+    m
+}
+
+pub fn random(n: usize, salt: u64) -> Vec<f32> {
+    let mut s = Stream::new(99, salt);
+    (0..n).map(|_| 2.0 * s.uniform() - 1.0).collect()
+}
+
+/// Every parameter's analytic gradient against a central difference of the batch loss.
+pub fn check_gradients(m: &mut Model, x: &[f32], y: &[f32], rows: usize) {
+    let data = Dataset::new(x, y, rows);
+    m.compute_gradients(&data).unwrap();
+    let analytic = m.net.params.grads.clone();
+    let h = 2e-3f32;
+    for i in 0..m.net.params.len() {
+        let orig = m.net.params.values[i];
+        let (hi, lo) = (orig + h, orig - h);
+        m.net.params.values[i] = hi;
+        let up = m.compute_gradients(&data).unwrap();
+        m.net.params.values[i] = lo;
+        let down = m.compute_gradients(&data).unwrap();
+        m.net.params.values[i] = orig;
+        let numeric = (up - down) / (hi - lo) as f64;
+        let a = analytic[i] as f64;
+        // Relative 2% plus an absolute floor for the float32 rounding of the forward pass.
+        let tol = 1e-3 + 2e-2 * numeric.abs().max(a.abs());
+        assert!((numeric - a).abs() <= tol, "{}: param {i}: numeric {numeric} analytic {a}", m.describe());
+    }
+}
