@@ -15,6 +15,9 @@ from ._naming import snake_case, unique_name
 
 __all__ = [
     "Layer", "InputLayer", "Input", "Dense", "Activation", "ReLU", "LeakyReLU", "Softmax", "PReLU",
+    "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+    "Flatten", "Reshape", "Dropout", "SpatialDropout2D", "GaussianNoise", "BatchNormalization",
+    "LayerNormalization",
 ]  # fmt: skip
 
 
@@ -272,3 +275,281 @@ class PReLU(Layer):
             "shared_axes": self.shared_axes,
             "alpha_regularizer": _reg_spec(self.alpha_regularizer),
         }
+
+
+def _pair(name: str, v) -> list[int]:
+    """An int or a pair of ints, as Keras accepts for sizes and strides."""
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        v = (v, v)
+    try:
+        a, b = v
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int or a pair of ints; got {v!r}") from None
+    if any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in (a, b)):
+        raise ValueError(f"{name} must hold positive integers; got {v!r}")
+    return [int(a), int(b)]
+
+
+def _padding(p) -> str:
+    if not isinstance(p, str) or p.lower() not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same'; got {p!r}")
+    return p.lower()
+
+
+def _channels_last(data_format) -> None:
+    if data_format not in (None, "channels_last"):
+        raise ValueError("only data_format='channels_last' (NHWC, Keras' default) is supported")
+
+
+class Conv2D(Layer):
+    """2-D convolution over ``(height, width, channels)`` inputs (note 002 §6).
+
+    Kernel ``(kh, kw, in_channels, filters)`` then bias ``(filters,)`` in ``get_weights()``.
+    Output size per axis (note 002 §6.4): ``valid``: ``(n - f) / s + 1`` (floored), ``same``:
+    ``ceil(n / s)`` with zero padding; ``dilation_rate`` spreads the kernel taps ``d`` apart.
+    Computed as one matrix product over im2col patches, multithreaded.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        data_format=None,
+        dilation_rate=(1, 1),
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        name: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        _channels_last(data_format)
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+            raise ValueError(f"Conv2D: filters must be a positive integer; got {filters!r}")
+        self.filters = int(filters)
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.strides = _pair("strides", strides)
+        self.padding = _padding(padding)
+        self.dilation_rate = _pair("dilation_rate", dilation_rate)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": tuple(self.kernel_size),
+            "strides": tuple(self.strides),
+            "padding": self.padding,
+            "dilation_rate": tuple(self.dilation_rate),
+            "activation": _activation_config(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer.name,
+            "bias_initializer": self.bias_initializer.name,
+            "kernel_regularizer": _reg_config(self.kernel_regularizer),
+            "bias_regularizer": _reg_config(self.bias_regularizer),
+        }
+
+    def _spec(self) -> dict[str, Any]:
+        return {
+            "type": "conv2d",
+            "name": self.name,
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "dilation_rate": self.dilation_rate,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer._spec(),
+            "bias_initializer": self.bias_initializer._spec(),
+            "kernel_regularizer": _reg_spec(self.kernel_regularizer),
+            "bias_regularizer": _reg_spec(self.bias_regularizer),
+        }
+
+
+class _Pooling2D(Layer):
+    engine_type = ""
+
+    def __init__(
+        self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, name=None, **kwargs
+    ):
+        super().__init__(name=name, **kwargs)
+        _channels_last(data_format)
+        self.pool_size = _pair("pool_size", pool_size)
+        self.strides = None if strides is None else _pair("strides", strides)
+        self.padding = _padding(padding)
+
+    def get_config(self) -> dict[str, Any]:
+        strides = None if self.strides is None else tuple(self.strides)
+        return {**super().get_config(), "pool_size": tuple(self.pool_size), "strides": strides,
+                "padding": self.padding}  # fmt: skip
+
+    def _spec(self) -> dict[str, Any]:
+        return {"type": self.engine_type, "name": self.name, "pool_size": self.pool_size,
+                "strides": self.strides, "padding": self.padding}  # fmt: skip
+
+
+class MaxPooling2D(_Pooling2D):
+    """Maximum over each ``pool_size`` window (strides default to the pool size)."""
+
+    engine_type = "max_pooling2d"
+
+
+class AveragePooling2D(_Pooling2D):
+    """Mean over each window; with ``same`` padding, over the cells inside the input only."""
+
+    engine_type = "average_pooling2d"
+
+
+class GlobalAveragePooling2D(Layer):
+    """Mean over height and width: ``(H, W, C) -> (C,)``."""
+
+    def __init__(self, data_format=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        _channels_last(data_format)
+
+    def _spec(self):
+        return {"type": "global_average_pooling2d", "name": self.name}
+
+
+class GlobalMaxPooling2D(GlobalAveragePooling2D):
+    """Maximum over height and width: ``(H, W, C) -> (C,)``."""
+
+    def _spec(self):
+        return {"type": "global_max_pooling2d", "name": self.name}
+
+
+class Flatten(Layer):
+    """``(H, W, C) -> (H * W * C,)``, in row-major (NHWC) order."""
+
+    def __init__(self, data_format=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        _channels_last(data_format)
+
+    def _spec(self):
+        return {"type": "flatten", "name": self.name}
+
+
+class Reshape(Layer):
+    """Reshapes each sample to ``target_shape`` (one entry may be -1)."""
+
+    def __init__(self, target_shape, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.target_shape = tuple(int(d) for d in target_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": self.target_shape}
+
+    def _spec(self):
+        return {"type": "reshape", "name": self.name, "target_shape": list(self.target_shape)}
+
+
+def _rate(name: str, rate) -> float:
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise ValueError(f"{name}: rate must be in [0, 1); got {rate!r}")
+    return float(rate)
+
+
+class Dropout(Layer):
+    """Inverted dropout (note 002, note 004): in training each value is zeroed with probability
+    ``rate`` and the rest scaled by ``1 / (1 - rate)``; in inference, the identity. (The original
+    form scales at inference by ``1 - rate`` instead; the expected activations are the same.)"""
+
+    def __init__(self, rate: float, noise_shape=None, seed=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if noise_shape is not None:
+            raise ValueError("Dropout: noise_shape is not supported (use SpatialDropout2D for channels)")
+        self.rate = _rate("Dropout", rate)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+    def _spec(self):
+        return {"type": "dropout", "name": self.name, "rate": self.rate}
+
+
+class SpatialDropout2D(Dropout):
+    """Drops whole channels of a ``(H, W, C)`` map (one draw per sample and channel)."""
+
+    def __init__(self, rate: float, data_format=None, name=None, **kwargs):
+        _channels_last(data_format)
+        super().__init__(rate, name=name, **kwargs)
+
+    def _spec(self):
+        return {"type": "spatial_dropout2d", "name": self.name, "rate": self.rate}
+
+
+class GaussianNoise(Layer):
+    """Adds ``N(0, stddev^2)`` noise in training only (note 004, noise as regularization)."""
+
+    def __init__(self, stddev: float, seed=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or not stddev >= 0:
+            raise ValueError(f"GaussianNoise: stddev must be >= 0; got {stddev!r}")
+        self.stddev = float(stddev)
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev}
+
+    def _spec(self):
+        return {"type": "gaussian_noise", "name": self.name, "stddev": self.stddev}
+
+
+def _last_axis(name: str, axis) -> None:
+    if axis not in (-1,):
+        raise ValueError(f"{name}: only axis=-1 (the last, channel axis) is supported")
+
+
+class BatchNormalization(Layer):
+    """Batch normalization (note 000, note 004), per channel of the last axis: in training
+    ``(x - mean_batch) / sqrt(var_batch + epsilon) * gamma + beta``, with moving averages
+    ``m = momentum * m + (1 - momentum) * batch_stat`` used in inference. Weights: gamma, beta,
+    moving_mean, moving_variance (Keras order; the last two are not trained)."""
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        _last_axis("BatchNormalization", axis)
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"BatchNormalization: momentum must be in [0, 1]; got {momentum!r}")
+        if not epsilon > 0:
+            raise ValueError(f"BatchNormalization: epsilon must be positive; got {epsilon!r}")
+        self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}  # fmt: skip
+
+    def _spec(self):
+        return {"type": "batch_normalization", "name": self.name, "momentum": self.momentum,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale}  # fmt: skip
+
+
+class LayerNormalization(Layer):
+    """Layer normalization (note 004): per sample over the last axis, the same in training and
+    inference; gamma and beta per feature."""
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        _last_axis("LayerNormalization", axis)
+        if not epsilon > 0:
+            raise ValueError(f"LayerNormalization: epsilon must be positive; got {epsilon!r}")
+        self.axis, self.epsilon, self.center, self.scale = axis, float(epsilon), bool(center), bool(scale)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
+                "scale": self.scale}  # fmt: skip
+
+    def _spec(self):
+        return {"type": "layer_normalization", "name": self.name, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}  # fmt: skip

@@ -468,8 +468,10 @@ class Sequential:
         return self._core.predict(x, x.shape[0])
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
+        """The outputs for ``x`` as one batch; ``training=True`` shows training behaviour
+        (dropout masks, batch statistics, which also updates BatchNormalization's moving averages)."""
         x = self._prepare_x(x, "call")
-        return self._core.predict(x, max(x.shape[0], 1))
+        return self._core.predict(x, max(x.shape[0], 1), bool(training))
 
     @staticmethod
     def _format_logs(logs, return_dict: bool):

@@ -413,6 +413,11 @@ impl Model {
 
     /// Inference on `rows` samples of `x`, written row-major into `out`.
     pub fn predict(&mut self, x: &[f32], rows: usize, batch_size: usize, out: &mut [f32]) -> Result<()> {
+        self.call(x, rows, batch_size, false, out)
+    }
+
+    /// Forward pass in inference or (for inspection: dropout, batch statistics) training mode.
+    pub fn call(&mut self, x: &[f32], rows: usize, batch_size: usize, training: bool, out: &mut [f32]) -> Result<()> {
         let (xw, ow) = (self.net.input_width(), self.net.output_width());
         if x.len() != rows * xw {
             return Err(invalid(format!("predict: x must hold {xw} values per sample")));
@@ -430,7 +435,7 @@ impl Model {
         threads::install(move || {
             for lo in (0..rows).step_by(batch_size) {
                 let hi = (lo + batch_size).min(rows);
-                this.net.forward(&mut this.ws, &x[lo * xw..hi * xw], hi - lo, false);
+                this.net.forward(&mut this.ws, &x[lo * xw..hi * xw], hi - lo, training);
                 let last = this.ws.outputs.last().expect("built");
                 out[lo * ow..hi * ow].copy_from_slice(&last[..(hi - lo) * ow]);
             }

@@ -130,12 +130,14 @@ impl PyModel {
         py.detach(|| guard(|| model.evaluate(&data, batch_size))).map(logs_out)
     }
 
-    /// Inference; returns a new float32 array of shape `(rows, *output_shape)`.
+    /// Forward pass (inference unless `training`); a new float32 array `(rows, *output_shape)`.
+    #[pyo3(signature = (x, batch_size, training=false))]
     fn predict<'py>(
         &mut self,
         py: Python<'py>,
         x: PyReadonlyArrayDyn<'_, f32>,
         batch_size: usize,
+        training: bool,
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let (xs, rows) = rows_of("x", &x)?;
         let mut dims = vec![rows];
@@ -145,7 +147,7 @@ impl PyModel {
             let mut rw = out.readwrite();
             let slice = rw.as_slice_mut().expect("a new array is contiguous");
             let model = &mut self.inner;
-            py.detach(|| guard(|| model.predict(xs, rows, batch_size, slice)))?;
+            py.detach(|| guard(|| model.call(xs, rows, batch_size, training, slice)))?;
         }
         Ok(out)
     }
