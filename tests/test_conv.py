@@ -139,3 +139,42 @@ def test_bad_image_shapes_are_reported():
         layers.Conv2D(4, 3, padding="full")
     with pytest.raises(ValueError, match="rate"):
         layers.Dropout(1.0)
+
+
+def test_residual_block_weights_and_forward():
+    inner = layers.Dense(4, activation="tanh")
+    model = fn.Sequential([layers.Input((4,)), layers.Residual([inner, layers.Dense(4)])])
+    res = model.layers[0]
+    assert [w.shape for w in res.get_weights()] == [(4, 4), (4,), (4, 4), (4,)]
+    w1, b1, w2, b2 = model.get_weights()
+    x = rng.normal(size=(5, 4)).astype(np.float32)
+    want = np.tanh(x @ w1 + b1) @ w2 + b2 + x
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-5, atol=1e-6)
+    proj = fn.Sequential([layers.Input((6, 6, 2)), layers.Residual([layers.Conv2D(4, 3, padding="same")],
+                                                                  shortcut=layers.Conv2D(4, 1))])  # fmt: skip
+    assert proj.output_shape == (None, 6, 6, 4)
+    with pytest.raises(ValueError, match="shortcut"):
+        fn.Sequential([layers.Input((4,)), layers.Residual([layers.Dense(3)])])
+
+
+def test_deep_sigmoid_mlp_trains_far_worse_than_relu_batchnorm_residual(digits):
+    """Notes 000, 002 and 004: the gradient of a deep sigmoid stack vanishes; ReLU, BatchNorm and
+    residual connections keep a 20-layer network trainable."""
+    x_train, y_train, x_test, y_test = digits
+    fn.utils.set_random_seed(0)
+    plain = fn.Sequential([layers.Input((64,))])
+    for _ in range(20):
+        plain.add(layers.Dense(32, activation="sigmoid"))
+    plain.add(layers.Dense(10, activation="softmax"))
+    deep = fn.Sequential([layers.Input((64,)), layers.Dense(32)])
+    for _ in range(10):
+        deep.add(layers.Residual([layers.BatchNormalization(), layers.ReLU(), layers.Dense(32),
+                                  layers.BatchNormalization(), layers.ReLU(), layers.Dense(32)]))  # fmt: skip
+    deep.add(layers.Dense(10, activation="softmax"))
+    accs = []
+    for model in (plain, deep):
+        model.compile(optimizer=fn.optimizers.SGD(0.05, momentum=0.9), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])  # fmt: skip
+        model.fit(x_train, y_train, epochs=10, verbose=0)
+        accs.append(model.evaluate(x_test, y_test, verbose=0)[1])
+    assert accs[0] < 0.5 and accs[1] > 0.9, accs

@@ -17,7 +17,7 @@ __all__ = [
     "Layer", "InputLayer", "Input", "Dense", "Activation", "ReLU", "LeakyReLU", "Softmax", "PReLU",
     "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
     "Flatten", "Reshape", "Dropout", "SpatialDropout2D", "GaussianNoise", "BatchNormalization",
-    "LayerNormalization",
+    "LayerNormalization", "Residual",
 ]  # fmt: skip
 
 
@@ -72,6 +72,14 @@ class Layer:
     @property
     def weights(self) -> list[np.ndarray]:
         return self.get_weights()
+
+    def _weight_prefixes(self) -> list[str]:
+        """Name prefixes of this layer's tensors in the engine (``name/kernel``...)."""
+        return [self.name + "/"]
+
+    def _children(self) -> list["Layer"]:
+        """Layers nested inside this one."""
+        return []
 
     def count_params(self) -> int:
         return int(sum(w.size for w in self.get_weights()))
@@ -553,3 +561,40 @@ class LayerNormalization(Layer):
     def _spec(self):
         return {"type": "layer_normalization", "name": self.name, "epsilon": self.epsilon,
                 "center": self.center, "scale": self.scale}  # fmt: skip
+
+
+class Residual(Layer):
+    """Residual block (note 004): ``output = block(x) + shortcut(x)``, with ``block`` a list of
+    layers and ``shortcut`` the identity (``None``) or a layer projecting ``x`` to the block's
+    output shape (e.g. ``Conv2D(filters, 1)`` when the channels change). Usable inside
+    ``Sequential``; its weights are those of its layers, block first."""
+
+    def __init__(self, layers, shortcut=None, name: str | None = None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        layers = list(layers) if isinstance(layers, (list, tuple)) else [layers]
+        if not layers or any(not isinstance(la, Layer) or isinstance(la, InputLayer) for la in layers):
+            raise TypeError("Residual: layers must be a non-empty list of ferronet layers")
+        if shortcut is not None and not isinstance(shortcut, Layer):
+            raise TypeError("Residual: shortcut must be a ferronet layer or None")
+        self.block, self.shortcut = layers, shortcut
+
+    def _children(self) -> list[Layer]:
+        return [*self.block, *([self.shortcut] if self.shortcut is not None else [])]
+
+    def _weight_prefixes(self) -> list[str]:
+        return [p for child in self._children() for p in child._weight_prefixes()]
+
+    def get_config(self):
+        def cfg(la):
+            return {"class_name": type(la).__name__, "config": la.get_config()}
+
+        return {**super().get_config(), "layers": [cfg(la) for la in self.block],
+                "shortcut": None if self.shortcut is None else cfg(self.shortcut)}  # fmt: skip
+
+    def _spec(self):
+        return {
+            "type": "residual",
+            "name": self.name,
+            "layers": [la._spec() for la in self.block],
+            "shortcut": None if self.shortcut is None else self.shortcut._spec(),
+        }

@@ -59,6 +59,13 @@ def _batch_size(batch_size, n: int) -> int:
     return int(batch_size)
 
 
+def _walk(layer: Layer):
+    """The layer and every layer nested in it."""
+    yield layer
+    for child in layer._children():
+        yield from _walk(child)
+
+
 class Sequential:
     """A linear stack of layers, trained with ``compile`` and ``fit`` as in Keras."""
 
@@ -103,8 +110,10 @@ class Sequential:
             return
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a ferronet layer; got {type(layer).__name__}")
-        if any(existing.name == layer.name for existing in self._layers):
-            raise ValueError(f"a layer named '{layer.name}' is already in the model; names must be unique")
+        taken = {la.name for existing in self._layers for la in _walk(existing)}
+        clash = [la.name for la in _walk(layer) if la.name in taken]
+        if clash:
+            raise ValueError(f"a layer named '{clash[0]}' is already in the model; names must be unique")
         if not self._layers and self._input_shape is None and layer._input_shape is not None:
             self._input_shape = layer._input_shape
         self._unbuild()
@@ -505,8 +514,8 @@ class Sequential:
             self._core.set_weight(i, w)
 
     def _layer_indices(self, layer: Layer) -> list[int]:
-        prefix = layer.name + "/"
-        return [i for i, n in enumerate(self._core.weight_names) if n.startswith(prefix)]
+        prefixes = tuple(layer._weight_prefixes())
+        return [i for i, n in enumerate(self._core.weight_names) if n.startswith(prefixes)]
 
     def _layer_weights(self, layer: Layer) -> list[np.ndarray]:
         all_w = self._core.get_weights()

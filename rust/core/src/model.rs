@@ -166,7 +166,7 @@ impl Model {
                 return Err(invalid(format!("metric '{}' does not fit this loss, whose targets are {want}", m.name)));
             }
         }
-        let last = self.net.layers.last().expect("built").final_activation();
+        let last = self.net.body.layers.last().expect("built").final_activation();
         self.compiled = Some(Compiled {
             loss: spec.loss,
             optimizer: Optimizer::new(&spec.optimizer, self.net.params.len())?,
@@ -384,7 +384,7 @@ impl Model {
 
     /// A one-line description of the layers and loss (for messages).
     pub fn describe(&self) -> String {
-        let acts: Vec<String> = self.net.layers.iter().map(|l| format!("{:?}", l.final_activation())).collect();
+        let acts: Vec<String> = self.net.body.layers.iter().map(|l| format!("{:?}", l.final_activation())).collect();
         format!("layers [{}], loss {:?}", acts.join(", "), self.compiled.as_ref().map(|c| c.loss))
     }
 

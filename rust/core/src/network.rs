@@ -1,10 +1,12 @@
-//! A built sequential network: its layers, its flat parameters, and the buffers its forward and
-//! backward passes reuse from batch to batch.
+//! A built sequential network: its chain of layers, its flat parameters, and the random stream
+//! of its dropout and noise layers.
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::chain::Workspace;
+use crate::chain::{width, Chain};
 use crate::error::{invalid, Result};
-use crate::layers::{BackwardPass, ForwardPass, Layer, LayerSpec};
+use crate::layers::LayerSpec;
 use crate::params::ParamStore;
 use crate::rng::Stream;
 
@@ -18,30 +20,13 @@ pub struct ModelSpec {
     pub layers: Vec<LayerSpec>,
 }
 
-/// Activation and gradient buffers for batches of up to `capacity` rows, one pair per layer.
-/// Allocated when a larger batch first arrives, then reused: steady-state steps allocate nothing.
-#[derive(Debug, Default)]
-pub struct Workspace {
-    capacity: usize,
-    pub outputs: Vec<Vec<f32>>,
-    pub grads: Vec<Vec<f32>>,
-    /// Per layer, what forward keeps for backward besides the output (often empty).
-    pub saved: Vec<Vec<f32>>,
-}
-
 #[derive(Clone, Debug)]
 pub struct Network {
-    pub layers: Vec<Layer>,
+    pub body: Chain,
     pub params: ParamStore,
     pub input_shape: Vec<usize>,
-    /// Per-sample output shape of each layer.
-    pub shapes: Vec<Vec<usize>>,
     seed: u64,
     noise: Stream,
-}
-
-fn width(shape: &[usize]) -> usize {
-    shape.iter().product()
 }
 
 impl Network {
@@ -53,23 +38,13 @@ impl Network {
             return Err(invalid(format!("input shape must be non-empty and positive; got {:?}", spec.input_shape)));
         }
         let mut params = ParamStore::default();
-        let mut layers = Vec::with_capacity(spec.layers.len());
-        let mut shapes = Vec::with_capacity(spec.layers.len());
-        let mut shape = spec.input_shape.clone();
-        for ls in &spec.layers {
-            let (layer, out) = Layer::build(ls, &shape, &mut params, seed)?;
-            layers.push(layer);
-            shapes.push(out.clone());
-            shape = out;
-        }
-        Ok(Self {
-            layers,
-            params,
-            input_shape: spec.input_shape.clone(),
-            shapes,
-            seed,
-            noise: Stream::new(seed, NOISE_STREAM),
-        })
+        let body = Chain::build(&spec.layers, &spec.input_shape, &mut params, seed)?;
+        Ok(Self { body, params, input_shape: spec.input_shape.clone(), seed, noise: Stream::new(seed, NOISE_STREAM) })
+    }
+
+    /// Per-sample output shape of each layer.
+    pub fn shapes(&self) -> &[Vec<usize>] {
+        &self.body.shapes
     }
 
     /// Values per input sample.
@@ -79,61 +54,23 @@ impl Network {
 
     /// Values per output sample.
     pub fn output_width(&self) -> usize {
-        width(self.shapes.last().expect("a built network has layers"))
-    }
-
-    /// Makes sure `ws` holds buffers for `rows` samples.
-    pub fn prepare(&self, ws: &mut Workspace, rows: usize) {
-        if ws.capacity >= rows && ws.outputs.len() == self.layers.len() {
-            return;
-        }
-        ws.outputs = self.shapes.iter().map(|s| vec![0.0; rows * width(s)]).collect();
-        ws.grads = self.shapes.iter().map(|s| vec![0.0; rows * width(s)]).collect();
-        ws.saved = self.layers.iter().map(|l| vec![0.0; rows * l.saved_width() + l.saved_extra()]).collect();
-        ws.capacity = rows;
+        width(self.body.output_shape(&self.input_shape))
     }
 
     /// Forward pass of `rows` samples in training or inference mode; the result is
     /// `ws.outputs.last()`.
     pub fn forward(&mut self, ws: &mut Workspace, input: &[f32], rows: usize, training: bool) {
-        self.prepare(ws, rows);
-        for (i, layer) in self.layers.iter().enumerate() {
-            let (done, rest) = ws.outputs.split_at_mut(i);
-            layer.forward(ForwardPass {
-                params: &mut self.params.values,
-                input: if i == 0 { input } else { &done[i - 1][..] },
-                output: &mut rest[0],
-                saved: &mut ws.saved[i],
-                rows,
-                training,
-                rng: &mut self.noise,
-            });
-        }
-    }
-
-    /// Restarts the dropout/noise stream (gradient checks need the same masks every pass).
-    pub fn reset_noise(&mut self) {
-        self.noise = Stream::new(self.seed, NOISE_STREAM);
+        self.body.forward(&mut self.params.values, ws, input, rows, training, &mut self.noise);
     }
 
     /// Backward pass after [`Network::forward`] on the same input, with `dL/d(out)` (or `dL/dz`
     /// of the last activation when `fused`) in `ws.grads.last()`. Fills `self.params.grads`.
     pub fn backward(&mut self, ws: &mut Workspace, input: &[f32], rows: usize, fused: bool) {
-        let last = self.layers.len() - 1;
-        for i in (0..self.layers.len()).rev() {
-            let (below, rest) = ws.grads.split_at_mut(i);
-            let pass = BackwardPass {
-                params: &self.params.values,
-                grads: &mut self.params.grads,
-                input: if i == 0 { input } else { &ws.outputs[i - 1] },
-                output: &ws.outputs[i],
-                saved: &mut ws.saved[i],
-                grad_out: &mut rest[0],
-                grad_in: if i == 0 { None } else { Some(&mut below[i - 1]) },
-                rows,
-                skip_activation: fused && i == last,
-            };
-            self.layers[i].backward(pass);
-        }
+        self.body.backward(&self.params.values, &mut self.params.grads, ws, input, None, rows, fused);
+    }
+
+    /// Restarts the dropout/noise stream (gradient checks need the same masks every pass).
+    pub fn reset_noise(&mut self) {
+        self.noise = Stream::new(self.seed, NOISE_STREAM);
     }
 }

@@ -41,7 +41,7 @@ impl PyModel {
     /// Per-sample output shape of each layer.
     #[getter]
     fn layer_output_shapes(&self) -> Vec<Vec<usize>> {
-        self.inner.net.shapes.clone()
+        self.inner.net.shapes().to_vec()
     }
 
     /// Values per target row that the compiled loss expects.
@@ -141,7 +141,7 @@ impl PyModel {
     ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         let (xs, rows) = rows_of("x", &x)?;
         let mut dims = vec![rows];
-        dims.extend(self.inner.net.shapes.last().cloned().unwrap_or_default());
+        dims.extend(self.inner.net.shapes().last().cloned().unwrap_or_default());
         let out = PyArrayDyn::<f32>::zeros(py, dims, false);
         {
             let mut rw = out.readwrite();

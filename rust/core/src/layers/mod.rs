@@ -14,6 +14,7 @@ mod normalization;
 mod pool;
 mod prelu;
 mod reshape;
+mod residual;
 #[cfg(test)]
 mod tests;
 
@@ -25,10 +26,12 @@ pub use normalization::{NormKind, Normalization};
 pub use pool::{GlobalPool2D, Pool2D, PoolKind};
 pub use prelu::PRelu;
 pub use reshape::Reshape;
+pub use residual::Residual;
 
 use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
+use crate::chain::Workspace;
 use crate::error::Result;
 use crate::init::Initializer;
 use crate::params::ParamStore;
@@ -180,6 +183,12 @@ pub enum LayerSpec {
         #[serde(default = "yes")]
         scale: bool,
     },
+    Residual {
+        name: String,
+        layers: Vec<LayerSpec>,
+        #[serde(default)]
+        shortcut: Option<Box<LayerSpec>>,
+    },
     #[serde(rename = "prelu")]
     PRelu {
         name: String,
@@ -237,6 +246,8 @@ pub struct ForwardPass<'a> {
     pub training: bool,
     /// Random stream for dropout masks and noise.
     pub rng: &'a mut Stream,
+    /// Workspaces of the chains nested in this layer (residual branches).
+    pub nested: &'a mut Vec<Workspace>,
 }
 
 /// Everything `backward` of one layer reads and writes.
@@ -252,6 +263,8 @@ pub struct BackwardPass<'a> {
     pub grad_out: &'a mut [f32],
     /// Where `dL/d(in)` goes; `None` for the first layer (nobody needs it).
     pub grad_in: Option<&'a mut [f32]>,
+    /// Workspaces of the chains nested in this layer (residual branches).
+    pub nested: &'a mut Vec<Workspace>,
     pub rows: usize,
     /// The loss already produced `dL/dz` for this layer's activation (fused softmax + CE).
     pub skip_activation: bool,
@@ -269,6 +282,7 @@ pub enum Layer {
     Reshape(Reshape),
     Noise(Noise),
     Norm(Normalization),
+    Residual(Residual),
 }
 
 impl Layer {
@@ -403,6 +417,10 @@ impl Layer {
                 let l = Normalization::build(name, NormKind::Layer, input_shape, *epsilon, *center, *scale, params)?;
                 Ok((Layer::Norm(l), input_shape.to_vec()))
             }
+            LayerSpec::Residual { name, layers, shortcut } => {
+                let (l, shape) = Residual::build(name, layers, shortcut.as_deref(), input_shape, params, seed)?;
+                Ok((Layer::Residual(l), shape))
+            }
             LayerSpec::PRelu { name, alpha_initializer, shared_axes, alpha_regularizer } => {
                 let l = PRelu::build(name, input_shape, shared_axes, params)?;
                 alpha_initializer.fill(params, l.alpha, seed);
@@ -429,7 +447,16 @@ impl Layer {
             Layer::GlobalPool(l) => l.saved_width(),
             Layer::Noise(l) => l.saved_width(),
             Layer::Norm(l) => l.saved_width(),
+            Layer::Residual(l) => l.saved_width(),
             Layer::Activation(_) | Layer::PRelu(_) | Layer::Reshape(_) => 0,
+        }
+    }
+
+    /// Workspaces for the chains nested in this layer, for batches of `rows` samples.
+    pub fn nested_workspaces(&self, rows: usize) -> Vec<Workspace> {
+        match self {
+            Layer::Residual(l) => l.workspaces(rows),
+            _ => Vec::new(),
         }
     }
 
@@ -452,6 +479,7 @@ impl Layer {
             Layer::Reshape(l) => l.forward(p.input, p.output, p.rows),
             Layer::Noise(l) => l.forward(p.input, p.output, p.saved, p.rows, p.training, p.rng),
             Layer::Norm(l) => l.forward(p.params, p.input, p.output, p.saved, p.rows, p.training),
+            Layer::Residual(l) => l.forward(p),
         }
     }
 
@@ -466,6 +494,7 @@ impl Layer {
             Layer::Reshape(l) => l.backward(pass),
             Layer::Noise(l) => l.backward(pass),
             Layer::Norm(l) => l.backward(pass),
+            Layer::Residual(l) => l.backward(pass),
         }
     }
 

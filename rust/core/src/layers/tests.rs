@@ -298,7 +298,7 @@ fn shapes_of_flatten_reshape_and_bad_specs() {
         Loss::MeanSquaredError,
         vec![2, 6],
     );
-    assert_eq!(m.net.shapes, vec![vec![3, 4], vec![12]]);
+    assert_eq!(m.net.shapes(), vec![vec![3, 4], vec![12]]);
     let bad = crate::model::Model::new(
         &crate::network::ModelSpec {
             input_shape: vec![2, 6],
@@ -323,4 +323,57 @@ fn shapes_of_flatten_reshape_and_bad_specs() {
         0,
     );
     assert!(bad.err().unwrap().to_string().contains("height, width, channels"));
+}
+
+#[test]
+fn residual_block_gradients_identity_and_projection() {
+    let rows = 4;
+    let block =
+        |units| vec![dense("r1", units, Activation::Tanh), batch_norm(), dense("r2", units, Activation::Linear)];
+    let identity = LayerSpec::Residual { name: "res".into(), layers: block(4), shortcut: None };
+    let layers = vec![dense("a", 4, Activation::Tanh), identity, dense("o", 2, Activation::Linear)];
+    let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![3]);
+    check_gradients(&mut m, &random(rows * 3, 20), &random(rows * 2, 21), rows);
+
+    let projected = LayerSpec::Residual {
+        name: "res".into(),
+        layers: block(5),
+        shortcut: Some(Box::new(dense("proj", 5, Activation::Linear))),
+    };
+    let layers = vec![dense("a", 4, Activation::Tanh), projected, dense("o", 2, Activation::Linear)];
+    let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![3]);
+    check_gradients(&mut m, &random(rows * 3, 22), &random(rows * 2, 23), rows);
+
+    let conv_block = LayerSpec::Residual {
+        name: "res".into(),
+        layers: vec![conv("c1", 2, 3, 1, true, 1, Activation::Relu), conv("c2", 2, 3, 1, true, 1, Activation::Linear)],
+        shortcut: None,
+    };
+    let layers = vec![conv_block, flatten(), dense("o", 2, Activation::Linear)];
+    let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![4, 4, 2]);
+    check_gradients(&mut m, &random(rows * 32, 24), &random(rows * 2, 25), rows);
+}
+
+#[test]
+fn residual_forward_adds_the_shortcut_and_rejects_mismatched_shapes() {
+    let res =
+        LayerSpec::Residual { name: "res".into(), layers: vec![dense("r", 3, Activation::Linear)], shortcut: None };
+    let mut m = model_with_shape(vec![res], Loss::MeanSquaredError, vec![3]);
+    let x = random(6, 26);
+    let mut out = vec![0.0; 6];
+    m.predict(&x, 2, 2, &mut out).unwrap();
+    let p = &m.net.params;
+    let (w, b) = (&p.values[p.tensors[0].range()], &p.values[p.tensors[1].range()]);
+    for r in 0..2 {
+        for j in 0..3 {
+            let f: f32 = (0..3).map(|i| x[r * 3 + i] * w[i * 3 + j]).sum::<f32>() + b[j];
+            assert!((out[r * 3 + j] - (f + x[r * 3 + j])).abs() < 1e-5);
+        }
+    }
+    let bad =
+        LayerSpec::Residual { name: "res".into(), layers: vec![dense("r", 4, Activation::Linear)], shortcut: None };
+    let e = crate::model::Model::new(&crate::network::ModelSpec { input_shape: vec![3], layers: vec![bad] }, 0)
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("shortcut"), "{e}");
 }
