@@ -77,7 +77,7 @@ class Layer:
         """Name prefixes of this layer's tensors in the engine (``name/kernel``...)."""
         return [self.name + "/"]
 
-    def _children(self) -> list["Layer"]:
+    def _children(self) -> list[Layer]:
         """Layers nested inside this one."""
         return []
 
