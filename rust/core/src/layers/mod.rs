@@ -7,24 +7,28 @@
 //! store, and writes `dL/d(in)` when the layer below needs it.
 
 mod activation;
+mod augment;
 pub mod conv2d;
 mod dense;
 mod dropout;
 mod normalization;
 mod pool;
 mod prelu;
+mod preprocess;
 mod reshape;
 mod residual;
 #[cfg(test)]
 mod tests;
 
 pub use activation::ActivationLayer;
+pub use augment::{Augment, RandomTransform};
 pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::{Noise, NoiseKind};
 pub use normalization::{NormKind, Normalization};
 pub use pool::{GlobalPool2D, Pool2D, PoolKind};
 pub use prelu::PRelu;
+pub use preprocess::{Scale, ScaleKind};
 pub use reshape::Reshape;
 pub use residual::Residual;
 
@@ -174,6 +178,17 @@ pub enum LayerSpec {
         #[serde(default = "yes")]
         scale: bool,
     },
+    GroupNormalization {
+        name: String,
+        #[serde(default = "thirty_two")]
+        groups: usize,
+        #[serde(default = "norm_epsilon")]
+        epsilon: f32,
+        #[serde(default = "yes")]
+        center: bool,
+        #[serde(default = "yes")]
+        scale: bool,
+    },
     LayerNormalization {
         name: String,
         #[serde(default = "norm_epsilon")]
@@ -182,6 +197,33 @@ pub enum LayerSpec {
         center: bool,
         #[serde(default = "yes")]
         scale: bool,
+    },
+    Rescaling {
+        name: String,
+        scale: f32,
+        #[serde(default)]
+        offset: f32,
+    },
+    Normalization {
+        name: String,
+    },
+    MinMaxNormalization {
+        name: String,
+    },
+    RandomTransform {
+        name: String,
+        #[serde(default)]
+        flip_horizontal: bool,
+        #[serde(default)]
+        flip_vertical: bool,
+        #[serde(default)]
+        translate: [[f32; 2]; 2],
+        #[serde(default)]
+        rotate: [f32; 2],
+        #[serde(default)]
+        zoom: [[f32; 2]; 2],
+        #[serde(default)]
+        zoom_keeps_aspect: bool,
     },
     Residual {
         name: String,
@@ -220,6 +262,9 @@ pub enum Padding {
 
 fn ones2() -> [usize; 2] {
     [1, 1]
+}
+fn thirty_two() -> usize {
+    32
 }
 fn bn_momentum() -> f32 {
     0.99
@@ -283,6 +328,8 @@ pub enum Layer {
     Noise(Noise),
     Norm(Normalization),
     Residual(Residual),
+    Scale(Scale),
+    Augment(RandomTransform),
 }
 
 impl Layer {
@@ -413,9 +460,51 @@ impl Layer {
                 let l = Normalization::build(name, kind, input_shape, *epsilon, *center, *scale, params)?;
                 Ok((Layer::Norm(l), input_shape.to_vec()))
             }
+            LayerSpec::GroupNormalization { name, groups, epsilon, center, scale } => {
+                let kind = NormKind::Group { groups: *groups };
+                let l = Normalization::build(name, kind, input_shape, *epsilon, *center, *scale, params)?;
+                Ok((Layer::Norm(l), input_shape.to_vec()))
+            }
             LayerSpec::LayerNormalization { name, epsilon, center, scale } => {
                 let l = Normalization::build(name, NormKind::Layer, input_shape, *epsilon, *center, *scale, params)?;
                 Ok((Layer::Norm(l), input_shape.to_vec()))
+            }
+            LayerSpec::Rescaling { name, scale, offset } => {
+                if !(scale.is_finite() && offset.is_finite()) {
+                    return Err(crate::error::invalid(format!("Rescaling '{name}': scale and offset must be finite")));
+                }
+                Ok((Layer::Scale(Scale::rescaling(input_shape, *scale, *offset)), input_shape.to_vec()))
+            }
+            LayerSpec::Normalization { name } | LayerSpec::MinMaxNormalization { name } => {
+                let min_max = matches!(spec, LayerSpec::MinMaxNormalization { .. });
+                Ok((Layer::Scale(Scale::adaptive(name, input_shape, min_max, params)?), input_shape.to_vec()))
+            }
+            LayerSpec::RandomTransform {
+                name,
+                flip_horizontal,
+                flip_vertical,
+                translate,
+                rotate,
+                zoom,
+                zoom_keeps_aspect,
+            } => {
+                let &[height, width, channels] = input_shape else {
+                    return Err(crate::error::invalid(format!(
+                        "augmentation layer '{name}' expects images (height, width, channels); got {input_shape:?}"
+                    )));
+                };
+                let ranges = Augment {
+                    flip_horizontal: *flip_horizontal,
+                    flip_vertical: *flip_vertical,
+                    translate: *translate,
+                    rotate: *rotate,
+                    zoom: *zoom,
+                    zoom_keeps_aspect: *zoom_keeps_aspect,
+                };
+                if zoom.iter().flatten().any(|&z| z <= -1.0) {
+                    return Err(crate::error::invalid(format!("RandomZoom '{name}': factors must be > -1")));
+                }
+                Ok((Layer::Augment(RandomTransform { ranges, height, width, channels }), input_shape.to_vec()))
             }
             LayerSpec::Residual { name, layers, shortcut } => {
                 let (l, shape) = Residual::build(name, layers, shortcut.as_deref(), input_shape, params, seed)?;
@@ -448,6 +537,8 @@ impl Layer {
             Layer::Noise(l) => l.saved_width(),
             Layer::Norm(l) => l.saved_width(),
             Layer::Residual(l) => l.saved_width(),
+            Layer::Augment(l) => l.saved_width(),
+            Layer::Scale(_) => 0,
             Layer::Activation(_) | Layer::PRelu(_) | Layer::Reshape(_) => 0,
         }
     }
@@ -480,6 +571,8 @@ impl Layer {
             Layer::Noise(l) => l.forward(p.input, p.output, p.saved, p.rows, p.training, p.rng),
             Layer::Norm(l) => l.forward(p.params, p.input, p.output, p.saved, p.rows, p.training),
             Layer::Residual(l) => l.forward(p),
+            Layer::Scale(l) => l.forward(p.params, p.input, p.output, p.rows),
+            Layer::Augment(l) => l.forward(p.input, p.output, p.saved, p.rows, p.training, p.rng),
         }
     }
 
@@ -495,6 +588,8 @@ impl Layer {
             Layer::Noise(l) => l.backward(pass),
             Layer::Norm(l) => l.backward(pass),
             Layer::Residual(l) => l.backward(pass),
+            Layer::Scale(l) => l.backward(pass),
+            Layer::Augment(l) => l.backward(pass),
         }
     }
 

@@ -9,6 +9,8 @@
 //!   moving_variance (the last two not trained).
 //! - LayerNormalization: `mu`, `var` per sample over the last axis, the same in training and
 //!   inference; gamma and beta per feature.
+//! - GroupNormalization: `mu`, `var` per sample and group of channels (over every position),
+//!   the same in training and inference; gamma and beta per channel.
 //!
 //! Backward through the statistics, with `N` values per group:
 //! `dx = (1/sigma) (dx_hat - mean(dx_hat) - x_hat mean(dx_hat x_hat))`, `dx_hat = g gamma`,
@@ -21,8 +23,15 @@ use super::BackwardPass;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum NormKind {
-    Batch { momentum: f32 },
+    Batch {
+        momentum: f32,
+    },
     Layer,
+    /// Per sample, over groups of `channels / groups` consecutive channels and every position
+    /// (Wu and He 2018; the small-batch alternative of note 000). gamma and beta per channel.
+    Group {
+        groups: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -59,6 +68,13 @@ impl Normalization {
                 return Err(invalid(format!("BatchNormalization '{name}': momentum must be in [0, 1]")));
             }
         }
+        if let NormKind::Group { groups } = kind {
+            if groups == 0 || channels % groups != 0 {
+                return Err(invalid(format!(
+                    "GroupNormalization '{name}': groups ({groups}) must divide the number of channels ({channels})"
+                )));
+            }
+        }
         let mut reg = |what: &str, role: Role, value: f32| {
             let i = params.register(format!("{name}/{what}"), vec![channels], role);
             let r = params.tensors[i].range();
@@ -71,7 +87,7 @@ impl Normalization {
             NormKind::Batch { .. } => {
                 Some((reg("moving_mean", Role::NonTrainable, 0.0), reg("moving_variance", Role::NonTrainable, 1.0)))
             }
-            NormKind::Layer => None,
+            NormKind::Layer | NormKind::Group { .. } => None,
         };
         Ok(Self { kind, epsilon, channels, per_sample: input_shape.iter().product(), gamma, beta, moving })
     }
@@ -82,6 +98,7 @@ impl Normalization {
             + match self.kind {
                 NormKind::Batch { .. } => 0,
                 NormKind::Layer => self.per_sample / self.channels,
+                NormKind::Group { groups } => groups,
             }
     }
 
@@ -90,7 +107,7 @@ impl Normalization {
     pub fn saved_extra(&self) -> usize {
         match self.kind {
             NormKind::Batch { .. } => 3 * self.channels,
-            NormKind::Layer => 0,
+            NormKind::Layer | NormKind::Group { .. } => 0,
         }
     }
 
@@ -139,6 +156,28 @@ impl Normalization {
                         for ch in 0..c {
                             let s = 1.0 / (params[vo + ch] + self.epsilon).sqrt();
                             yr[ch] = self.affine(params, (xr[ch] - params[mo + ch]) * s, ch);
+                        }
+                    }
+                }
+            }
+            NormKind::Group { groups } => {
+                let (ps, cg) = (self.per_sample, c / groups);
+                let count = (ps / c * cg) as f64;
+                for (r, ((xs, hs), ys)) in
+                    x.chunks_exact(ps).zip(x_hat.chunks_exact_mut(ps)).zip(y.chunks_exact_mut(ps)).enumerate()
+                {
+                    for gi in 0..groups {
+                        let members = || xs.chunks_exact(c).flat_map(move |cell| cell[gi * cg..(gi + 1) * cg].iter());
+                        let mean = members().map(|&v| v as f64).sum::<f64>() / count;
+                        let var = members().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count;
+                        let s = (1.0 / (var + self.epsilon as f64).sqrt()) as f32;
+                        inv[r * groups + gi] = s;
+                        for ((xc, hc), yc) in xs.chunks_exact(c).zip(hs.chunks_exact_mut(c)).zip(ys.chunks_exact_mut(c))
+                        {
+                            for ch in gi * cg..(gi + 1) * cg {
+                                hc[ch] = (xc[ch] - mean as f32) * s;
+                                yc[ch] = self.affine(params, hc[ch], ch);
+                            }
                         }
                     }
                 }
@@ -198,6 +237,32 @@ impl Normalization {
                     for ch in 0..c {
                         let d = gr[ch] * gamma(ch);
                         dr[ch] = inv[ch] * (d - sum[ch] / groups - hr[ch] * dot[ch] / groups);
+                    }
+                }
+            }
+            NormKind::Group { groups } => {
+                let (ps, cg) = (self.per_sample, c / groups);
+                let count = (ps / c * cg) as f32;
+                let inv = &*rest;
+                for (r, ((ds, gs), hs)) in
+                    dx.chunks_exact_mut(ps).zip(g.chunks_exact(ps)).zip(x_hat.chunks_exact(ps)).enumerate()
+                {
+                    for gi in 0..groups {
+                        let (mut sum, mut dot) = (0.0f32, 0.0f32);
+                        for (gc, hc) in gs.chunks_exact(c).zip(hs.chunks_exact(c)) {
+                            for ch in gi * cg..(gi + 1) * cg {
+                                let d = gc[ch] * gamma(ch);
+                                sum += d;
+                                dot += d * hc[ch];
+                            }
+                        }
+                        let s = inv[r * groups + gi];
+                        for ((dc, gc), hc) in ds.chunks_exact_mut(c).zip(gs.chunks_exact(c)).zip(hs.chunks_exact(c)) {
+                            for ch in gi * cg..(gi + 1) * cg {
+                                let d = gc[ch] * gamma(ch);
+                                dc[ch] = s * (d - sum / count - hc[ch] * dot / count);
+                            }
+                        }
                     }
                 }
             }
