@@ -178,3 +178,61 @@ def test_deep_sigmoid_mlp_trains_far_worse_than_relu_batchnorm_residual(digits):
         model.fit(x_train, y_train, epochs=10, verbose=0)
         accs.append(model.evaluate(x_test, y_test, verbose=0)[1])
     assert accs[0] < 0.5 and accs[1] > 0.9, accs
+
+
+def test_group_normalization_matches_numpy():
+    x = rng.normal(size=(3, 4, 4, 6)).astype(np.float32) * 2 + 1
+    model = fn.Sequential([layers.Input((4, 4, 6)), layers.GroupNormalization(groups=3)])
+    g = x.reshape(3, 16, 3, 2).astype(np.float64)
+    mean, var = g.mean(axis=(1, 3), keepdims=True), g.var(axis=(1, 3), keepdims=True)
+    want = ((g - mean) / np.sqrt(var + 1e-3)).reshape(x.shape)
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="divide"):
+        fn.Sequential([layers.Input((4, 4, 6)), layers.GroupNormalization(groups=4)])
+
+
+def test_preprocessing_layers_use_training_statistics_and_travel_with_the_weights():
+    train = (rng.normal(size=(200, 8, 8, 3)) * [1.0, 5.0, 0.2] + [0.0, 10.0, -2.0]).astype(np.float32)
+    norm = layers.Normalization()
+    norm.adapt(train)  # before the model exists
+    model = fn.Sequential([layers.Input((8, 8, 3)), norm])
+    mean, var = model.get_weights()
+    np.testing.assert_allclose(mean, train.reshape(-1, 3).mean(0), rtol=1e-5, atol=1e-5)
+    out = model.predict(train, verbose=0).reshape(-1, 3)
+    np.testing.assert_allclose(out.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(out.std(0), 1, rtol=1e-3)
+    mm = layers.MinMaxNormalization()
+    mm_model = fn.Sequential([layers.Input((3,)), mm])
+    mm.adapt(np.array([[0, 10, -1], [4, 20, 1]], dtype=np.float32))  # after: updates the model
+    np.testing.assert_allclose(mm_model.predict(np.array([[2, 15, 0]]), verbose=0), [[0.5, 0.5, 0.5]])
+    resc = fn.Sequential([layers.Input((2,)), layers.Rescaling(1 / 255, offset=-0.5)])
+    np.testing.assert_allclose(resc.predict(np.array([[0, 255]]), verbose=0), [[-0.5, 0.5]], rtol=1e-6)
+
+
+def test_augmentation_is_random_in_training_and_the_identity_in_inference():
+    x = rng.normal(size=(16, 6, 6, 2)).astype(np.float32)
+    for layer in [layers.RandomFlip(), layers.RandomTranslation(0.2, 0.2), layers.RandomRotation(0.1),
+                  layers.RandomZoom(0.2)]:  # fmt: skip
+        model = fn.Sequential([layers.Input((6, 6, 2)), layer])
+        np.testing.assert_array_equal(model.predict(x, verbose=0), x)
+        assert not np.allclose(model(x, training=True), x), type(layer).__name__
+    flip = fn.Sequential([layers.Input((6, 6, 2)), layers.RandomFlip("horizontal")])
+    out = flip(x, training=True)
+    mirrored = [np.array_equal(o, s[:, ::-1]) for o, s in zip(out, x)]
+    same = [np.array_equal(o, s) for o, s in zip(out, x)]
+    assert all(m or s for m, s in zip(mirrored, same)) and any(mirrored) and any(same)
+
+
+def test_augmented_cnn_trains(digits):
+    x_train, y_train, x_test, y_test = digits
+    model = fn.Sequential([
+        layers.Input((8, 8, 1)),
+        layers.RandomTranslation(0.1, 0.1),
+        layers.Conv2D(16, 3, padding="same", activation="relu"),
+        layers.GroupNormalization(groups=4),
+        layers.GlobalAveragePooling2D(),
+        layers.Dense(10, activation="softmax"),
+    ])  # fmt: skip
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    hist = model.fit(x_train.reshape(-1, 8, 8, 1), y_train, epochs=5, verbose=0)
+    assert hist.history["loss"][-1] < hist.history["loss"][0]

@@ -17,7 +17,8 @@ __all__ = [
     "Layer", "InputLayer", "Input", "Dense", "Activation", "ReLU", "LeakyReLU", "Softmax", "PReLU",
     "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
     "Flatten", "Reshape", "Dropout", "SpatialDropout2D", "GaussianNoise", "BatchNormalization",
-    "LayerNormalization", "Residual",
+    "LayerNormalization", "Residual", "GroupNormalization", "Rescaling", "Normalization",
+    "MinMaxNormalization", "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom",
 ]  # fmt: skip
 
 
@@ -598,3 +599,202 @@ class Residual(Layer):
             "layers": [la._spec() for la in self.block],
             "shortcut": None if self.shortcut is None else self.shortcut._spec(),
         }
+
+
+class GroupNormalization(Layer):
+    """Group normalization (Wu and He 2018; the small-batch alternative of note 000): per sample,
+    over groups of ``channels / groups`` consecutive channels and every position; the same in
+    training and inference. gamma and beta per channel."""
+
+    def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        _last_axis("GroupNormalization", axis)
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"GroupNormalization: groups must be a positive integer; got {groups!r}")
+        self.groups, self.axis, self.epsilon = groups, axis, float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups, "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}  # fmt: skip
+
+    def _spec(self):
+        return {"type": "group_normalization", "name": self.name, "groups": self.groups,
+                "epsilon": self.epsilon, "center": self.center, "scale": self.scale}  # fmt: skip
+
+
+class Rescaling(Layer):
+    """``y = x * scale + offset`` (e.g. ``Rescaling(1/255)`` for 8-bit images, note 000)."""
+
+    def __init__(self, scale, offset=0.0, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.scale, self.offset = float(scale), float(offset)
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset}
+
+    def _spec(self):
+        return {"type": "rescaling", "name": self.name, "scale": self.scale, "offset": self.offset}
+
+
+class _Adaptive(Layer):
+    """A preprocessing layer whose statistics come from ``adapt(data)``, computed per feature of
+    the last axis (per channel for images) over the training data only (note 000), and stored as
+    non-trained weights so they are saved with the model."""
+
+    engine_type = ""
+
+    def __init__(self, axis=-1, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        _last_axis(type(self).__name__, axis)
+        self.axis = axis
+        self._adapted: list[np.ndarray] | None = None
+
+    def _statistics(self, data: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def adapt(self, data) -> None:
+        """Computes the statistics from ``data`` (samples on axis 0)."""
+        arr = np.asarray(data)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{type(self).__name__}.adapt: data must be numeric; got dtype {arr.dtype}")
+        arr = arr.astype(np.float64)
+        if arr.ndim < 2 or arr.shape[0] == 0:
+            raise ValueError(
+                f"{type(self).__name__}.adapt: data must have shape (samples, ...); got {arr.shape}"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{type(self).__name__}.adapt: data contains NaN or Inf")
+        flat = arr.reshape(-1, arr.shape[-1])
+        self._adapted = [s.astype(np.float32) for s in self._statistics(flat)]
+        if self._model is not None and self._model.built:
+            self._model._set_layer_weights(self, self._adapted)
+
+    def _spec(self):
+        return {"type": self.engine_type, "name": self.name}
+
+
+class Normalization(_Adaptive):
+    """z-score per feature: ``(x - mean) / sqrt(variance)``; weights ``[mean, variance]``."""
+
+    engine_type = "normalization"
+
+    def _statistics(self, flat):
+        return [flat.mean(axis=0), flat.var(axis=0)]
+
+
+class MinMaxNormalization(_Adaptive):
+    """Maps each feature to ``[0, 1]`` with the training minimum and maximum (not in Keras; same
+    style as ``Normalization``); weights ``[min, max]``."""
+
+    engine_type = "min_max_normalization"
+
+    def _statistics(self, flat):
+        return [flat.min(axis=0), flat.max(axis=0)]
+
+
+def _factor_range(name: str, factor) -> list[float]:
+    """Keras' factor convention: ``f`` means ``[-f, f]``; a pair is ``[lo, hi]``."""
+    if isinstance(factor, (int, float)) and not isinstance(factor, bool):
+        lo, hi = -abs(float(factor)), abs(float(factor))
+    else:
+        try:
+            lo, hi = (float(v) for v in factor)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: factor must be a number or a pair (lo, hi); got {factor!r}") from None
+    if lo > hi:
+        raise ValueError(f"{name}: factor range must have lo <= hi; got {factor!r}")
+    return [lo, hi]
+
+
+class _RandomTransform(Layer):
+    """Image augmentation in training only (note 002 §4.1, note 004), one random transform per
+    sample, bilinear sampling with zeros outside the image (Keras' default fill is reflection)."""
+
+    def _transform(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _spec(self):
+        return {"type": "random_transform", "name": self.name, **self._transform()}
+
+
+class RandomFlip(_RandomTransform):
+    """Flips each image left-right and/or up-down with probability 1/2 each."""
+
+    def __init__(self, mode="horizontal_and_vertical", seed=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if mode not in ("horizontal", "vertical", "horizontal_and_vertical"):
+            raise ValueError(
+                f"RandomFlip: mode must be 'horizontal', 'vertical' or 'horizontal_and_vertical'; got {mode!r}"
+            )
+        self.mode = mode
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+    def _transform(self):
+        return {"flip_horizontal": "horizontal" in self.mode, "flip_vertical": "vertical" in self.mode}
+
+
+class RandomTranslation(_RandomTransform):
+    """Shifts each image by a random fraction of its height and width."""
+
+    def __init__(self, height_factor, width_factor, fill_mode="constant", seed=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if fill_mode != "constant":
+            raise ValueError("RandomTranslation: only fill_mode='constant' (zeros) is supported")
+        self.height_factor = _factor_range("RandomTranslation", height_factor)
+        self.width_factor = _factor_range("RandomTranslation", width_factor)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "height_factor": self.height_factor,
+            "width_factor": self.width_factor,
+        }
+
+    def _transform(self):
+        return {"translate": [self.height_factor, self.width_factor]}
+
+
+class RandomRotation(_RandomTransform):
+    """Rotates each image by a random angle, ``factor`` being a fraction of a full turn."""
+
+    def __init__(self, factor, fill_mode="constant", seed=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if fill_mode != "constant":
+            raise ValueError("RandomRotation: only fill_mode='constant' (zeros) is supported")
+        self.factor = _factor_range("RandomRotation", factor)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+    def _transform(self):
+        return {"rotate": self.factor}
+
+
+class RandomZoom(_RandomTransform):
+    """Zooms each image by a random factor (positive zooms out, as in Keras); ``width_factor=None``
+    keeps the aspect ratio."""
+
+    def __init__(
+        self, height_factor, width_factor=None, fill_mode="constant", seed=None, name=None, **kwargs
+    ):
+        super().__init__(name=name, **kwargs)
+        if fill_mode != "constant":
+            raise ValueError("RandomZoom: only fill_mode='constant' (zeros) is supported")
+        self.height_factor = _factor_range("RandomZoom", height_factor)
+        self.width_factor = None if width_factor is None else _factor_range("RandomZoom", width_factor)
+        if min(self.height_factor + (self.width_factor or [0.0])) <= -1:
+            raise ValueError("RandomZoom: factors must be > -1")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "height_factor": self.height_factor,
+            "width_factor": self.width_factor,
+        }
+
+    def _transform(self):
+        return {"zoom": [self.height_factor, self.width_factor or self.height_factor],
+                "zoom_keeps_aspect": self.width_factor is None}  # fmt: skip

@@ -179,6 +179,10 @@ class Sequential:
             old = saved.get(layer.name)
             if old and [w.shape for w in old] == [w.shape for w in self._layer_weights(layer)]:
                 self._set_layer_weights(layer, old)
+            for inner in _walk(layer):
+                adapted = getattr(inner, "_adapted", None)
+                if adapted is not None and not old:
+                    self._set_layer_weights(inner, adapted)
         if self._compiled:
             self._compile_engine()
 
