@@ -725,7 +725,8 @@ class RandomFlip(_RandomTransform):
         super().__init__(name=name, **kwargs)
         if mode not in ("horizontal", "vertical", "horizontal_and_vertical"):
             raise ValueError(
-                f"RandomFlip: mode must be 'horizontal', 'vertical' or 'horizontal_and_vertical'; got {mode!r}"
+                "RandomFlip: mode must be 'horizontal', 'vertical' or 'horizontal_and_vertical'; "
+                f"got {mode!r}"
             )
         self.mode = mode
 
