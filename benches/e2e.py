@@ -9,6 +9,7 @@ ferronet is measured.
     python benches/e2e.py                      # mlp_mnist at 1 and 2 threads
     python benches/e2e.py --threads 1 --repeats 5
     python benches/e2e.py --all-optimizers --threads 1
+    python benches/e2e.py --workload cnn_lenet
 """
 
 from __future__ import annotations
@@ -22,23 +23,66 @@ import subprocess
 import sys
 import time
 
+# name: (per-sample input shape, batch size, samples, epochs timed, default optimizer)
 WORKLOADS = {
-    # name: (layer widths, batch size, samples, epochs timed)
-    "mlp_mnist": ((784, 256, 128, 10), 128, 60_000, 2),
+    "mlp_mnist": ((784,), 128, 60_000, 2, "adam"),
+    "cnn_lenet": ((28, 28, 1), 64, 10_000, 1, "sgd_momentum"),
+    "cnn_bn": ((32, 32, 3), 64, 5_000, 1, "adam"),
 }
 
 
-def synthetic(n: int, widths, seed: int = 0):
+def synthetic(n: int, shape, classes: int = 10, seed: int = 0):
+    """Gaussian inputs labelled by a random linear teacher (learnable, fixed per seed)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, widths[0])).astype(np.float32)
-    teacher = rng.normal(size=(widths[0], widths[-1])).astype(np.float32)
-    y = (x @ teacher).argmax(1).astype(np.int64)
+    x = rng.normal(size=(n, *shape)).astype(np.float32)
+    teacher = rng.normal(size=(int(np.prod(shape)), classes)).astype(np.float32)
+    y = (x.reshape(n, -1) @ teacher).argmax(1).astype(np.int64)
     return x, y
 
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adamax", "nadam")
+def ferronet_model(workload: str):
+    import ferronet as fn
+
+    L = fn.layers  # noqa: N806
+    if workload == "mlp_mnist":
+        body = [L.Dense(256, activation="relu"), L.Dense(128, activation="relu"), L.Dense(10)]
+    elif workload == "cnn_lenet":
+        body = [
+            L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+            L.Conv2D(64, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+            L.Flatten(), L.Dense(128, activation="relu"), L.Dense(10),
+        ]  # fmt: skip
+    else:
+        block = lambda f: [L.Conv2D(f, 3, padding="same"), L.BatchNormalization(), L.ReLU()]  # noqa: E731
+        body = [*block(32), *block(32), L.MaxPooling2D(2), *block(64), *block(64), L.MaxPooling2D(2),
+                L.Flatten(), L.Dense(10)]  # fmt: skip
+    return fn.Sequential([L.Input(WORKLOADS[workload][0]), *body])
+
+
+def torch_model(workload: str):
+    from torch import nn
+
+    if workload == "mlp_mnist":
+        return nn.Sequential(
+            nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)
+        )
+    if workload == "cnn_lenet":
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
+        )  # fmt: skip
+
+    def block(i, o):
+        return [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o, momentum=0.01, eps=1e-3), nn.ReLU()]
+
+    return nn.Sequential(*block(3, 32), *block(32, 32), nn.MaxPool2d(2), *block(32, 64), *block(64, 64),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 8 * 8, 10))  # fmt: skip
+
+
+OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "rmsprop", "adagrad", "adamax", "nadam")
 
 
 def ferronet_optimizer(name: str):
@@ -47,6 +91,7 @@ def ferronet_optimizer(name: str):
     o = fn.optimizers
     return {
         "sgd": lambda: o.SGD(0.01),
+        "sgd_momentum": lambda: o.SGD(0.01, momentum=0.9),
         "adam": lambda: o.Adam(1e-3),
         "adamw": lambda: o.AdamW(1e-3, weight_decay=0.004),
         "rmsprop": lambda: o.RMSprop(1e-3),
@@ -62,6 +107,7 @@ def torch_optimizer(name: str, params):
     t = torch.optim
     return {
         "sgd": lambda: t.SGD(params, lr=0.01),
+        "sgd_momentum": lambda: t.SGD(params, lr=0.01, momentum=0.9),
         "adam": lambda: t.Adam(params, lr=1e-3, eps=1e-7),
         "adamw": lambda: t.AdamW(params, lr=1e-3, weight_decay=0.004, eps=1e-7),
         "rmsprop": lambda: t.RMSprop(params, lr=1e-3, alpha=0.9, eps=1e-7),
@@ -71,16 +117,14 @@ def torch_optimizer(name: str, params):
     }[name]()
 
 
-def run_ferronet(widths, batch, n, epochs, threads, optimizer="adam") -> float:
+def run_ferronet(workload: str, threads: int, optimizer: str) -> float:
     import ferronet as fn
 
+    shape, batch, n, epochs, _ = WORKLOADS[workload]
     fn.set_num_threads(threads)
     fn.utils.set_random_seed(0)
-    x, y = synthetic(n, widths)
-    model = fn.Sequential([fn.layers.Input((widths[0],))])
-    for w in widths[1:-1]:
-        model.add(fn.layers.Dense(w, activation="relu"))
-    model.add(fn.layers.Dense(widths[-1]))
+    x, y = synthetic(n, shape)
+    model = ferronet_model(workload)
     model.compile(
         optimizer=ferronet_optimizer(optimizer),
         loss=fn.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -91,22 +135,23 @@ def run_ferronet(widths, batch, n, epochs, threads, optimizer="adam") -> float:
     return epochs * n / (time.perf_counter() - start)
 
 
-def run_torch(widths, batch, n, epochs, threads, optimizer="adam") -> float:
+def run_torch(workload: str, threads: int, optimizer: str) -> float:
     import torch
     from torch import nn
 
+    shape, batch, n, epochs, _ = WORKLOADS[workload]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    x_np, y_np = synthetic(n, widths)
+    x_np, y_np = synthetic(n, shape)
+    if len(shape) == 3:  # PyTorch's native layout is NCHW
+        x_np = x_np.transpose(0, 3, 1, 2).copy()
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
-    mods = []
-    for a, b in zip(widths[:-2], widths[1:-1]):
-        mods += [nn.Linear(a, b), nn.ReLU()]
-    model = nn.Sequential(*mods, nn.Linear(widths[-2], widths[-1]))
+    model = torch_model(workload)
     opt = torch_optimizer(optimizer, model.parameters())
     loss_fn = nn.CrossEntropyLoss()
 
     def epoch():
+        model.train()
         perm = torch.randperm(n)
         for i in range(0, n, batch):
             idx = perm[i : i + batch]
@@ -123,9 +168,8 @@ def run_torch(widths, batch, n, epochs, threads, optimizer="adam") -> float:
 
 
 def child(args) -> None:
-    widths, batch, n, epochs = WORKLOADS[args.workload]
-    fn = run_ferronet if args.framework == "ferronet" else run_torch
-    sps = fn(widths, batch, n, epochs, args.threads[0], args.optimizer)
+    run = run_ferronet if args.framework == "ferronet" else run_torch
+    sps = run(args.workload, args.threads[0], args.optimizer or WORKLOADS[args.workload][4])
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"samples_per_s": sps, "peak_rss_mb": rss_mb}))
 
@@ -163,7 +207,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--torch-python", default=None)
-    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    p.add_argument("--optimizer", default=None, choices=OPTIMIZERS, help="default: the workload's own")
     p.add_argument("--all-optimizers", action="store_true", help="one row per optimizer")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--framework", default="ferronet", help=argparse.SUPPRESS)
@@ -174,9 +218,9 @@ def main() -> None:
     tpy = torch_python(args.torch_python)
     if tpy is None:
         print("PyTorch not importable: measuring ferronet only", file=sys.stderr)
-    widths, batch, n, _ = WORKLOADS[args.workload]
-    optimizers = OPTIMIZERS if args.all_optimizers else (args.optimizer,)
-    print(f"workload {args.workload}: MLP {'-'.join(map(str, widths))}, batch {batch}, {n} samples")
+    shape, batch, n, _, default_opt = WORKLOADS[args.workload]
+    optimizers = OPTIMIZERS if args.all_optimizers else (args.optimizer or default_opt,)
+    print(f"workload {args.workload}: input {shape}, batch {batch}, {n} samples")
     print(
         f"{'optimizer':>9} {'threads':>7} {'ferronet samples/s':>19} {'torch samples/s':>16} {'ratio':>6} "
         f"{'ferronet RSS MB':>16} {'torch RSS MB':>13}"

@@ -106,15 +106,20 @@ pub fn softmax_row(row: &mut [f32]) {
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// Runs `f` on each row of `data` (rows of `cols`), in parallel when the buffer is large.
+/// Runs `f(row_index, row)` on each row of `data` (rows of `cols`), in parallel over blocks of
+/// rows when the buffer is large.
 pub(crate) fn for_each_row(data: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     if cols == 0 {
         return;
     }
+    let block_rows = (CHUNK / cols).max(1);
+    let block = |(b, chunk): (usize, &mut [f32])| {
+        chunk.chunks_mut(cols).enumerate().for_each(|(i, r)| f(b * block_rows + i, r));
+    };
     if data.len() >= PARALLEL_MIN_ELEMS && rayon::current_num_threads() > 1 {
-        data.par_chunks_mut(cols).enumerate().for_each(|(i, r)| f(i, r));
+        data.par_chunks_mut(block_rows * cols).enumerate().for_each(block);
     } else {
-        data.chunks_mut(cols).enumerate().for_each(|(i, r)| f(i, r));
+        data.chunks_mut(block_rows * cols).enumerate().for_each(block);
     }
 }
 
@@ -270,11 +275,8 @@ impl Activation {
                 let sum: f32 = grad.iter().sum();
                 grad.iter_mut().zip(out).for_each(|(g, &a)| *g -= a.exp() * sum);
             }
-            Activation::Relu => grad.iter_mut().zip(out).for_each(|(g, &a)| {
-                if a <= 0.0 {
-                    *g = 0.0
-                }
-            }),
+            // A select rather than a branch, so the loop vectorises.
+            Activation::Relu => grad.iter_mut().zip(out).for_each(|(g, &a)| *g = if a > 0.0 { *g } else { 0.0 }),
             act if act.needs_input() => {
                 for ((g, &zi), &a) in grad.iter_mut().zip(z).zip(out) {
                     *g *= act.derivative(zi, a);
@@ -284,27 +286,51 @@ impl Activation {
         }
     }
 
-    /// Forward over a `rows x cols` buffer in place.
+    /// Forward over a `rows x cols` buffer in place. Element-wise functions ignore the row
+    /// structure and sweep the buffer in large chunks (vectorised, split across threads when big).
     pub fn forward(self, data: &mut [f32], cols: usize) {
-        if self != Activation::Linear {
-            for_each_row(data, cols, |_, r| self.forward_row(r));
+        match self {
+            Activation::Linear => {}
+            act if act.is_row_wise() => for_each_row(data, cols, |_, r| act.forward_row(r)),
+            act => for_each_chunk(data, |c| act.forward_row(c)),
         }
     }
 
     /// Backward over a `rows x cols` buffer; `z` is empty unless [`Self::needs_input`].
     pub fn backward(self, z: &[f32], out: &[f32], grad: &mut [f32], cols: usize) {
-        if self == Activation::Linear {
-            return;
+        match self {
+            Activation::Linear => {}
+            act if act.is_row_wise() => for_each_row(grad, cols, |i, g| {
+                act.backward_row(&[], &out[i * cols..(i + 1) * cols], g)
+            }),
+            act => {
+                let with_z = act.needs_input();
+                for_each_chunk_at(grad, |start, g| {
+                    let zc = if with_z { &z[start..start + g.len()] } else { &[][..] };
+                    act.backward_row(zc, &out[start..start + g.len()], g)
+                })
+            }
         }
-        let with_z = self.needs_input();
-        for_each_row(grad, cols, |i, g| {
-            let zr = if with_z { &z[i * cols..(i + 1) * cols] } else { &[][..] };
-            self.backward_row(zr, &out[i * cols..(i + 1) * cols], g)
-        });
     }
 }
 
-/// Every activation, with non-default options too, for the gradient checks.
+/// Elements per chunk of an element-wise sweep.
+const CHUNK: usize = 1 << 14;
+
+/// Runs `f` on consecutive chunks of `data`, in parallel when the buffer is large.
+fn for_each_chunk(data: &mut [f32], f: impl Fn(&mut [f32]) + Sync) {
+    for_each_chunk_at(data, |_, c| f(c))
+}
+
+/// Runs `f(start, chunk)` on consecutive chunks of `data`, in parallel when the buffer is large.
+fn for_each_chunk_at(data: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+    if data.len() >= PARALLEL_MIN_ELEMS && rayon::current_num_threads() > 1 {
+        data.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| f(i * CHUNK, c));
+    } else {
+        data.chunks_mut(CHUNK).enumerate().for_each(|(i, c)| f(i * CHUNK, c));
+    }
+}
+
 #[cfg(test)]
 pub(crate) const ALL_FOR_TESTS: [Activation; 19] = [
     Activation::Linear,

@@ -86,38 +86,58 @@ impl Pool2D {
     }
 
     pub fn forward(&self, input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
-        let (iw, ow, c) = (self.in_width(), self.out_width(), self.channels);
-        let max = self.kind == PoolKind::Max;
-        let body = |(x, (y, s)): (&[f32], (&mut [f32], &mut [f32]))| {
-            for oy in 0..self.rows.output {
-                for ox in 0..self.cols.output {
-                    let o = (oy * self.cols.output + ox) * c;
-                    for ch in 0..c {
-                        let (mut best, mut arg, mut sum, mut n) = (f32::NEG_INFINITY, 0usize, 0.0f32, 0usize);
-                        self.window(oy, ox, |cell| {
-                            let v = x[cell * c + ch];
-                            if v > best {
-                                best = v;
-                                arg = cell * c + ch;
-                            }
-                            sum += v;
-                            n += 1;
-                        });
-                        if max {
-                            y[o + ch] = best;
-                            s[o + ch] = f32::from_bits(arg as u32);
-                        } else {
-                            y[o + ch] = sum / n.max(1) as f32;
-                        }
-                    }
-                }
-            }
-        };
+        let (iw, ow) = (self.in_width(), self.out_width());
         let (x, y) = (&input[..rows * iw], &mut output[..rows * ow]);
-        if max {
-            x.par_chunks(iw).zip(y.par_chunks_mut(ow).zip(saved[..rows * ow].par_chunks_mut(ow))).for_each(body);
-        } else {
-            x.par_chunks(iw).zip(y.par_chunks_mut(ow)).for_each(|(x, y)| body((x, (y, &mut []))));
+        match self.kind {
+            PoolKind::Max => x
+                .par_chunks(iw)
+                .zip(y.par_chunks_mut(ow).zip(saved[..rows * ow].par_chunks_mut(ow)))
+                .for_each(|(x, (y, s))| self.max_sample(x, y, s)),
+            PoolKind::Average => {
+                x.par_chunks(iw).zip(y.par_chunks_mut(ow)).for_each(|(x, y)| self.average_sample(x, y))
+            }
+        }
+    }
+
+    /// One sample: each output cell takes, channel by channel (contiguous), the window maximum
+    /// and remembers the flat input index that won.
+    fn max_sample(&self, x: &[f32], y: &mut [f32], s: &mut [f32]) {
+        let c = self.channels;
+        for oy in 0..self.rows.output {
+            for ox in 0..self.cols.output {
+                let o = (oy * self.cols.output + ox) * c;
+                let (yc, sc) = (&mut y[o..o + c], &mut s[o..o + c]);
+                yc.fill(f32::NEG_INFINITY);
+                self.window(oy, ox, |cell| {
+                    let xc = &x[cell * c..cell * c + c];
+                    // Selects rather than branches, so the channel loop vectorises.
+                    for ch in 0..c {
+                        let better = xc[ch] > yc[ch];
+                        yc[ch] = if better { xc[ch] } else { yc[ch] };
+                        let idx = f32::from_bits((cell * c + ch) as u32);
+                        sc[ch] = if better { idx } else { sc[ch] };
+                    }
+                });
+            }
+        }
+    }
+
+    /// One sample: each output cell is the mean of the window cells inside the input.
+    fn average_sample(&self, x: &[f32], y: &mut [f32]) {
+        let c = self.channels;
+        for oy in 0..self.rows.output {
+            for ox in 0..self.cols.output {
+                let o = (oy * self.cols.output + ox) * c;
+                let yc = &mut y[o..o + c];
+                yc.fill(0.0);
+                let mut n = 0;
+                self.window(oy, ox, |cell| {
+                    yc.iter_mut().zip(&x[cell * c..cell * c + c]).for_each(|(a, v)| *a += v);
+                    n += 1;
+                });
+                let inv = 1.0 / n.max(1) as f32;
+                yc.iter_mut().for_each(|v| *v *= inv);
+            }
         }
     }
 
