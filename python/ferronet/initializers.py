@@ -155,6 +155,10 @@ def get(identifier) -> Initializer:
     """An initializer from a name (``"he_normal"``), a class or an instance."""
     if isinstance(identifier, Initializer):
         return identifier
+    if isinstance(identifier, dict) and identifier.get("name") in _BY_NAME:
+        # An engine spec, as get_config of some layers writes it: {"name": ..., **arguments}.
+        args = {k: v for k, v in identifier.items() if k != "name"}
+        return _BY_NAME[identifier["name"]](**args)
     if isinstance(identifier, type) and issubclass(identifier, Initializer):
         return identifier()
     if isinstance(identifier, str):

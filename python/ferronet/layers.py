@@ -162,8 +162,8 @@ class Dense(Layer):
             "units": self.units,
             "activation": _activation_config(self.activation),
             "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer.name,
-            "bias_initializer": self.bias_initializer.name,
+            "kernel_initializer": self.kernel_initializer._spec(),
+            "bias_initializer": self.bias_initializer._spec(),
             "kernel_regularizer": _reg_config(self.kernel_regularizer),
             "bias_regularizer": _reg_config(self.bias_regularizer),
         }
@@ -362,8 +362,8 @@ class Conv2D(Layer):
             "dilation_rate": tuple(self.dilation_rate),
             "activation": _activation_config(self.activation),
             "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer.name,
-            "bias_initializer": self.bias_initializer.name,
+            "kernel_initializer": self.kernel_initializer._spec(),
+            "bias_initializer": self.bias_initializer._spec(),
             "kernel_regularizer": _reg_config(self.kernel_regularizer),
             "bias_regularizer": _reg_config(self.bias_regularizer),
         }
@@ -592,6 +592,15 @@ class Residual(Layer):
         return {**super().get_config(), "layers": [cfg(la) for la in self.block],
                 "shortcut": None if self.shortcut is None else cfg(self.shortcut)}  # fmt: skip
 
+    @classmethod
+    def from_config(cls, config):
+        from .saving import deserialize_layer
+
+        config = dict(config)
+        block = [deserialize_layer(e) for e in config.pop("layers")]
+        short = config.pop("shortcut", None)
+        return cls(block, shortcut=None if short is None else deserialize_layer(short), **config)
+
     def _spec(self):
         return {
             "type": "residual",
@@ -649,6 +658,9 @@ class _Adaptive(Layer):
         _last_axis(type(self).__name__, axis)
         self.axis = axis
         self._adapted: list[np.ndarray] | None = None
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
 
     def _statistics(self, data: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError

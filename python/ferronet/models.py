@@ -23,7 +23,7 @@ from .layers import InputLayer, Layer
 from .progbar import Progbar
 from .utils import next_seed
 
-__all__ = ["Sequential"]
+__all__ = ["Sequential", "load_model"]
 
 # How long one engine call trains before handing control back (progress, Ctrl-C).
 _SLICE_SECONDS = 0.1
@@ -574,7 +574,34 @@ class Sequential:
 
     def get_config(self) -> dict[str, Any]:
         layers = [{"class_name": type(la).__name__, "config": la.get_config()} for la in self._layers]
-        return {"name": self.name, "input_shape": self._input_shape, "layers": layers}
+        shape = None if self._input_shape is None else list(self._input_shape)
+        return {"name": self.name, "input_shape": shape, "layers": layers}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        """A new (untrained) model with the architecture of ``config``."""
+        from .saving import deserialize_layer
+
+        model = cls(name=config.get("name"))
+        if config.get("input_shape") is not None:
+            model._input_shape = tuple(int(d) for d in config["input_shape"])
+        for entry in config.get("layers", []):
+            model.add(deserialize_layer(entry))
+        return model
+
+    def save(self, filepath, overwrite: bool = True, include_optimizer: bool = True) -> None:
+        """Saves architecture, weights, compile settings and optimizer state to one file (any
+        name; ``.ferronet`` by convention). ``ferronet.models.load_model`` reads it back."""
+        from .saving import save_model
+
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
     def __repr__(self) -> str:
         return f"<Sequential name={self.name} layers={len(self._layers)} built={self.built}>"
+
+
+def load_model(filepath, compile: bool = True) -> Sequential:
+    """Reads a model written by ``Sequential.save`` (see ``ferronet.saving``)."""
+    from .saving import load_model as _load
+
+    return _load(filepath, compile=compile)

@@ -100,6 +100,8 @@ def get(identifier) -> Regularizer | None:
     """A regularizer from a name (``"l1"``, ``"l2"``, ``"l1_l2"``), an instance, or None."""
     if identifier is None or isinstance(identifier, Regularizer):
         return identifier
+    if isinstance(identifier, dict) and identifier.get("class_name") in ("L1", "L2", "L1L2", "Lp"):
+        return globals()[identifier["class_name"]](**identifier.get("config", {}))
     if isinstance(identifier, str):
         if identifier in _BY_NAME:
             return _BY_NAME[identifier]()

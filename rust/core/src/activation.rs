@@ -300,9 +300,9 @@ impl Activation {
     pub fn backward(self, z: &[f32], out: &[f32], grad: &mut [f32], cols: usize) {
         match self {
             Activation::Linear => {}
-            act if act.is_row_wise() => for_each_row(grad, cols, |i, g| {
-                act.backward_row(&[], &out[i * cols..(i + 1) * cols], g)
-            }),
+            act if act.is_row_wise() => {
+                for_each_row(grad, cols, |i, g| act.backward_row(&[], &out[i * cols..(i + 1) * cols], g))
+            }
             act => {
                 let with_z = act.needs_input();
                 for_each_chunk_at(grad, |start, g| {

@@ -7,6 +7,7 @@ mod convert;
 mod loss;
 mod model;
 mod schedule;
+mod tensor_file;
 
 use pyo3::prelude::*;
 
@@ -31,6 +32,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(activation::activation_forward, m)?)?;
     m.add_function(wrap_pyfunction!(loss::loss_value, m)?)?;
     m.add_function(wrap_pyfunction!(schedule::schedule_value, m)?)?;
+    m.add_function(wrap_pyfunction!(tensor_file::read_tensor_file, m)?)?;
+    m.add_function(wrap_pyfunction!(tensor_file::write_tensor_file, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     Ok(())

@@ -244,6 +244,26 @@ impl PyModel {
             .unwrap_or_default()
     }
 
+    /// Restores optimizer state saved from `optimizer_slots` and `iterations`.
+    fn set_optimizer_state(
+        &mut self,
+        iterations: u64,
+        slots: Vec<(String, PyReadonlyArrayDyn<'_, f32>)>,
+    ) -> PyResult<()> {
+        let owned = slots
+            .iter()
+            .map(|(n, a)| {
+                let v =
+                    a.as_slice().map_err(|_| PyValueError::new_err("optimizer state must be contiguous float32"))?;
+                Ok((n.clone(), v.to_vec()))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        match self.inner.optimizer_mut() {
+            Some(o) => guard(|| o.restore(iterations, &owned)),
+            None => Err(PyValueError::new_err("the model is not compiled")),
+        }
+    }
+
     /// Whether `fit` stops, without applying it, at the first batch with a NaN or infinite loss.
     #[getter]
     fn stop_on_nan(&self) -> bool {

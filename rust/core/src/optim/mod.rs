@@ -320,6 +320,38 @@ impl Optimizer {
         matches!(self.state, State::Lbfgs(_))
     }
 
+    /// Restores the state saved from `slots()` and `iterations` (to resume training exactly).
+    /// L-BFGS keeps no restorable state beyond the step count; its curvature pairs start afresh.
+    pub fn restore(&mut self, iterations: u64, slots: &[(String, Vec<f32>)]) -> Result<()> {
+        let expected: Vec<(&'static str, usize)> = self.slots().iter().map(|(n, v)| (*n, v.len())).collect();
+        let given: Vec<(&str, usize)> = slots.iter().map(|(n, v)| (n.as_str(), v.len())).collect();
+        if expected != given {
+            return Err(invalid(format!(
+                "optimizer state does not match this optimizer: expected slots {expected:?}, got {given:?}"
+            )));
+        }
+        let targets: Vec<&mut Vec<f32>> = match &mut self.state {
+            State::Sgd(o) => vec![&mut o.velocity],
+            State::Adam(o) => vec![&mut o.m, &mut o.v, &mut o.v_hat],
+            State::Adagrad(o) => vec![&mut o.accumulator],
+            State::RmsProp(o) => vec![&mut o.velocity, &mut o.average, &mut o.momentum_buf],
+            State::Adamax(o) => vec![&mut o.m, &mut o.u],
+            State::Nadam(o) => vec![&mut o.m, &mut o.v],
+            State::Lbfgs(_) => vec![],
+        };
+        let mut given = slots.iter();
+        for t in targets.into_iter().filter(|t| !t.is_empty()) {
+            t.copy_from_slice(&given.next().expect("counted above").1);
+        }
+        if let State::Nadam(o) = &mut self.state {
+            // The momentum-schedule product is a function of the step count alone.
+            let b1 = o.beta_1 as f64;
+            o.u_product = (1..=iterations).map(|t| b1 * (1.0 - 0.5 * 0.96f64.powf(0.004 * t as f64))).product();
+        }
+        self.iterations = iterations;
+        Ok(())
+    }
+
     /// The state buffers, for inspection (`optimizer.variables`) and saving.
     pub fn slots(&self) -> Vec<(&'static str, &[f32])> {
         match &self.state {

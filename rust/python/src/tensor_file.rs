@@ -1,0 +1,45 @@
+//! Whole safetensors files from Python: what `model.save` and `load_model` are built on.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use ferronet_core::persist;
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::convert::guard;
+
+/// Writes named float32 arrays and string metadata to `path` atomically.
+#[pyfunction]
+pub fn write_tensor_file(
+    py: Python<'_>,
+    path: PathBuf,
+    tensors: Vec<(String, PyReadonlyArrayDyn<'_, f32>)>,
+    metadata: HashMap<String, String>,
+) -> PyResult<()> {
+    let named = tensors
+        .iter()
+        .map(|(n, a)| {
+            let v =
+                a.as_slice().map_err(|_| PyValueError::new_err(format!("tensor '{n}' must be contiguous float32")))?;
+            Ok((n.clone(), a.shape().to_vec(), v))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    py.detach(|| guard(|| persist::write_tensors(&path, &named, metadata)))
+}
+
+/// Reads every tensor and the metadata of a safetensors file; raises on a missing, truncated or
+/// foreign file.
+#[pyfunction]
+pub fn read_tensor_file<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+) -> PyResult<(HashMap<String, Bound<'py, PyArrayDyn<f32>>>, HashMap<String, String>)> {
+    let file = py.detach(|| guard(|| persist::read_tensors(&path)))?;
+    let mut out = HashMap::new();
+    for (name, (shape, values)) in file.tensors {
+        out.insert(name, PyArray1::from_vec(py, values).reshape(shape)?);
+    }
+    Ok((out, file.metadata))
+}
