@@ -29,13 +29,13 @@ pub fn write_tensor_file(
     py.detach(|| guard(|| persist::write_tensors(&path, &named, metadata)))
 }
 
+/// Named arrays and string metadata of a tensor file, as Python sees them.
+type TensorFileContents<'py> = (HashMap<String, Bound<'py, PyArrayDyn<f32>>>, HashMap<String, String>);
+
 /// Reads every tensor and the metadata of a safetensors file; raises on a missing, truncated or
 /// foreign file.
 #[pyfunction]
-pub fn read_tensor_file<'py>(
-    py: Python<'py>,
-    path: PathBuf,
-) -> PyResult<(HashMap<String, Bound<'py, PyArrayDyn<f32>>>, HashMap<String, String>)> {
+pub fn read_tensor_file<'py>(py: Python<'py>, path: PathBuf) -> PyResult<TensorFileContents<'py>> {
     let file = py.detach(|| guard(|| persist::read_tensors(&path)))?;
     let mut out = HashMap::new();
     for (name, (shape, values)) in file.tensors {
