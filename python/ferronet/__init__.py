@@ -19,6 +19,8 @@ from . import (
     models,
     optimizers,
     regularizers,
+    saving,
+    testing,
     utils,
 )
 from ._core import FerronetError, get_num_threads, set_num_threads
@@ -45,6 +47,8 @@ __all__ = [
     "models",
     "optimizers",
     "regularizers",
+    "saving",
     "set_num_threads",
+    "testing",
     "utils",
 ]

@@ -10,6 +10,9 @@ for a callback that defines ``on_train_batch_begin``/``on_train_batch_end``.
 - ``TerminateOnNaN``: stop at the first batch whose loss is NaN/Inf, keeping the last finite
   weights (that batch's update is not applied)
 - ``CSVLogger``, ``LambdaCallback``
+- ``GradientMonitor``: each layer's weight-gradient L2 norm, averaged over the epoch's steps in
+  the engine, into ``history["grad_norm/<layer>"]`` (note 002 appendix A: vanishing and
+  exploding gradients made visible)
 - ``SWA``: stochastic weight averaging (note 004): from ``start_epoch``, a running mean of the
   weights at each epoch end, swapped in when training ends
 """
@@ -26,7 +29,7 @@ import numpy as np
 
 __all__ = [
     "Callback", "History", "CallbackList", "EarlyStopping", "ModelCheckpoint", "LearningRateScheduler",
-    "ReduceLROnPlateau", "TerminateOnNaN", "CSVLogger", "LambdaCallback", "SWA",
+    "ReduceLROnPlateau", "TerminateOnNaN", "CSVLogger", "LambdaCallback", "SWA", "GradientMonitor",
 ]  # fmt: skip
 
 _BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
@@ -81,6 +84,19 @@ class History(Callback):
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
 
+    def plot(self, keys=None):
+        """Loss, metrics (with their ``val_`` counterparts) and learning rate per epoch; returns
+        the matplotlib figure (``pip install matplotlib``)."""
+        from .plotting import plot_history
+
+        return plot_history(self, keys)
+
+    def plot_gradients(self):
+        """Per-layer gradient norms per epoch on a log scale (needs ``GradientMonitor``)."""
+        from .plotting import plot_gradient_norms
+
+        return plot_gradient_norms(self)
+
     def __repr__(self) -> str:
         return f"<History epochs={len(self.epoch)} keys={list(self.history)}>"
 
@@ -96,6 +112,7 @@ class CallbackList:
             cb.set_model(model)
             cb.set_params(params)
         self.wants_batches = any(cb._wants_batches() for cb in self.callbacks)
+        self.monitors_gradients = any(isinstance(cb, GradientMonitor) for cb in self.callbacks)
         self.stops_on_nan = any(isinstance(cb, TerminateOnNaN) for cb in self.callbacks)
 
     def __getattr__(self, hook: str):
@@ -397,3 +414,10 @@ class SWA(Callback):
             self.model.set_weights([m.astype(np.float32) for m in self._mean])
             if self.verbose:
                 print(f"SWA: weights set to the mean of {self.averaged} epochs")
+
+
+class GradientMonitor(Callback):
+    """Records, every epoch, the L2 norm of each layer's weight gradient averaged over the
+    epoch's steps (computed in the engine, before clipping) as ``history["grad_norm/<layer>"]``.
+    ``History.plot_gradients()`` draws them: norms shrinking layer after layer towards the input
+    are the vanishing-gradient problem of notes 000, 002 and 004."""

@@ -397,6 +397,7 @@ class Sequential:
         cbs = CallbackList([history, *user], self, params)
         self.stop_training = False
         self._core.stop_on_nan = cbs.stops_on_nan
+        self._core.grad_monitor = cbs.monitors_gradients
         # A per-batch hook means one step per engine call; otherwise whole slices of the epoch.
         max_steps = 1 if cbs.wants_batches else 2**62
         cbs.on_train_begin()
@@ -434,6 +435,8 @@ class Sequential:
                 vlogs = self._core.evaluate(val[0], val[1], val[2], bs)
                 logs.update({f"val_{k}": v for k, v in vlogs})
             logs["learning_rate"] = float(self._core.last_learning_rate)
+            if cbs.monitors_gradients:
+                logs.update({f"grad_norm/{name}": v for name, v in self._core.take_grad_norms()})
             bar.update(self._core.steps_done, logs, final=True)
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:

@@ -134,6 +134,57 @@ pub struct Model {
     pub stop_on_nan: bool,
     /// Weights before the current step, kept only with `stop_on_nan`.
     backup: Vec<f32>,
+    /// Per-layer gradient norms accumulated over the steps of an epoch, when enabled.
+    pub grad_monitor: Option<GradMonitor>,
+}
+
+/// Running sums of each layer's weight-gradient L2 norm (note 002 appendix A: the size of each
+/// layer's gradient shows vanishing and exploding gradients).
+#[derive(Clone, Debug, Default)]
+pub struct GradMonitor {
+    /// Layer name and the tensor indices it owns (tensors named `layer/...`).
+    groups: Vec<(String, Vec<usize>)>,
+    sums: Vec<f64>,
+    steps: usize,
+}
+
+impl GradMonitor {
+    pub fn new(params: &crate::params::ParamStore) -> Self {
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, t) in params.tensors.iter().enumerate() {
+            if t.role == crate::params::Role::NonTrainable {
+                continue;
+            }
+            let layer = t.name.split('/').next().unwrap_or(&t.name).to_string();
+            match groups.iter_mut().find(|(n, _)| *n == layer) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((layer, vec![i])),
+            }
+        }
+        let sums = vec![0.0; groups.len()];
+        Self { groups, sums, steps: 0 }
+    }
+
+    fn record(&mut self, params: &crate::params::ParamStore) {
+        for ((_, tensors), sum) in self.groups.iter().zip(self.sums.iter_mut()) {
+            let sq: f64 = tensors
+                .iter()
+                .flat_map(|&i| params.grads[params.tensors[i].range()].iter())
+                .map(|&g| (g as f64) * (g as f64))
+                .sum();
+            *sum += sq.sqrt();
+        }
+        self.steps += 1;
+    }
+
+    /// Mean norm per layer since the last call; resets the sums.
+    pub fn take(&mut self) -> Vec<(String, f64)> {
+        let n = self.steps.max(1) as f64;
+        let out = self.groups.iter().zip(&self.sums).map(|((name, _), s)| (name.clone(), s / n)).collect();
+        self.sums.iter_mut().for_each(|s| *s = 0.0);
+        self.steps = 0;
+        out
+    }
 }
 
 /// Purpose tag of the shuffling stream (initializers use the tensor index).
@@ -151,6 +202,7 @@ impl Model {
             epoch: EpochState::default(),
             stop_on_nan: false,
             backup: Vec::new(),
+            grad_monitor: None,
         })
     }
 
@@ -301,6 +353,7 @@ impl Model {
         }
         let stop_on_nan = self.stop_on_nan;
         let backup = &mut self.backup;
+        let mut monitor = self.grad_monitor.as_mut();
         let mut taken = 0;
         while e.step * bs < e.rows && e.nan_at.is_none() {
             let lo = e.step * bs;
@@ -324,7 +377,7 @@ impl Model {
                 data.slice(lo, hi, xw, tw)
             };
             let guard = if stop_on_nan { Some(&mut *backup) } else { None };
-            if !train_step(&mut self.net, &mut self.ws, c, &batch, &mut e.running, guard) {
+            if !train_step(&mut self.net, &mut self.ws, c, &batch, &mut e.running, guard, monitor.as_deref_mut()) {
                 e.nan_at = Some(e.step);
                 return Ok(true);
             }
@@ -361,7 +414,7 @@ impl Model {
             if c.optimizer.is_lbfgs() {
                 lbfgs_step(&mut this.net, &mut this.ws, c, data, &mut running);
             } else {
-                train_step(&mut this.net, &mut this.ws, c, data, &mut running, None);
+                train_step(&mut this.net, &mut this.ws, c, data, &mut running, None, None);
             }
             Ok(running.logs(&c.metrics))
         })
@@ -456,9 +509,14 @@ fn train_step(
     b: &Dataset<'_>,
     running: &mut Running,
     guard: Option<&mut Vec<f32>>,
+    monitor: Option<&mut GradMonitor>,
 ) -> bool {
     let loss = forward_backward(net, ws, c, b, running);
     let p = &mut net.params;
+    if let Some(m) = monitor {
+        // Raw gradients, before any clipping the optimizer applies.
+        m.record(p);
+    }
     match guard {
         None => {
             c.optimizer.step(&mut p.values, &mut p.grads, &p.tensors);

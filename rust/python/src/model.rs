@@ -264,6 +264,42 @@ impl PyModel {
         }
     }
 
+    /// Whether per-layer gradient norms are recorded during `fit`.
+    #[getter]
+    fn grad_monitor(&self) -> bool {
+        self.inner.grad_monitor.is_some()
+    }
+
+    #[setter]
+    fn set_grad_monitor(&mut self, on: bool) {
+        self.inner.grad_monitor = on.then(|| ferronet_core::model::GradMonitor::new(&self.inner.net.params));
+    }
+
+    /// Mean L2 norm of each layer's weight gradient over the steps since the last call.
+    fn take_grad_norms(&mut self) -> Vec<(String, f64)> {
+        self.inner.grad_monitor.as_mut().map(|m| m.take()).unwrap_or_default()
+    }
+
+    /// Mean loss over `x, y` as one batch (training mode, fixed noise) and the gradient of every
+    /// weight, in `get_weights` order: what gradient checks compare with finite differences.
+    fn compute_gradients<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: PyReadonlyArrayDyn<'_, f32>,
+        y: PyReadonlyArrayDyn<'_, f32>,
+    ) -> PyResult<(f64, Vec<Bound<'py, PyArrayDyn<f32>>>)> {
+        let data = dataset(&x, &y, None)?;
+        let model = &mut self.inner;
+        let loss = py.detach(|| guard(|| model.compute_gradients(&data)))?;
+        let p = &self.inner.net.params;
+        let grads = p
+            .tensors
+            .iter()
+            .map(|t| PyArray1::from_slice(py, &p.grads[t.range()]).reshape(t.shape.clone()))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((loss, grads))
+    }
+
     /// Whether `fit` stops, without applying it, at the first batch with a NaN or infinite loss.
     #[getter]
     fn stop_on_nan(&self) -> bool {
