@@ -88,3 +88,21 @@ def test_check_gradients_catches_a_wrong_gradient():
 
     model._core = Broken()
     assert fn.testing.check_gradients(model, X[:16], Y[:16]) > 0.3
+
+
+def test_early_layers_get_smaller_gradients_with_sigmoid_than_with_relu_batchnorm():
+    def deep(body):
+        model = fn.Sequential([layers.Input((8,))])
+        for i in range(10):
+            for la in body(i):
+                model.add(la)
+        model.add(layers.Dense(3, activation="softmax", name="head"))
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        return model.fit(X, Y, epochs=1, callbacks=[fn.callbacks.GradientMonitor()], verbose=0).history
+
+    fn.utils.set_random_seed(0)
+    sigmoid = deep(lambda i: [layers.Dense(16, activation="sigmoid", name=f"d{i}")])
+    relu_bn = deep(lambda i: [layers.Dense(16, name=f"d{i}"), layers.BatchNormalization(), layers.ReLU()])
+    # Relative to the last hidden layer, the first one's gradient collapses only with sigmoid.
+    ratio = lambda h: h["grad_norm/d0"][0] / h["grad_norm/d9"][0]  # noqa: E731
+    assert ratio(sigmoid) < 1e-3 and ratio(relu_bn) > 1e-1, (ratio(sigmoid), ratio(relu_bn))
