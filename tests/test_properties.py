@@ -45,6 +45,33 @@ def make(kind):
 def test_random_stacks_build_fit_predict_save_and_load(
     tmp_path_factory, features, rows, stack, out, batch, scale, seed
 ):
+    r = np.random.default_rng(seed)
+    body = [make(s) if isinstance(s, str) else s for s in stack]
+    model = fn.Sequential([layers.Input((features,)), *body, layers.Dense(out)])
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    x = (r.normal(size=(rows, features)) * scale).astype(np.float32)
+    y = r.normal(size=(rows, out)).astype(np.float32)
+    hist = model.fit(x, y, batch_size=batch, epochs=2, verbose=0)
+    assert len(hist.history["loss"]) == 2
+    pred = model.predict(x, verbose=0)
+    assert pred.shape == (rows, out) and pred.dtype == np.float32
+    path = tmp_path_factory.mktemp("prop") / "m.ferronet"
+    model.save(path)
+    loaded = fn.models.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), pred)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    h=st.integers(3, 12),
+    w=st.integers(3, 12),
+    c=st.integers(1, 3),
+    k=st.integers(1, 3),
+    s=st.integers(1, 3),
+    padding=st.sampled_from(["valid", "same"]),
+    pool=st.booleans(),
+)
+def test_random_conv_shapes_are_consistent(h, w, c, k, s, padding, pool):
     stack = [layers.Conv2D(2, k, strides=s, padding=padding, activation="relu")]
     if pool:
         stack.append(layers.MaxPooling2D(padding="same"))
