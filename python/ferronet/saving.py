@@ -64,6 +64,7 @@ def save_model(model, filepath, overwrite: bool = True, include_optimizer: bool 
         "version": VERSION,
         "model_config": json.dumps(model.get_config()),
         "weight_order": json.dumps(names),
+        "rng_state": core.rng_state,
     }
     compile_config = _compile_config(model)
     if compile_config is not None:
@@ -97,6 +98,8 @@ def load_model(filepath, compile: bool = True):
     ):
         raise ValueError(f"{path}: the weights do not match the saved architecture")
     model.set_weights([tensors[n] for n in order])
+    if "rng_state" in meta:
+        model._core.rng_state = meta["rng_state"]
     if compile and "compile_config" in meta:
         cc = json.loads(meta["compile_config"])
         model.compile(

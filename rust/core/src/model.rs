@@ -435,6 +435,20 @@ impl Model {
         })
     }
 
+    /// The shuffling and noise streams as JSON, so a saved model resumes with the same draws.
+    pub fn rng_state(&self) -> String {
+        serde_json::to_string(&(&self.shuffle_rng, self.net.noise())).expect("streams serialise")
+    }
+
+    /// Restores streams from [`Model::rng_state`].
+    pub fn set_rng_state(&mut self, json: &str) -> Result<()> {
+        let (shuffle, noise): (Stream, Stream) =
+            serde_json::from_str(json).map_err(|e| invalid(format!("corrupted random state: {e}")))?;
+        self.shuffle_rng = shuffle;
+        self.net.set_noise(noise);
+        Ok(())
+    }
+
     /// A one-line description of the layers and loss (for messages).
     pub fn describe(&self) -> String {
         let acts: Vec<String> = self.net.body.layers.iter().map(|l| format!("{:?}", l.final_activation())).collect();

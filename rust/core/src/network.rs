@@ -69,6 +69,15 @@ impl Network {
         self.body.backward(&self.params.values, &mut self.params.grads, ws, input, None, rows, fused);
     }
 
+    /// The dropout/noise stream (saved with the model).
+    pub fn noise(&self) -> &Stream {
+        &self.noise
+    }
+
+    pub fn set_noise(&mut self, s: Stream) {
+        self.noise = s;
+    }
+
     /// Restarts the dropout/noise stream (gradient checks need the same masks every pass).
     pub fn reset_noise(&mut self) {
         self.noise = Stream::new(self.seed, NOISE_STREAM);

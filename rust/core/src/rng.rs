@@ -5,8 +5,8 @@
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-/// A reproducible random stream.
-#[derive(Clone, Debug)]
+/// A reproducible random stream; serialisable so a saved model resumes with the same draws.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Stream(Pcg64Mcg);
 
 /// SplitMix64 finaliser: spreads nearby seeds (0, 1, 2...) into unrelated states.

@@ -264,6 +264,17 @@ impl PyModel {
         }
     }
 
+    /// The shuffling and noise random streams as JSON (saved with the model).
+    #[getter]
+    fn rng_state(&self) -> String {
+        self.inner.rng_state()
+    }
+
+    #[setter]
+    fn set_rng_state(&mut self, json: &str) -> PyResult<()> {
+        guard(|| self.inner.set_rng_state(json))
+    }
+
     /// Whether per-layer gradient norms are recorded during `fit`.
     #[getter]
     fn grad_monitor(&self) -> bool {
