@@ -54,8 +54,8 @@ def test_save_and_load_model_predicts_bit_identically(tmp_path):
 def test_loaded_model_resumes_training_as_if_never_interrupted(tmp_path):
     def make():
         fn.utils.set_random_seed(5)
-        m = fn.Sequential([layers.Input((6, 6, 2)), layers.Conv2D(3, 3), layers.BatchNormalization(),
-                           layers.Flatten(), layers.Dropout(0.3), layers.Dense(3, activation="softmax")])  # fmt: skip
+        body = [layers.Conv2D(3, 3), layers.BatchNormalization(), layers.Flatten(), layers.Dropout(0.3)]
+        m = fn.Sequential([layers.Input((6, 6, 2)), *body, layers.Dense(3, activation="softmax")])
         m.compile(optimizer=fn.optimizers.Nadam(0.01), loss="sparse_categorical_crossentropy")
         return m
 
