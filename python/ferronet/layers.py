@@ -124,7 +124,32 @@ def _reg_config(r):
     return None if r is None else {"class_name": type(r).__name__, "config": r.get_config()}
 
 
-class Dense(Layer):
+class _KernelLayer(Layer):
+    """Shared arguments of the layers with a kernel and a bias (Dense, Conv2D): activation,
+    ``use_bias``, initializers and regularizers."""
+
+    def _set_kernel_args(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                         bias_regularizer) -> None:  # fmt: skip
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+
+    def _kernel_args(self, for_engine: bool) -> dict[str, Any]:
+        reg = _reg_spec if for_engine else _reg_config
+        return {
+            "activation": self.activation if for_engine else _activation_config(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer._spec(),
+            "bias_initializer": self.bias_initializer._spec(),
+            "kernel_regularizer": reg(self.kernel_regularizer),
+            "bias_regularizer": reg(self.bias_regularizer),
+        }
+
+
+class Dense(_KernelLayer):
     """Fully connected layer: ``output = activation(x @ kernel + bias)``.
 
     The kernel has shape ``(in, units)`` and comes first in ``get_weights()``, the bias
@@ -149,37 +174,14 @@ class Dense(Layer):
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
             raise ValueError(f"Dense: units must be a positive integer; got {units!r}")
         self.units = int(units)
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self._set_kernel_args(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                              bias_regularizer)  # fmt: skip
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "units": self.units,
-            "activation": _activation_config(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer._spec(),
-            "bias_initializer": self.bias_initializer._spec(),
-            "kernel_regularizer": _reg_config(self.kernel_regularizer),
-            "bias_regularizer": _reg_config(self.bias_regularizer),
-        }
+        return {**super().get_config(), "units": self.units, **self._kernel_args(for_engine=False)}
 
     def _spec(self) -> dict[str, Any]:
-        return {
-            "type": "dense",
-            "name": self.name,
-            "units": self.units,
-            "activation": self.activation,
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer._spec(),
-            "bias_initializer": self.bias_initializer._spec(),
-            "kernel_regularizer": _reg_spec(self.kernel_regularizer),
-            "bias_regularizer": _reg_spec(self.bias_regularizer),
-        }
+        return {"type": "dense", "name": self.name, "units": self.units, **self._kernel_args(for_engine=True)}
 
     def __repr__(self) -> str:
         return f"<Dense name={self.name} units={self.units} activation={self.activation['name']}>"
@@ -310,7 +312,7 @@ def _channels_last(data_format) -> None:
         raise ValueError("only data_format='channels_last' (NHWC, Keras' default) is supported")
 
 
-class Conv2D(Layer):
+class Conv2D(_KernelLayer):
     """2-D convolution over ``(height, width, channels)`` inputs (note 002 §6).
 
     Kernel ``(kh, kw, in_channels, filters)`` then bias ``(filters,)`` in ``get_weights()``.
@@ -345,12 +347,8 @@ class Conv2D(Layer):
         self.strides = _pair("strides", strides)
         self.padding = _padding(padding)
         self.dilation_rate = _pair("dilation_rate", dilation_rate)
-        self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self._set_kernel_args(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                              bias_regularizer)  # fmt: skip
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -360,12 +358,7 @@ class Conv2D(Layer):
             "strides": tuple(self.strides),
             "padding": self.padding,
             "dilation_rate": tuple(self.dilation_rate),
-            "activation": _activation_config(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer._spec(),
-            "bias_initializer": self.bias_initializer._spec(),
-            "kernel_regularizer": _reg_config(self.kernel_regularizer),
-            "bias_regularizer": _reg_config(self.bias_regularizer),
+            **self._kernel_args(for_engine=False),
         }
 
     def _spec(self) -> dict[str, Any]:
@@ -377,12 +370,7 @@ class Conv2D(Layer):
             "strides": self.strides,
             "padding": self.padding,
             "dilation_rate": self.dilation_rate,
-            "activation": self.activation,
-            "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer._spec(),
-            "bias_initializer": self.bias_initializer._spec(),
-            "kernel_regularizer": _reg_spec(self.kernel_regularizer),
-            "bias_regularizer": _reg_spec(self.bias_regularizer),
+            **self._kernel_args(for_engine=True),
         }
 
 
