@@ -408,33 +408,35 @@ class AveragePooling2D(_Pooling2D):
     engine_type = "average_pooling2d"
 
 
-class GlobalAveragePooling2D(Layer):
+class _ImageToFlat(Layer):
+    """A parameterless layer of channels-last images whose engine spec is just its type."""
+
+    engine_type = ""
+
+    def __init__(self, data_format=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        _channels_last(data_format)
+
+    def _spec(self):
+        return {"type": self.engine_type, "name": self.name}
+
+
+class GlobalAveragePooling2D(_ImageToFlat):
     """Mean over height and width: ``(H, W, C) -> (C,)``."""
 
-    def __init__(self, data_format=None, name=None, **kwargs):
-        super().__init__(name=name, **kwargs)
-        _channels_last(data_format)
-
-    def _spec(self):
-        return {"type": "global_average_pooling2d", "name": self.name}
+    engine_type = "global_average_pooling2d"
 
 
-class GlobalMaxPooling2D(GlobalAveragePooling2D):
+class GlobalMaxPooling2D(_ImageToFlat):
     """Maximum over height and width: ``(H, W, C) -> (C,)``."""
 
-    def _spec(self):
-        return {"type": "global_max_pooling2d", "name": self.name}
+    engine_type = "global_max_pooling2d"
 
 
-class Flatten(Layer):
+class Flatten(_ImageToFlat):
     """``(H, W, C) -> (H * W * C,)``, in row-major (NHWC) order."""
 
-    def __init__(self, data_format=None, name=None, **kwargs):
-        super().__init__(name=name, **kwargs)
-        _channels_last(data_format)
-
-    def _spec(self):
-        return {"type": "flatten", "name": self.name}
+    engine_type = "flatten"
 
 
 class Reshape(Layer):
