@@ -1,4 +1,4 @@
-"""End-to-end training throughput: ferronet against PyTorch on the same workload, same machine.
+"""End-to-end throughput: ferronet against PyTorch on the same workload, same machine.
 
 Each measurement runs in its own process (frameworks never share a process or a thread pool);
 ferronet and PyTorch alternate, each repeated ``--repeats`` times, and medians are reported with
@@ -6,10 +6,10 @@ their ratio and peak RSS. PyTorch is optional: give its interpreter with ``--tor
 ``FERRONET_TORCH_PYTHON``) when it lives in another virtual environment; without it only
 ferronet is measured.
 
-    python benches/e2e.py                      # mlp_mnist at 1 and 2 threads
-    python benches/e2e.py --threads 1 --repeats 5
-    python benches/e2e.py --all-optimizers --threads 1
-    python benches/e2e.py --workload cnn_lenet
+    python benches/e2e.py                          # every workload at 1 and 2 threads
+    python benches/e2e.py --workload mlp_mnist --threads 1 --repeats 5
+    python benches/e2e.py --workload mlp_mnist --all-optimizers --threads 1
+    python benches/e2e.py --markdown               # the table for benches/README.md
 """
 
 from __future__ import annotations
@@ -22,23 +22,45 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
-# name: (per-sample input shape, batch size, samples, epochs timed, default optimizer)
+DIGITS = Path(__file__).resolve().parent.parent / "python" / "ferronet" / "data" / "digits.npz"
+
+
+@dataclass(frozen=True)
+class Workload:
+    input_shape: tuple
+    batch: int
+    samples: int  # synthetic samples (ignored for the digits)
+    epochs: int  # epochs timed after one warm-up epoch (passes over the data for `predict`)
+    optimizer: str
+    data: str = "synthetic"  # or "digits": the bundled 8x8 digits, scaled to [0, 1]
+    predict: bool = False  # time inference of the trained network instead of training
+
+
 WORKLOADS = {
-    "mlp_mnist": ((784,), 128, 60_000, 2, "adam"),
-    "cnn_lenet": ((28, 28, 1), 64, 10_000, 1, "sgd_momentum"),
-    "cnn_bn": ((32, 32, 3), 64, 5_000, 1, "adam"),
+    "mlp_mnist": Workload((784,), 128, 60_000, 2, "adam"),
+    "mlp_wide": Workload((784,), 256, 20_000, 1, "adam"),
+    "mlp_bn_dropout": Workload((784,), 128, 60_000, 1, "adamw"),
+    "mlp_tiny": Workload((64,), 32, 0, 20, "sgd", data="digits"),
+    "cnn_lenet": Workload((28, 28, 1), 64, 10_000, 1, "sgd_momentum"),
+    "cnn_bn": Workload((32, 32, 3), 64, 5_000, 1, "adam"),
+    "predict_mlp": Workload((784,), 1024, 60_000, 5, "adam", predict=True),
 }
 
 
-def synthetic(n: int, shape, classes: int = 10, seed: int = 0):
-    """Gaussian inputs labelled by a random linear teacher (learnable, fixed per seed)."""
+def dataset(w: Workload, seed: int = 0):
+    """Gaussian inputs labelled by a random linear teacher (learnable, fixed per seed), or the digits."""
     import numpy as np
 
+    if w.data == "digits":
+        with np.load(DIGITS) as d:
+            return (d["x"] / np.float32(16)).astype(np.float32), d["y"].astype(np.int64)
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, *shape)).astype(np.float32)
-    teacher = rng.normal(size=(int(np.prod(shape)), classes)).astype(np.float32)
-    y = (x.reshape(n, -1) @ teacher).argmax(1).astype(np.int64)
+    x = rng.normal(size=(w.samples, *w.input_shape)).astype(np.float32)
+    teacher = rng.normal(size=(int(np.prod(w.input_shape)), 10)).astype(np.float32)
+    y = (x.reshape(w.samples, -1) @ teacher).argmax(1).astype(np.int64)
     return x, y
 
 
@@ -46,8 +68,15 @@ def ferronet_model(workload: str):
     import ferronet as fn
 
     L = fn.layers  # noqa: N806
-    if workload == "mlp_mnist":
+    if workload in ("mlp_mnist", "predict_mlp"):
         body = [L.Dense(256, activation="relu"), L.Dense(128, activation="relu"), L.Dense(10)]
+    elif workload == "mlp_wide":
+        body = [L.Dense(1024, activation="relu"), L.Dense(1024, activation="relu"), L.Dense(10)]
+    elif workload == "mlp_bn_dropout":
+        hidden = lambda u: [L.Dense(u), L.BatchNormalization(), L.ReLU(), L.Dropout(0.2)]  # noqa: E731
+        body = [*hidden(512), *hidden(256), L.Dense(10)]
+    elif workload == "mlp_tiny":
+        body = [L.Dense(32, activation="relu"), L.Dense(10)]
     elif workload == "cnn_lenet":
         body = [
             L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
@@ -58,16 +87,28 @@ def ferronet_model(workload: str):
         block = lambda f: [L.Conv2D(f, 3, padding="same"), L.BatchNormalization(), L.ReLU()]  # noqa: E731
         body = [*block(32), *block(32), L.MaxPooling2D(2), *block(64), *block(64), L.MaxPooling2D(2),
                 L.Flatten(), L.Dense(10)]  # fmt: skip
-    return fn.Sequential([L.Input(WORKLOADS[workload][0]), *body])
+    return fn.Sequential([L.Input(WORKLOADS[workload].input_shape), *body])
 
 
 def torch_model(workload: str):
     from torch import nn
 
-    if workload == "mlp_mnist":
-        return nn.Sequential(
-            nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)
-        )
+    def mlp(*units):
+        layers = [m for i, o in zip(units, units[1:]) for m in (nn.Linear(i, o), nn.ReLU())]
+        return nn.Sequential(*layers[:-1])
+
+    if workload in ("mlp_mnist", "predict_mlp"):
+        return mlp(784, 256, 128, 10)
+    if workload == "mlp_wide":
+        return mlp(784, 1024, 1024, 10)
+    if workload == "mlp_bn_dropout":
+
+        def hidden(i, o):  # Keras's BatchNormalization defaults: momentum 0.99, epsilon 1e-3
+            return [nn.Linear(i, o), nn.BatchNorm1d(o, momentum=0.01, eps=1e-3), nn.ReLU(), nn.Dropout(0.2)]
+
+        return nn.Sequential(*hidden(784, 512), *hidden(512, 256), nn.Linear(256, 10))
+    if workload == "mlp_tiny":
+        return mlp(64, 32, 10)
     if workload == "cnn_lenet":
         return nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -118,34 +159,41 @@ def torch_optimizer(name: str, params):
 
 
 def run_ferronet(workload: str, threads: int, optimizer: str) -> float:
+    """Samples per second: of `fit` after a warm-up epoch, or of `predict` after one epoch of training."""
     import ferronet as fn
 
-    shape, batch, n, epochs, _ = WORKLOADS[workload]
+    w = WORKLOADS[workload]
     fn.set_num_threads(threads)
     fn.utils.set_random_seed(0)
-    x, y = synthetic(n, shape)
+    x, y = dataset(w)
     model = ferronet_model(workload)
     model.compile(
         optimizer=ferronet_optimizer(optimizer),
         loss=fn.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # warm-up: buffers, caches
+    model.fit(x, y, batch_size=w.batch, epochs=1, verbose=0)  # warm-up: buffers, caches
     start = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0)
-    return epochs * n / (time.perf_counter() - start)
+    if w.predict:
+        for _ in range(w.epochs):
+            model.predict(x, batch_size=w.batch, verbose=0)
+    else:
+        model.fit(x, y, batch_size=w.batch, epochs=w.epochs, verbose=0)
+    return w.epochs * len(x) / (time.perf_counter() - start)
 
 
 def run_torch(workload: str, threads: int, optimizer: str) -> float:
+    """The same measurement with PyTorch's idiomatic loop: randperm, index, zero_grad, backward, step."""
     import torch
     from torch import nn
 
-    shape, batch, n, epochs, _ = WORKLOADS[workload]
+    w = WORKLOADS[workload]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    x_np, y_np = synthetic(n, shape)
-    if len(shape) == 3:  # PyTorch's native layout is NCHW
+    x_np, y_np = dataset(w)
+    if len(w.input_shape) == 3:  # PyTorch's native layout is NCHW
         x_np = x_np.transpose(0, 3, 1, 2).copy()
     x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    n = len(x)
     model = torch_model(workload)
     opt = torch_optimizer(optimizer, model.parameters())
     loss_fn = nn.CrossEntropyLoss()
@@ -153,42 +201,36 @@ def run_torch(workload: str, threads: int, optimizer: str) -> float:
     def epoch():
         model.train()
         perm = torch.randperm(n)
-        for i in range(0, n, batch):
-            idx = perm[i : i + batch]
+        for i in range(0, n, w.batch):
+            idx = perm[i : i + w.batch]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
 
+    def predict():
+        model.eval()
+        with torch.inference_mode():
+            return torch.cat([model(x[i : i + w.batch]) for i in range(0, n, w.batch)]).numpy()
+
     epoch()
     start = time.perf_counter()
-    for _ in range(epochs):
-        epoch()
-    return epochs * n / (time.perf_counter() - start)
+    for _ in range(w.epochs):
+        predict() if w.predict else epoch()
+    return w.epochs * n / (time.perf_counter() - start)
 
 
 def child(args) -> None:
     run = run_ferronet if args.framework == "ferronet" else run_torch
-    sps = run(args.workload, args.threads[0], args.optimizer or WORKLOADS[args.workload][4])
+    sps = run(args.workload[0], args.threads[0], args.optimizer or WORKLOADS[args.workload[0]].optimizer)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"samples_per_s": sps, "peak_rss_mb": rss_mb}))
 
 
 def measure(python: str, framework: str, workload: str, threads: int, optimizer: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    cmd = [
-        python,
-        os.path.abspath(__file__),
-        "--child",
-        "--framework",
-        framework,
-        "--workload",
-        workload,
-        "--threads",
-        str(threads),
-        "--optimizer",
-        optimizer,
-    ]
+    cmd = [python, os.path.abspath(__file__), "--child", "--framework", framework]
+    cmd += ["--workload", workload, "--threads", str(threads), "--optimizer", optimizer]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -203,12 +245,13 @@ def torch_python(explicit: str | None) -> str | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workload", default="mlp_mnist", choices=sorted(WORKLOADS))
+    p.add_argument("--workload", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
     p.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--torch-python", default=None)
     p.add_argument("--optimizer", default=None, choices=OPTIMIZERS, help="default: the workload's own")
     p.add_argument("--all-optimizers", action="store_true", help="one row per optimizer")
+    p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--framework", default="ferronet", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -218,30 +261,34 @@ def main() -> None:
     tpy = torch_python(args.torch_python)
     if tpy is None:
         print("PyTorch not importable: measuring ferronet only", file=sys.stderr)
-    shape, batch, n, _, default_opt = WORKLOADS[args.workload]
-    optimizers = OPTIMIZERS if args.all_optimizers else (args.optimizer or default_opt,)
-    print(f"workload {args.workload}: input {shape}, batch {batch}, {n} samples")
-    print(
-        f"{'optimizer':>9} {'threads':>7} {'ferronet samples/s':>19} {'torch samples/s':>16} {'ratio':>6} "
-        f"{'ferronet RSS MB':>16} {'torch RSS MB':>13}"
-    )
-    for opt in optimizers:
-        for t in args.threads:
-            ours, theirs = [], []
-            for _ in range(args.repeats):
-                ours.append(measure(sys.executable, "ferronet", args.workload, t, opt))
-                if tpy:
-                    theirs.append(measure(tpy, "torch", args.workload, t, opt))
-            o = statistics.median(r["samples_per_s"] for r in ours)
-            o_rss = statistics.median(r["peak_rss_mb"] for r in ours)
-            if theirs:
-                th = statistics.median(r["samples_per_s"] for r in theirs)
-                th_rss = statistics.median(r["peak_rss_mb"] for r in theirs)
-                print(
-                    f"{opt:>9} {t:>7} {o:>19,.0f} {th:>16,.0f} {o / th:>5.2f}x {o_rss:>16.0f} {th_rss:>13.0f}"
-                )
-            else:
-                print(f"{opt:>9} {t:>7} {o:>19,.0f} {'-':>16} {'-':>6} {o_rss:>16.0f} {'-':>13}")
+    columns = ["workload", "optimizer", "threads", "ferronet samples/s", "PyTorch samples/s", "ratio",
+               "ferronet RSS MB", "PyTorch RSS MB"]  # fmt: skip
+    if args.markdown:
+        print("| " + " | ".join(columns) + " |")
+        print("| --- | --- |" + " ---: |" * (len(columns) - 2))
+    else:
+        print(" ".join(f"{c:>18}" for c in columns))
+    for workload in args.workload:
+        w = WORKLOADS[workload]
+        optimizers = OPTIMIZERS if args.all_optimizers else (args.optimizer or w.optimizer,)
+        for opt in optimizers:
+            for t in args.threads:
+                ours, theirs = [], []
+                for _ in range(args.repeats):
+                    ours.append(measure(sys.executable, "ferronet", workload, t, opt))
+                    if tpy:
+                        theirs.append(measure(tpy, "torch", workload, t, opt))
+                o = statistics.median(r["samples_per_s"] for r in ours)
+                o_rss = statistics.median(r["peak_rss_mb"] for r in ours)
+                row = [workload, opt, str(t), f"{o:,.0f}", "-", "-", f"{o_rss:.0f}", "-"]
+                if theirs:
+                    th = statistics.median(r["samples_per_s"] for r in theirs)
+                    th_rss = statistics.median(r["peak_rss_mb"] for r in theirs)
+                    row[4:] = [f"{th:,.0f}", f"{o / th:.2f}x", f"{o_rss:.0f}", f"{th_rss:.0f}"]
+                if args.markdown:
+                    print("| " + " | ".join(row) + " |", flush=True)
+                else:
+                    print(" ".join(f"{c:>18}" for c in row), flush=True)
 
 
 if __name__ == "__main__":
