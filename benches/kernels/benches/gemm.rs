@@ -1,16 +1,28 @@
-//! GEMM candidates on the shapes of the MLP benchmark (784-256-128-10, batch 128) and two large
-//! shapes: ferronet's threaded `matrixmultiply` wrapper, the `gemm` crate with its own rayon
-//! threading, and ndarray's `dot` (single-threaded `matrixmultiply`). Throughput is in FLOP/s
-//! (criterion reports it as elements/s: 2 m k n per product).
+//! GEMM on the shapes of the benchmark workloads, in GFLOP/s (criterion's elements/s, with
+//! 2 m k n elements per product): ferronet's dispatching `gemm` (the in-place AVX-512 kernel where
+//! the machine has it), the same product forced through `matrixmultiply`, and the `gemm` crate
+//! with its own rayon threading, at 1 and 2 threads.
 //!
 //!     cargo bench -p ferronet-benches --bench gemm
+//!
+//! Layouts: `NN` is `A · B` with both row-major (a layer's forward); `TN` is `Aᵀ · B` (a weight
+//! gradient: patchesᵀ · dZ); `NT` is `A · Bᵀ` (an input gradient: dZ · Wᵀ).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ferronet_core::gemm::{gemm as ferronet_gemm, MatRef};
-use ndarray::Array2;
+use ferronet_core::gemm::{gemm_with, Kernel, MatRef};
 
-const SHAPES: [(usize, usize, usize); 6] =
-    [(128, 784, 256), (784, 128, 256), (128, 256, 128), (256, 128, 128), (256, 1024, 1024), (1024, 1024, 1024)];
+/// (m, k, n, layout, what).
+const SHAPES: [(usize, usize, usize, &str, &str); 9] = [
+    (128, 784, 256, "NN", "mlp_mnist layer 1"),
+    (256, 1024, 1024, "NN", "mlp_wide layer 2"),
+    (1024, 1024, 1024, "NN", "square"),
+    (12544, 288, 64, "NN", "cnn_lenet conv 2"),
+    (288, 12544, 64, "TN", "cnn_lenet conv 2 dW"),
+    (12544, 64, 288, "NT", "cnn_lenet conv 2 dX"),
+    (65536, 288, 32, "NN", "cnn_bn conv 2"),
+    (288, 65536, 32, "TN", "cnn_bn conv 2 dW"),
+    (16384, 576, 64, "NN", "cnn_bn conv 4"),
+];
 
 fn filled(len: usize) -> Vec<f32> {
     (0..len).map(|i| ((i % 17) as f32 - 8.0) / 8.0).collect()
@@ -20,17 +32,19 @@ fn bench(c: &mut Criterion) {
     for threads in [1usize, 2] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut group = c.benchmark_group(format!("gemm_t{threads}"));
-        group.sample_size(20);
-        for &(m, k, n) in &SHAPES {
+        group.sample_size(10);
+        for &(m, k, n, layout, _) in &SHAPES {
             let (a, b) = (filled(m * k), filled(k * n));
+            let av = if layout == "TN" { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
+            let bv = if layout == "NT" { MatRef::row_major(&b, n, k).t() } else { MatRef::row_major(&b, k, n) };
             let mut out = vec![0.0f32; m * n];
-            let id = format!("{m}x{k}x{n}");
+            let id = format!("{m}x{k}x{n}_{layout}");
             group.throughput(Throughput::Elements((2 * m * k * n) as u64));
-            group.bench_function(BenchmarkId::new("ferronet_matrixmultiply", &id), |bch| {
-                pool.install(|| {
-                    bch.iter(|| ferronet_gemm(MatRef::row_major(&a, m, k), MatRef::row_major(&b, k, n), 0.0, &mut out))
-                })
-            });
+            for (name, kernel) in [("ferronet", Kernel::get()), ("matrixmultiply", Kernel::MatrixMultiply)] {
+                group.bench_function(BenchmarkId::new(name, &id), |bch| {
+                    pool.install(|| bch.iter(|| gemm_with(kernel, av, bv, 0.0, &mut out)))
+                });
+            }
             let par = if threads == 1 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
             group.bench_function(BenchmarkId::new("gemm_crate", &id), |bch| {
                 pool.install(|| {
@@ -43,12 +57,12 @@ fn bench(c: &mut Criterion) {
                             1,
                             n as isize,
                             false,
-                            a.as_ptr(),
-                            1,
-                            k as isize,
-                            b.as_ptr(),
-                            1,
-                            n as isize,
+                            av.data.as_ptr(),
+                            av.cs as isize,
+                            av.rs as isize,
+                            bv.data.as_ptr(),
+                            bv.cs as isize,
+                            bv.rs as isize,
                             0.0f32,
                             1.0f32,
                             false,
@@ -59,13 +73,6 @@ fn bench(c: &mut Criterion) {
                     })
                 })
             });
-            if threads == 1 {
-                let (aa, bb) = (
-                    Array2::from_shape_vec((m, k), a.clone()).unwrap(),
-                    Array2::from_shape_vec((k, n), b.clone()).unwrap(),
-                );
-                group.bench_function(BenchmarkId::new("ndarray_dot", &id), |bch| bch.iter(|| aa.dot(&bb)));
-            }
         }
         group.finish();
     }

@@ -21,7 +21,7 @@ pub fn reshape_target(name: &str, input_shape: &[usize], target: &[i64]) -> Resu
     }
     let known = known as usize;
     if unknown == 1 {
-        if total % known != 0 {
+        if !total.is_multiple_of(known) {
             return Err(bad());
         }
         Ok(target.iter().map(|&d| if d == -1 { total / known } else { d as usize }).collect())

@@ -1,9 +1,18 @@
-//! Matrix products for the layers, on top of `matrixmultiply` (runtime AVX-512/AVX2/NEON dispatch,
-//! arbitrary strides so transposes cost nothing).
+//! Matrix products for the layers, chosen at run time:
 //!
-//! `matrixmultiply` is single-threaded here; [`gemm`] splits the output into row or column panels,
+//! - with AVX-512 and `B` stored row by row: [`avx512`], which reads the operands in place (no
+//!   packing pass; the tall im2col matrices of convolutions made packing cost as much as the
+//!   arithmetic);
+//! - otherwise `matrixmultiply` (its own runtime AVX-512/AVX2/NEON dispatch, arbitrary strides).
+//!
+//! Both run single-threaded on one panel; [`gemm`] splits the output into row or column panels,
 //! one per worker thread of the current pool. Measured on the shapes of the MLP benchmark, this
 //! beat the `gemm` crate's own threading (see `benches/README.md`).
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -36,8 +45,9 @@ impl<'a> MatRef<'a> {
 
 /// Below this many multiply-adds a product runs on one thread: splitting costs more than it saves.
 const PARALLEL_MIN_FLOPS: usize = 1 << 17;
-/// Panel sizes are multiples of this, so every thread feeds whole micro-kernel tiles.
-const PANEL_ALIGN: usize = 16;
+/// Panel sizes are multiples of this, so every thread feeds whole micro-kernel tiles (12 x 32 for
+/// the AVX-512 kernel, 16-wide for `matrixmultiply`'s).
+const PANEL_ALIGN: usize = 96;
 
 /// Raw pointer that may cross to a worker thread: each worker touches a disjoint panel of C.
 #[derive(Clone, Copy)]
@@ -49,6 +59,12 @@ unsafe impl Sync for SendPtr {}
 ///
 /// Panics if the inner dimensions disagree or a view is too short (an engine bug, never user input).
 pub fn gemm(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
+    gemm_with(Kernel::get(), a, b, beta, c)
+}
+
+/// [`gemm`] with a given kernel family ([`Kernel::Avx512`] only where [`Kernel::get`] picked it,
+/// and only for `b.cs == 1`; otherwise it falls back to `matrixmultiply`).
+pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "gemm: inner dimensions differ");
     assert!(a.span_ok() && b.span_ok(), "gemm: view exceeds its buffer");
@@ -64,27 +80,56 @@ pub fn gemm(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
     let c_ptr = SendPtr(c.as_mut_ptr());
     if threads <= 1 || m * k * n < PARALLEL_MIN_FLOPS {
         // SAFETY: bounds checked above; C is exclusively borrowed.
-        unsafe { kernel(a, b, 0..m, 0..n, beta, c_ptr.0, n) };
+        unsafe { panel(kernel, a, b, 0..m, 0..n, beta, c_ptr.0, n) };
         return;
     }
     // Split the longer side of C, so each panel keeps enough work for the micro-kernel.
     let split_rows = m >= n;
     let len = if split_rows { m } else { n };
-    let panel = len.div_ceil(threads).div_ceil(PANEL_ALIGN) * PANEL_ALIGN;
-    let panels = len.div_ceil(panel);
+    let panel_len = len.div_ceil(threads).div_ceil(PANEL_ALIGN) * PANEL_ALIGN;
+    let panels = len.div_ceil(panel_len);
     (0..panels).into_par_iter().for_each(|p| {
-        let lo = p * panel;
-        let hi = (lo + panel).min(len);
+        let lo = p * panel_len;
+        let hi = (lo + panel_len).min(len);
         let ptr = c_ptr;
         // SAFETY: panels are disjoint row (or column) ranges of C, in bounds by construction.
         unsafe {
             if split_rows {
-                kernel(a, b, lo..hi, 0..n, beta, ptr.0, n)
+                panel(kernel, a, b, lo..hi, 0..n, beta, ptr.0, n)
             } else {
-                kernel(a, b, 0..m, lo..hi, beta, ptr.0, n)
+                panel(kernel, a, b, 0..m, lo..hi, beta, ptr.0, n)
             }
         }
     });
+}
+
+/// Widest `B` the in-place kernel takes. Beyond it `matrixmultiply`'s packing is amortised over
+/// enough columns and its two-thread scaling was better (147 against 119 GFLOP/s at
+/// 256x1024x1024); below it the in-place kernel wins (`benches/README.md`).
+const AVX512_MAX_N: usize = 384;
+
+/// The micro-kernel family picked for this machine, once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    Avx512,
+    MatrixMultiply,
+}
+
+static KERNEL: OnceLock<Kernel> = OnceLock::new();
+
+impl Kernel {
+    /// `FERRONET_GEMM=matrixmultiply` forces the portable path (for tests and comparisons).
+    pub fn get() -> Kernel {
+        *KERNEL.get_or_init(|| {
+            let forced = std::env::var("FERRONET_GEMM").is_ok_and(|v| v == "matrixmultiply");
+            #[cfg(target_arch = "x86_64")]
+            if !forced && avx512::available() {
+                return Kernel::Avx512;
+            }
+            let _ = forced;
+            Kernel::MatrixMultiply
+        })
+    }
 }
 
 /// One panel `C[rows, cols]` on the calling thread.
@@ -92,7 +137,9 @@ pub fn gemm(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
 /// # Safety
 /// `c` must point to a row-major buffer of at least `a.rows * ldc` elements, and no other thread
 /// may touch the panel while this runs.
-unsafe fn kernel(
+#[allow(clippy::too_many_arguments)]
+unsafe fn panel(
+    kernel: Kernel,
     a: MatRef<'_>,
     b: MatRef<'_>,
     rows: std::ops::Range<usize>,
@@ -101,6 +148,12 @@ unsafe fn kernel(
     c: *mut f32,
     ldc: usize,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if b.cs == 1 && b.cols <= AVX512_MAX_N && kernel == Kernel::Avx512 && Kernel::get() == Kernel::Avx512 {
+        // SAFETY: AVX-512F was detected; the rest is this function's own contract.
+        unsafe { avx512::panel(a, b, rows, cols, beta, c, ldc) };
+        return;
+    }
     let (m, n, k) = (rows.len(), cols.len(), a.cols);
     // SAFETY: the caller guarantees the buffers; offsets stay inside the views checked by `gemm`.
     unsafe {
@@ -165,6 +218,32 @@ mod tests {
                     }
                 }
             });
+        }
+    }
+
+    #[test]
+    fn every_kernel_family_agrees_with_the_naive_product_across_blocks_and_edges() {
+        // k > KC (several inner blocks), n > NC (several column blocks) with a partial 32-wide
+        // tile, m not a multiple of the 12-row tile; beta 0 (C never read), 1 and 0.5.
+        for &(m, k, n) in &[(37, 1000, 300), (13, 769, 33), (96, 5, 384), (1, 3, 1)] {
+            let ad = filled(m * k, 3);
+            let bd = filled(k * n, 4);
+            for ta in [false, true] {
+                let a = if ta { MatRef::row_major(&ad, k, m).t() } else { MatRef::row_major(&ad, m, k) };
+                let b = MatRef::row_major(&bd, k, n);
+                let product = naive(a, b);
+                for kernel in [Kernel::get(), Kernel::MatrixMultiply] {
+                    for beta in [0.0f32, 1.0, 0.5] {
+                        let start = filled(m * n, 5);
+                        let mut c = if beta == 0.0 { vec![f32::NAN; m * n] } else { start.clone() };
+                        gemm_with(kernel, a, b, beta, &mut c);
+                        for ((x, p), s) in c.iter().zip(&product).zip(&start) {
+                            let want = p + if beta == 0.0 { 0.0 } else { beta * s };
+                            assert!((x - want).abs() <= 1e-3 * (1.0 + want.abs()), "{kernel:?} {m}x{k}x{n} ta={ta}");
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -1,0 +1,44 @@
+"""Prints the latest criterion results of the kernel benches as a markdown table.
+
+    cargo bench -p ferronet-benches --bench gemm && python benches/criterion_table.py gemm_t1 gemm_t2
+
+Rows are the benchmark ids, columns the functions; cells are the median throughput in G/s
+(GFLOP/s for GEMM, GB/s for the optimizer sweeps) or, for benches without a throughput, the
+median time in microseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "target" / "criterion"
+
+
+def cell(bench_dir: Path) -> str:
+    info = json.loads((bench_dir / "new" / "benchmark.json").read_text())
+    median_ns = json.loads((bench_dir / "new" / "estimates.json").read_text())["median"]["point_estimate"]
+    throughput = info.get("throughput") or {}
+    amount = throughput.get("Elements") or throughput.get("Bytes")
+    return f"{amount / median_ns:.1f}" if amount else f"{median_ns / 1e3:.1f} µs"
+
+
+def table(group: str) -> None:
+    functions = sorted(d.name for d in (ROOT / group).iterdir() if d.is_dir() and d.name != "report")
+    ids: list[str] = []
+    for f in functions:
+        for d in sorted((ROOT / group / f).iterdir()):
+            if d.is_dir() and d.name != "report" and d.name not in ids:
+                ids.append(d.name)
+    print(f"\n{group}\n")
+    print("| shape | " + " | ".join(functions) + " |")
+    print("| --- |" + " ---: |" * len(functions))
+    for i in ids:
+        cells = [cell(ROOT / group / f / i) if (ROOT / group / f / i / "new").exists() else "-" for f in functions]
+        print(f"| {i} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    for g in sys.argv[1:]:
+        table(g)

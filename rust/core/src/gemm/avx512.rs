@@ -1,0 +1,180 @@
+//! An AVX-512 GEMM for `B` stored row by row (unit column stride), which is how every weight and
+//! every output gradient of the layers is laid out. It reads both operands where they lie, with no
+//! packing pass: `matrixmultiply` copies all of `A` into panels first, which on the tall im2col
+//! matrices of a convolution (`m` in the tens of thousands, `n` = filters) costs as much memory
+//! traffic as the product itself.
+//!
+//! Micro-kernel: a `MR x 32` tile of `C` in 2 MR zmm accumulators; per step of the inner dimension
+//! two vector loads from `B` and `MR` scalar broadcasts from `A` (any strides), so `A` may be
+//! row-major (forward: patches · W) or transposed (weight gradient: patchesᵀ · dZ). Only a
+//! `KC x NC` block of `B` is copied, into 32-wide panels in a per-thread buffer: it is reused by
+//! every row tile, and sequential panels spare the TLB the rows of a wide `B`. The inner dimension
+//! is blocked (`KC`) so the `A` tile stays in L1 across column tiles, the columns (`NC`) so the
+//! packed block of `B` stays in L2.
+
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+use std::ops::Range;
+
+use super::MatRef;
+
+/// Rows of `C` per micro-tile: 24 accumulators + 2 `B` vectors + 1 broadcast of 32 registers.
+pub const MR: usize = 12;
+/// Columns of `C` per micro-tile: two zmm vectors.
+pub const NR: usize = 32;
+const KC: usize = 384;
+const NC: usize = 256;
+
+thread_local! {
+    /// The packed block of `B`: grown once per thread to `KC x NC`, then reused by every call.
+    static PACKED_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Copies `B[p0.., j0..j0 + nc]` (`depth` rows) into `NR`-wide panels, zero-padded at the right edge.
+///
+/// # Safety
+/// The block lies inside `b`.
+unsafe fn pack_b(b: MatRef<'_>, p0: usize, depth: usize, j0: usize, nc: usize, out: &mut [f32]) {
+    for (t, panel) in out.chunks_exact_mut(depth * NR).take(nc.div_ceil(NR)).enumerate() {
+        let (j, width) = (j0 + t * NR, NR.min(nc - t * NR));
+        for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
+            // SAFETY: the row segment lies inside `b` per the caller.
+            let src = unsafe { std::slice::from_raw_parts(b.data.as_ptr().add((p0 + p) * b.rs + j), width) };
+            row[..width].copy_from_slice(src);
+            row[width..].fill(0.0);
+        }
+    }
+}
+
+pub fn available() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+}
+
+/// `C[rows, cols] = A[rows, :] · B[:, cols] + beta C[rows, cols]`.
+///
+/// # Safety
+/// AVX-512F must be available; `b.cs == 1`; `c` points to a row-major buffer with row stride
+/// `ldc` covering the panel, which no other thread touches; the views are in bounds.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn panel(
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    debug_assert_eq!(b.cs, 1);
+    let k = a.cols;
+    let blocks = k.div_ceil(KC);
+    let kc = k.div_ceil(blocks); // balanced blocks: 576 -> 2 x 288, not 512 + 64
+    let ap = a.data.as_ptr();
+    PACKED_B.with_borrow_mut(|packed| {
+        if packed.len() < KC * NC {
+            packed.resize(KC * NC, 0.0);
+        }
+        let mut p0 = 0;
+        while p0 < k {
+            let depth = kc.min(k - p0);
+            // The first block applies beta; the others accumulate.
+            let first = p0 == 0;
+            let mut j0 = cols.start;
+            while j0 < cols.end {
+                let nc = NC.min(cols.end - j0);
+                // SAFETY: the block lies inside `b` (a view checked by `gemm`).
+                unsafe { pack_b(b, p0, depth, j0, nc, packed) };
+                let bp = packed.as_ptr();
+                let mut i = rows.start;
+                while i < rows.end {
+                    let mr = MR.min(rows.end - i);
+                    let mut j = j0;
+                    while j < j0 + nc {
+                        let width = NR.min(j0 + nc - j);
+                        // SAFETY: every index stays in the panel and the views, per the contract.
+                        unsafe {
+                            let at = ap.add(i * a.rs + p0 * a.cs);
+                            let bt = bp.add((j - j0) * depth);
+                            let ct = c.add(i * ldc + j);
+                            let t = Tile { a: at, a_rs: a.rs, a_cs: a.cs, b: bt, depth, c: ct, ldc, width };
+                            match mr {
+                                12 => t.run::<12>(first, beta),
+                                11 => t.run::<11>(first, beta),
+                                10 => t.run::<10>(first, beta),
+                                9 => t.run::<9>(first, beta),
+                                8 => t.run::<8>(first, beta),
+                                7 => t.run::<7>(first, beta),
+                                6 => t.run::<6>(first, beta),
+                                5 => t.run::<5>(first, beta),
+                                4 => t.run::<4>(first, beta),
+                                3 => t.run::<3>(first, beta),
+                                2 => t.run::<2>(first, beta),
+                                _ => t.run::<1>(first, beta),
+                            }
+                        }
+                        j += NR;
+                    }
+                    i += MR;
+                }
+                j0 += nc;
+            }
+            p0 += depth;
+        }
+    });
+}
+
+/// One micro-tile's operands: `R x width` of `C` over `depth` steps of the inner dimension.
+struct Tile {
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    /// A packed panel: `depth` rows of `NR` values.
+    b: *const f32,
+    depth: usize,
+    c: *mut f32,
+    ldc: usize,
+    width: usize,
+}
+
+impl Tile {
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn run<const R: usize>(&self, first: bool, beta: f32) {
+        // Masks for the two column vectors; a partial tile loads and stores only its columns.
+        let m0: __mmask16 = if self.width >= 16 { 0xFFFF } else { (1u16 << self.width) - 1 };
+        let m1: __mmask16 = match self.width {
+            w if w >= 32 => 0xFFFF,
+            w if w > 16 => (1u16 << (w - 16)) - 1,
+            _ => 0,
+        };
+        let mut acc0 = [_mm512_setzero_ps(); R];
+        let mut acc1 = [_mm512_setzero_ps(); R];
+        // SAFETY: the caller's contract covers every address formed here.
+        unsafe {
+            for p in 0..self.depth {
+                let brow = self.b.add(p * NR);
+                let b0 = _mm512_loadu_ps(brow);
+                let b1 = _mm512_loadu_ps(brow.add(16));
+                let acol = self.a.add(p * self.a_cs);
+                for r in 0..R {
+                    let av = _mm512_set1_ps(*acol.add(r * self.a_rs));
+                    acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+                    acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+                }
+            }
+            let keep = if first { beta } else { 1.0 };
+            for r in 0..R {
+                let crow = self.c.add(r * self.ldc);
+                let (mut v0, mut v1) = (acc0[r], acc1[r]);
+                // beta = 0 overwrites without reading C (which may hold anything), as in BLAS.
+                if keep != 0.0 {
+                    let k = _mm512_set1_ps(keep);
+                    v0 = _mm512_fmadd_ps(k, _mm512_maskz_loadu_ps(m0, crow), v0);
+                    v1 = _mm512_fmadd_ps(k, _mm512_maskz_loadu_ps(m1, crow.add(16)), v1);
+                }
+                _mm512_mask_storeu_ps(crow, m0, v0);
+                _mm512_mask_storeu_ps(crow.add(16), m1, v1);
+            }
+        }
+    }
+}
