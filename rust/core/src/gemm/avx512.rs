@@ -1,6 +1,5 @@
-//! An AVX-512 GEMM for `B` stored row by row (unit column stride), which is how every weight and
-//! every output gradient of the layers is laid out. It reads both operands where they lie, with no
-//! packing pass: `matrixmultiply` copies all of `A` into panels first, which on the tall im2col
+//! An AVX-512 GEMM for narrow `B` (a layer's filters or units): it reads `A` where it lies, with no
+//! packing pass. `matrixmultiply` copies all of `A` into panels first, which on the tall im2col
 //! matrices of a convolution (`m` in the tens of thousands, `n` = filters) costs as much memory
 //! traffic as the product itself.
 //!
@@ -30,17 +29,27 @@ thread_local! {
     static PACKED_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Copies `B[p0.., j0..j0 + nc]` (`depth` rows) into `NR`-wide panels, zero-padded at the right edge.
+/// Copies `B[p0.., j0..j0 + nc]` (`depth` rows) into `NR`-wide panels, zero-padded at the right
+/// edge. `B` may be row-major (rows copied as slices) or any strided view (e.g. `Wᵀ` for an input
+/// gradient), gathered element by element: the block is small next to the product it feeds.
 ///
 /// # Safety
 /// The block lies inside `b`.
 unsafe fn pack_b(b: MatRef<'_>, p0: usize, depth: usize, j0: usize, nc: usize, out: &mut [f32]) {
+    let data = b.data.as_ptr();
     for (t, panel) in out.chunks_exact_mut(depth * NR).take(nc.div_ceil(NR)).enumerate() {
         let (j, width) = (j0 + t * NR, NR.min(nc - t * NR));
         for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
-            // SAFETY: the row segment lies inside `b` per the caller.
-            let src = unsafe { std::slice::from_raw_parts(b.data.as_ptr().add((p0 + p) * b.rs + j), width) };
-            row[..width].copy_from_slice(src);
+            let start = (p0 + p) * b.rs + j * b.cs;
+            if b.cs == 1 {
+                // SAFETY: the row segment lies inside `b` per the caller.
+                row[..width].copy_from_slice(unsafe { std::slice::from_raw_parts(data.add(start), width) });
+            } else {
+                for (q, v) in row[..width].iter_mut().enumerate() {
+                    // SAFETY: as above, element by element.
+                    *v = unsafe { *data.add(start + q * b.cs) };
+                }
+            }
             row[width..].fill(0.0);
         }
     }
@@ -53,7 +62,7 @@ pub fn available() -> bool {
 /// `C[rows, cols] = A[rows, :] · B[:, cols] + beta C[rows, cols]`.
 ///
 /// # Safety
-/// AVX-512F must be available; `b.cs == 1`; `c` points to a row-major buffer with row stride
+/// AVX-512F must be available; `c` points to a row-major buffer with row stride
 /// `ldc` covering the panel, which no other thread touches; the views are in bounds.
 #[target_feature(enable = "avx512f")]
 pub unsafe fn panel(
@@ -65,7 +74,6 @@ pub unsafe fn panel(
     c: *mut f32,
     ldc: usize,
 ) {
-    debug_assert_eq!(b.cs, 1);
     let k = a.cols;
     let blocks = k.div_ceil(KC);
     let kc = k.div_ceil(blocks); // balanced blocks: 576 -> 2 x 288, not 512 + 64

@@ -1,8 +1,8 @@
 //! Matrix products for the layers, chosen at run time:
 //!
-//! - with AVX-512 and `B` stored row by row: [`avx512`], which reads the operands in place (no
-//!   packing pass; the tall im2col matrices of convolutions made packing cost as much as the
-//!   arithmetic);
+//! - with AVX-512 and a narrow `B` (at most [`AVX512_MAX_N`] columns): [`avx512`], which reads
+//!   `A` in place (no packing pass; the tall im2col matrices of convolutions made packing cost as
+//!   much as the arithmetic);
 //! - otherwise `matrixmultiply` (its own runtime AVX-512/AVX2/NEON dispatch, arbitrary strides).
 //!
 //! Both run single-threaded on one panel; [`gemm`] splits the output into row or column panels,
@@ -63,7 +63,7 @@ pub fn gemm(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
 }
 
 /// [`gemm`] with a given kernel family ([`Kernel::Avx512`] only where [`Kernel::get`] picked it,
-/// and only for `b.cs == 1`; otherwise it falls back to `matrixmultiply`).
+/// and only for a narrow `B`; otherwise it falls back to `matrixmultiply`).
 pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "gemm: inner dimensions differ");
@@ -149,7 +149,7 @@ unsafe fn panel(
     ldc: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if b.cs == 1 && b.cols <= AVX512_MAX_N && kernel == Kernel::Avx512 && Kernel::get() == Kernel::Avx512 {
+    if b.cols <= AVX512_MAX_N && kernel == Kernel::Avx512 && Kernel::get() == Kernel::Avx512 {
         // SAFETY: AVX-512F was detected; the rest is this function's own contract.
         unsafe { avx512::panel(a, b, rows, cols, beta, c, ldc) };
         return;
@@ -228,9 +228,9 @@ mod tests {
         for &(m, k, n) in &[(37, 1000, 300), (13, 769, 33), (96, 5, 384), (1, 3, 1)] {
             let ad = filled(m * k, 3);
             let bd = filled(k * n, 4);
-            for ta in [false, true] {
+            for (ta, tb) in [(false, false), (true, false), (false, true)] {
                 let a = if ta { MatRef::row_major(&ad, k, m).t() } else { MatRef::row_major(&ad, m, k) };
-                let b = MatRef::row_major(&bd, k, n);
+                let b = if tb { MatRef::row_major(&bd, n, k).t() } else { MatRef::row_major(&bd, k, n) };
                 let product = naive(a, b);
                 for kernel in [Kernel::get(), Kernel::MatrixMultiply] {
                     for beta in [0.0f32, 1.0, 0.5] {
@@ -239,7 +239,7 @@ mod tests {
                         gemm_with(kernel, a, b, beta, &mut c);
                         for ((x, p), s) in c.iter().zip(&product).zip(&start) {
                             let want = p + if beta == 0.0 { 0.0 } else { beta * s };
-                            assert!((x - want).abs() <= 1e-3 * (1.0 + want.abs()), "{kernel:?} {m}x{k}x{n} ta={ta}");
+                            assert!((x - want).abs() <= 1e-3 * (1.0 + want.abs()), "{kernel:?} {m}x{k}x{n} {ta} {tb}");
                         }
                     }
                 }

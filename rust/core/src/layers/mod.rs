@@ -8,6 +8,7 @@
 
 mod activation;
 mod augment;
+mod batch_norm;
 pub mod conv2d;
 mod dense;
 mod dropout;

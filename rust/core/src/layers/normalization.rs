@@ -19,6 +19,7 @@
 use crate::error::{invalid, Result};
 use crate::params::{ParamStore, Role};
 
+use super::batch_norm;
 use super::BackwardPass;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -102,12 +103,25 @@ impl Normalization {
             }
     }
 
-    /// Scratch beyond the per-sample part: batch normalization's `1/sigma` per channel and two
-    /// per-channel accumulators (so no step allocates).
+    /// Scratch beyond the per-sample part: batch normalization's `1/sigma`, mean and variance per
+    /// channel and the partial sums of its chunks (so no step allocates).
     pub fn saved_extra(&self) -> usize {
         match self.kind {
-            NormKind::Batch { .. } => 3 * self.channels,
+            NormKind::Batch { .. } => (3 + 2 * batch_norm::STAT_CHUNKS) * self.channels,
             NormKind::Layer | NormKind::Group { .. } => 0,
+        }
+    }
+
+    /// Writes gamma (or 1) and beta (or 0) per channel.
+    fn gamma_beta(&self, params: &[f32], scale: &mut [f32], shift: &mut [f32]) {
+        let c = self.channels;
+        match self.gamma {
+            Some(o) => scale.copy_from_slice(&params[o..o + c]),
+            None => scale.fill(1.0),
+        }
+        match self.beta {
+            Some(o) => shift.copy_from_slice(&params[o..o + c]),
+            None => shift.fill(0.0),
         }
     }
 
@@ -132,32 +146,29 @@ impl Normalization {
         match self.kind {
             NormKind::Batch { momentum } => {
                 let (mo, vo) = self.moving.expect("batch norm has moving statistics");
-                let groups = (n / c) as f32;
-                let (inv, acc) = inv.split_at_mut(c);
-                let (mean, var) = acc.split_at_mut(c);
+                let (inv, rest) = inv.split_at_mut(c);
+                let (mean, rest) = rest.split_at_mut(c);
+                let (var, partials) = rest.split_at_mut(c);
+                // After the statistics, the partial-sum slots hold the per-channel affine map.
                 if training {
-                    channel_sums(x, c, mean, |v, _| v);
-                    mean.iter_mut().for_each(|m| *m /= groups);
-                    channel_sums(x, c, var, |v, ch| (v - mean[ch]) * (v - mean[ch]));
-                    var.iter_mut().for_each(|s| *s /= groups);
+                    batch_norm::statistics(x, c, partials, mean, var);
                     for ch in 0..c {
                         inv[ch] = 1.0 / (var[ch] + self.epsilon).sqrt();
                         params[mo + ch] = momentum * params[mo + ch] + (1.0 - momentum) * mean[ch];
                         params[vo + ch] = momentum * params[vo + ch] + (1.0 - momentum) * var[ch];
                     }
-                    for ((xr, hr), yr) in x.chunks_exact(c).zip(x_hat.chunks_exact_mut(c)).zip(y.chunks_exact_mut(c)) {
-                        for ch in 0..c {
-                            hr[ch] = (xr[ch] - mean[ch]) * inv[ch];
-                            yr[ch] = self.affine(params, hr[ch], ch);
-                        }
-                    }
+                    let (scale, shift) = partials[..2 * c].split_at_mut(c);
+                    self.gamma_beta(params, scale, shift);
+                    batch_norm::normalize(x, x_hat, y, mean, inv, scale, shift);
                 } else {
-                    for (xr, yr) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
-                        for ch in 0..c {
-                            let s = 1.0 / (params[vo + ch] + self.epsilon).sqrt();
-                            yr[ch] = self.affine(params, (xr[ch] - params[mo + ch]) * s, ch);
-                        }
+                    let (scale, shift) = partials[..2 * c].split_at_mut(c);
+                    self.gamma_beta(params, scale, shift);
+                    for ch in 0..c {
+                        let s = scale[ch] / (params[vo + ch] + self.epsilon).sqrt();
+                        scale[ch] = s;
+                        shift[ch] -= s * params[mo + ch];
                     }
+                    batch_norm::affine(x, y, scale, shift);
                 }
             }
             NormKind::Group { groups } => {
@@ -204,6 +215,9 @@ impl Normalization {
         let g = &p.grad_out[..n];
         let (x_hat, rest) = p.saved.split_at_mut(n);
         let gamma = |ch: usize| self.gamma.map_or(1.0, |o| p.params[o + ch]);
+        if let NormKind::Batch { .. } = self.kind {
+            return self.batch_backward(p.params, p.grads, g, x_hat, rest, p.grad_in.map(|d| &mut d[..n]));
+        }
         // Parameter gradients: sums over every group.
         if let Some(o) = self.gamma {
             let dg = &mut p.grads[o..o + c];
@@ -220,26 +234,7 @@ impl Normalization {
         let Some(dx) = p.grad_in else { return };
         let dx = &mut dx[..n];
         match self.kind {
-            NormKind::Batch { .. } => {
-                let groups = (n / c) as f32;
-                let (inv, acc) = rest.split_at_mut(c);
-                let (sum, dot) = acc.split_at_mut(c);
-                sum.fill(0.0);
-                dot.fill(0.0);
-                for (gr, hr) in g.chunks_exact(c).zip(x_hat.chunks_exact(c)) {
-                    for ch in 0..c {
-                        let d = gr[ch] * gamma(ch);
-                        sum[ch] += d;
-                        dot[ch] += d * hr[ch];
-                    }
-                }
-                for ((dr, gr), hr) in dx.chunks_exact_mut(c).zip(g.chunks_exact(c)).zip(x_hat.chunks_exact(c)) {
-                    for ch in 0..c {
-                        let d = gr[ch] * gamma(ch);
-                        dr[ch] = inv[ch] * (d - sum[ch] / groups - hr[ch] * dot[ch] / groups);
-                    }
-                }
-            }
+            NormKind::Batch { .. } => unreachable!("handled by batch_backward"),
             NormKind::Group { groups } => {
                 let (ps, cg) = (self.per_sample, c / groups);
                 let count = (ps / c * cg) as f32;
@@ -287,15 +282,37 @@ impl Normalization {
     }
 }
 
-/// `out[ch] = sum over the rows of x (rows of c values) of f(x[ch], ch)`, summed in blocks of
-/// rows so float32 rounding stays small on large batches.
-fn channel_sums(x: &[f32], c: usize, out: &mut [f32], f: impl Fn(f32, usize) -> f32) {
-    const BLOCK: usize = 64;
-    out.fill(0.0);
-    for block in x.chunks(BLOCK * c) {
-        for ch in 0..c {
-            let partial: f32 = block.chunks_exact(c).map(|r| f(r[ch], ch)).sum();
-            out[ch] += partial;
+impl Normalization {
+    /// Batch normalization's backward: one pass for `sum g` and `sum g x_hat` (which are also
+    /// `dbeta` and `dgamma`), one for `dx`.
+    fn batch_backward(
+        &self,
+        params: &[f32],
+        grads: &mut [f32],
+        g: &[f32],
+        x_hat: &[f32],
+        scratch: &mut [f32],
+        dx: Option<&mut [f32]>,
+    ) {
+        let c = self.channels;
+        let (inv, rest) = scratch.split_at_mut(c);
+        let (sum_g, rest) = rest.split_at_mut(c);
+        let (sum_gh, partials) = rest.split_at_mut(c);
+        batch_norm::gradient_sums(g, x_hat, c, partials, sum_g, sum_gh);
+        if let Some(o) = self.gamma {
+            grads[o..o + c].copy_from_slice(sum_gh);
         }
+        if let Some(o) = self.beta {
+            grads[o..o + c].copy_from_slice(sum_g);
+        }
+        let Some(dx) = dx else { return };
+        let count = (g.len() / c) as f32;
+        let coef = &mut partials[..c];
+        for ch in 0..c {
+            coef[ch] = self.gamma.map_or(1.0, |o| params[o + ch]) * inv[ch];
+            sum_g[ch] /= count;
+            sum_gh[ch] /= count;
+        }
+        batch_norm::input_gradient(g, x_hat, dx, coef, sum_g, sum_gh);
     }
 }
