@@ -107,6 +107,9 @@ pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
 /// enough columns and its two-thread scaling was better (147 against 119 GFLOP/s at
 /// 256x1024x1024); below it the in-place kernel wins (`benches/README.md`).
 const AVX512_MAX_N: usize = 384;
+/// A wider `B` still goes to the in-place kernel when `A` is this many times taller than `B` is
+/// wide (a convolution's input gradient, `dZ · Wᵀ`): packing `A` would then dominate.
+const TALL_A: usize = 16;
 
 /// The micro-kernel family picked for this machine, once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,7 +152,10 @@ unsafe fn panel(
     ldc: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if b.cols <= AVX512_MAX_N && kernel == Kernel::Avx512 && Kernel::get() == Kernel::Avx512 {
+    if (b.cols <= AVX512_MAX_N || a.rows >= TALL_A * b.cols)
+        && kernel == Kernel::Avx512
+        && Kernel::get() == Kernel::Avx512
+    {
         // SAFETY: AVX-512F was detected; the rest is this function's own contract.
         unsafe { avx512::panel(a, b, rows, cols, beta, c, ldc) };
         return;

@@ -139,18 +139,36 @@ impl Conv2D {
             + if self.activation.needs_input() { self.positions() * self.filters } else { 0 }
     }
 
+    /// Input column of kernel column 0 for output column `ox`, when the whole kernel row lies
+    /// inside the input and is contiguous there (no dilation): then a patch row's `kw C` values
+    /// for one kernel row are one slice of the input.
+    fn contiguous_run(&self, ox: usize) -> Option<usize> {
+        let a = &self.cols;
+        let start = (ox * a.stride).checked_sub(a.pad_before)?;
+        (a.dilation == 1 && start + a.kernel <= a.input).then_some(start)
+    }
+
     /// Fills the patch matrix of one sample.
     fn im2col(&self, x: &[f32], patches: &mut [f32]) {
-        let (c, k) = (self.channels, self.patch());
+        let (c, k, kw) = (self.channels, self.patch(), self.cols.kernel);
         for oy in 0..self.rows.output {
             for ox in 0..self.cols.output {
                 let row = &mut patches[(oy * self.cols.output + ox) * k..][..k];
-                for ky in 0..self.rows.kernel {
-                    for kx in 0..self.cols.kernel {
-                        let dst = &mut row[(ky * self.cols.kernel + kx) * c..][..c];
-                        match (self.rows.source(oy, ky), self.cols.source(ox, kx)) {
-                            (Some(iy), Some(ix)) => dst.copy_from_slice(&x[(iy * self.cols.input + ix) * c..][..c]),
-                            _ => dst.fill(0.0),
+                let run = self.contiguous_run(ox);
+                for (ky, seg) in row.chunks_exact_mut(kw * c).enumerate() {
+                    let Some(iy) = self.rows.source(oy, ky) else {
+                        seg.fill(0.0);
+                        continue;
+                    };
+                    let line = &x[iy * self.cols.input * c..][..self.cols.input * c];
+                    if let Some(ix) = run {
+                        seg.copy_from_slice(&line[ix * c..][..kw * c]);
+                        continue;
+                    }
+                    for (kx, dst) in seg.chunks_exact_mut(c).enumerate() {
+                        match self.cols.source(ox, kx) {
+                            Some(ix) => dst.copy_from_slice(&line[ix * c..][..c]),
+                            None => dst.fill(0.0),
                         }
                     }
                 }
@@ -160,17 +178,22 @@ impl Conv2D {
 
     /// Adds the patch-matrix gradient of one sample back into its input gradient.
     fn col2im(&self, dpatches: &[f32], dx: &mut [f32]) {
-        let (c, k) = (self.channels, self.patch());
+        let (c, k, kw) = (self.channels, self.patch(), self.cols.kernel);
         dx.fill(0.0);
         for oy in 0..self.rows.output {
             for ox in 0..self.cols.output {
                 let row = &dpatches[(oy * self.cols.output + ox) * k..][..k];
-                for ky in 0..self.rows.kernel {
-                    for kx in 0..self.cols.kernel {
-                        if let (Some(iy), Some(ix)) = (self.rows.source(oy, ky), self.cols.source(ox, kx)) {
-                            let src = &row[(ky * self.cols.kernel + kx) * c..][..c];
-                            let dst = &mut dx[(iy * self.cols.input + ix) * c..][..c];
-                            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                let run = self.contiguous_run(ox);
+                for (ky, seg) in row.chunks_exact(kw * c).enumerate() {
+                    let Some(iy) = self.rows.source(oy, ky) else { continue };
+                    let line = &mut dx[iy * self.cols.input * c..][..self.cols.input * c];
+                    if let Some(ix) = run {
+                        line[ix * c..][..kw * c].iter_mut().zip(seg).for_each(|(d, s)| *d += s);
+                        continue;
+                    }
+                    for (kx, src) in seg.chunks_exact(c).enumerate() {
+                        if let Some(ix) = self.cols.source(ox, kx) {
+                            line[ix * c..][..c].iter_mut().zip(src).for_each(|(d, s)| *d += s);
                         }
                     }
                 }
