@@ -2,9 +2,9 @@
 
     cargo bench -p ferronet-benches --bench gemm && python benches/criterion_table.py gemm_t1 gemm_t2
 
-Rows are the benchmark ids, columns the functions; cells are the median throughput in G/s
-(GFLOP/s for GEMM, GB/s for the optimizer sweeps) or, for benches without a throughput, the
-median time in microseconds.
+Rows are the benchmark ids, columns the functions; cells are the median throughput: in G/s
+(GFLOP/s for GEMM and the peak, GB/s for the optimizer sweeps), per second for small counts
+(samples/s for the conv layers), or the median time in microseconds for benches without one.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ def cell(bench_dir: Path) -> str:
     median_ns = json.loads((bench_dir / "new" / "estimates.json").read_text())["median"]["point_estimate"]
     throughput = info.get("throughput") or {}
     amount = throughput.get("Elements") or throughput.get("Bytes")
-    return f"{amount / median_ns:.1f}" if amount else f"{median_ns / 1e3:.1f} µs"
+    if not amount:
+        return f"{median_ns / 1e3:.1f} µs"
+    per_ns = amount / median_ns
+    return f"{per_ns:.1f}" if per_ns >= 0.1 else f"{per_ns * 1e9:,.0f}/s"
 
 
 def table(group: str) -> None:

@@ -145,16 +145,21 @@ struct Tile {
 }
 
 impl Tile {
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn run<const R: usize>(&self, first: bool, beta: f32) {
-        // Masks for the two column vectors; a partial tile loads and stores only its columns.
-        let m0: __mmask16 = if self.width >= 16 { 0xFFFF } else { (1u16 << self.width) - 1 };
-        let m1: __mmask16 = match self.width {
+    /// Masks for the two column vectors: a partial tile loads and stores only its columns.
+    fn masks(&self) -> (__mmask16, __mmask16) {
+        let m0 = if self.width >= 16 { 0xFFFF } else { (1u16 << self.width) - 1 };
+        let m1 = match self.width {
             w if w >= 32 => 0xFFFF,
             w if w > 16 => (1u16 << (w - 16)) - 1,
             _ => 0,
         };
+        (m0, m1)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn run<const R: usize>(&self, first: bool, beta: f32) {
+        let (m0, m1) = self.masks();
         let mut acc0 = [_mm512_setzero_ps(); R];
         let mut acc1 = [_mm512_setzero_ps(); R];
         // SAFETY: the caller's contract covers every address formed here.
@@ -182,6 +187,99 @@ impl Tile {
                 }
                 _mm512_mask_storeu_ps(crow, m0, v0);
                 _mm512_mask_storeu_ps(crow.add(16), m1, v1);
+            }
+        }
+    }
+}
+
+/// `C[i, :] = sum_s sum_t A[i rs + offsets[s] + t] Bp[s seg_len + t, :]` for `i < rows`: a GEMM
+/// whose inner dimension is a list of equal segments, each at its own offset in `A`. With `A` a
+/// zero-padded image and one segment per kernel cell, this is a convolution with no im2col
+/// matrix (implicit GEMM). `Bp` is packed by [`super::pack_panels`]; `C` is overwritten.
+///
+/// # Safety
+/// AVX-512F must be available, and every address formed lies in the buffers (checked by the
+/// safe wrapper [`super::segmented`]).
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn segmented(
+    a: *const f32,
+    rs: usize,
+    offsets: &[usize],
+    seg_len: usize,
+    rows: usize,
+    packed: *const f32,
+    n: usize,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let depth = offsets.len() * seg_len;
+    let mut i = 0;
+    while i < rows {
+        let mr = MR.min(rows - i);
+        let mut j = 0;
+        while j < n {
+            // SAFETY: per the contract.
+            unsafe {
+                let t = Tile {
+                    a: a.add(i * rs),
+                    a_rs: rs,
+                    a_cs: 1,
+                    b: packed.add(j * depth),
+                    depth,
+                    c: c.add(i * ldc + j),
+                    ldc,
+                    width: NR.min(n - j),
+                };
+                match mr {
+                    12 => t.run_segments::<12>(offsets, seg_len),
+                    11 => t.run_segments::<11>(offsets, seg_len),
+                    10 => t.run_segments::<10>(offsets, seg_len),
+                    9 => t.run_segments::<9>(offsets, seg_len),
+                    8 => t.run_segments::<8>(offsets, seg_len),
+                    7 => t.run_segments::<7>(offsets, seg_len),
+                    6 => t.run_segments::<6>(offsets, seg_len),
+                    5 => t.run_segments::<5>(offsets, seg_len),
+                    4 => t.run_segments::<4>(offsets, seg_len),
+                    3 => t.run_segments::<3>(offsets, seg_len),
+                    2 => t.run_segments::<2>(offsets, seg_len),
+                    _ => t.run_segments::<1>(offsets, seg_len),
+                }
+            }
+            j += NR;
+        }
+        i += MR;
+    }
+}
+
+impl Tile {
+    /// [`Tile::run`] over segmented `A` (unit column stride within a segment), overwriting `C`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn run_segments<const R: usize>(&self, offsets: &[usize], seg_len: usize) {
+        let (m0, m1) = self.masks();
+        let mut acc0 = [_mm512_setzero_ps(); R];
+        let mut acc1 = [_mm512_setzero_ps(); R];
+        // SAFETY: the caller's contract covers every address formed here.
+        unsafe {
+            let mut brow = self.b;
+            for &off in offsets {
+                let seg = self.a.add(off);
+                for t in 0..seg_len {
+                    let b0 = _mm512_loadu_ps(brow);
+                    let b1 = _mm512_loadu_ps(brow.add(16));
+                    brow = brow.add(NR);
+                    for r in 0..R {
+                        let av = _mm512_set1_ps(*seg.add(r * self.a_rs + t));
+                        acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+                        acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+                    }
+                }
+            }
+            for r in 0..R {
+                let crow = self.c.add(r * self.ldc);
+                _mm512_mask_storeu_ps(crow, m0, acc0[r]);
+                _mm512_mask_storeu_ps(crow.add(16), m1, acc1[r]);
             }
         }
     }

@@ -111,6 +111,64 @@ const AVX512_MAX_N: usize = 384;
 /// wide (a convolution's input gradient, `dZ · Wᵀ`): packing `A` would then dominate.
 const TALL_A: usize = 16;
 
+/// Columns per packed panel of [`pack_panels`].
+pub const PANEL: usize = 32;
+
+/// Length of `k x n` packed by [`pack_panels`].
+pub fn packed_len(k: usize, n: usize) -> usize {
+    k * n.div_ceil(PANEL) * PANEL
+}
+
+/// Packs the `k x n` matrix `b(p, j)` into [`PANEL`]-wide column panels (zero-padded), the layout
+/// [`segmented`] reads.
+pub fn pack_panels(k: usize, n: usize, b: impl Fn(usize, usize) -> f32, out: &mut [f32]) {
+    for (t, panel) in out[..packed_len(k, n)].chunks_exact_mut(k * PANEL).enumerate() {
+        for (p, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+            for (q, v) in row.iter_mut().enumerate() {
+                let j = t * PANEL + q;
+                *v = if j < n { b(p, j) } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// Whether [`segmented`] runs on this machine (it needs AVX-512).
+pub fn segmented_available() -> bool {
+    Kernel::get() == Kernel::Avx512
+}
+
+/// Implicit GEMM: `C[i, :] = sum_s sum_t a[i rs + offsets[s] + t] B[s seg_len + t, :]` for
+/// `i < rows`, with `B` (`offsets.len() seg_len x n`) packed by [`pack_panels`]. `C` (row stride
+/// `ldc`) is overwritten. Single-threaded: callers split the rows.
+///
+/// Panics if [`segmented_available`] is false or a buffer is too short (engine bugs).
+#[allow(clippy::too_many_arguments)]
+pub fn segmented(
+    a: &[f32],
+    rs: usize,
+    offsets: &[usize],
+    seg_len: usize,
+    rows: usize,
+    packed: &[f32],
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    assert!(segmented_available(), "segmented GEMM needs AVX-512");
+    if rows == 0 || n == 0 {
+        return;
+    }
+    let reach = (rows - 1) * rs + offsets.iter().max().map_or(0, |&o| o + seg_len);
+    assert!(reach <= a.len(), "segmented: A too short");
+    assert!(packed.len() >= packed_len(offsets.len() * seg_len, n), "segmented: packed B too short");
+    assert!(c.len() >= (rows - 1) * ldc + n && ldc >= n, "segmented: C too short");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is available and every address was bounds-checked above.
+    unsafe {
+        avx512::segmented(a.as_ptr(), rs, offsets, seg_len, rows, packed.as_ptr(), n, c.as_mut_ptr(), ldc)
+    }
+}
+
 /// The micro-kernel family picked for this machine, once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
@@ -249,6 +307,36 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn segmented_product_matches_the_naive_sum_over_segments() {
+        if !segmented_available() {
+            return;
+        }
+        // 3 segments of 5 at scattered offsets, rows in two tiles and a remainder, 40 columns
+        // (one full panel and a partial one).
+        let (rows, rs, seg_len, n) = (29, 7, 5, 40);
+        let offsets = [0usize, 11, 4];
+        let a = filled(rows * rs + 20, 6);
+        let k = offsets.len() * seg_len;
+        let b = filled(k * n, 7);
+        let mut packed = vec![f32::NAN; packed_len(k, n)];
+        pack_panels(k, n, |p, j| b[p * n + j], &mut packed);
+        let ldc = n + 3;
+        let mut c = vec![f32::NAN; rows * ldc];
+        segmented(&a, rs, &offsets, seg_len, rows, &packed, n, &mut c, ldc);
+        for i in 0..rows {
+            for j in 0..n {
+                let mut want = 0.0f64;
+                for (s, off) in offsets.iter().enumerate() {
+                    for t in 0..seg_len {
+                        want += a[i * rs + off + t] as f64 * b[(s * seg_len + t) * n + j] as f64;
+                    }
+                }
+                assert!((c[i * ldc + j] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()), "({i}, {j})");
             }
         }
     }

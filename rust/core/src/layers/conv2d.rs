@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::activation::{for_each_row, Activation};
 use crate::error::{invalid, Result};
-use crate::gemm::{gemm, MatRef};
+use crate::gemm::{self, gemm, MatRef};
 use crate::params::{ParamStore, Role};
 
 use super::BackwardPass;
@@ -55,6 +55,40 @@ impl Axis {
     }
 }
 
+/// The input gradient as one implicit GEMM (stride 1, no dilation, where the machine has the
+/// segmented kernel): `dZ` is copied into a zero grid of `(H + kh - 1) x (W + kw - 1)` cells at
+/// `(top, left)`, and then `dX[iy, ix] = sum over kernel cells (u, v) of
+/// grid[iy + u, ix + v] · W[kh-1-u, kw-1-v]ᵀ` (a transposed convolution is a convolution with the
+/// flipped kernel). This skips the `dZ Wᵀ` patch matrix and its col2im scatter, each as large as
+/// `kh kw` copies of the input.
+#[derive(Clone, Debug)]
+struct ImplicitInputGradient {
+    height: usize,
+    width: usize,
+    top: usize,
+    left: usize,
+    /// Offset in the grid of each kernel cell `(u, v)`, row-major: `(u width + v) filters`.
+    offsets: Vec<usize>,
+}
+
+impl ImplicitInputGradient {
+    fn new(rows: &Axis, cols: &Axis, filters: usize) -> Option<Self> {
+        let plain = |a: &Axis| a.stride == 1 && a.dilation == 1;
+        if !(plain(rows) && plain(cols) && gemm::segmented_available()) {
+            return None;
+        }
+        let (height, width) = (rows.input + rows.kernel - 1, cols.input + cols.kernel - 1);
+        let offsets = (0..rows.kernel).flat_map(|u| (0..cols.kernel).map(move |v| (u * width + v) * filters)).collect();
+        Some(Self {
+            height,
+            width,
+            top: rows.kernel - 1 - rows.pad_before,
+            left: cols.kernel - 1 - cols.pad_before,
+            offsets,
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Conv2D {
     pub rows: Axis,
@@ -66,6 +100,7 @@ pub struct Conv2D {
     pub bias: Option<usize>,
     kernel_offset: usize,
     bias_offset: Option<usize>,
+    implicit_dx: Option<ImplicitInputGradient>,
 }
 
 impl Conv2D {
@@ -112,6 +147,7 @@ impl Conv2D {
             bias,
             kernel_offset: params.tensors[kernel].offset,
             bias_offset: bias.map(|b| params.tensors[b].offset),
+            implicit_dx: ImplicitInputGradient::new(&rows, &cols, filters),
         })
     }
 
@@ -133,10 +169,22 @@ impl Conv2D {
         self.rows.input * self.cols.input * self.channels
     }
 
-    /// Scratch per sample: the patch matrix, plus `z` when the activation's derivative needs it.
+    /// Scratch per sample: the patch matrix (or, in backward, the padded grid of the implicit
+    /// input gradient), plus `z` when the activation's derivative needs it.
     pub fn saved_width(&self) -> usize {
-        self.positions() * self.patch()
-            + if self.activation.needs_input() { self.positions() * self.filters } else { 0 }
+        self.patch_region() + if self.activation.needs_input() { self.positions() * self.filters } else { 0 }
+    }
+
+    fn patch_region(&self) -> usize {
+        let grid = self.implicit_dx.as_ref().map_or(0, |g| g.height * g.width * self.filters);
+        (self.positions() * self.patch()).max(grid)
+    }
+
+    /// Scratch per batch: the packed flipped kernel of the implicit input gradient.
+    pub fn saved_extra(&self) -> usize {
+        self.implicit_dx
+            .as_ref()
+            .map_or(0, |_| gemm::packed_len(self.patch() / self.channels * self.filters, self.channels))
     }
 
     /// Input column of kernel column 0 for output column `ox`, when the whole kernel row lies
@@ -203,7 +251,8 @@ impl Conv2D {
 
     pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
         let (p, k, f, iw) = (self.positions(), self.patch(), self.filters, self.in_width());
-        let (patches, rest) = saved.split_at_mut(rows * p * k);
+        let (region, rest) = saved.split_at_mut(rows * self.patch_region());
+        let patches = &mut region[..rows * p * k];
         patches.par_chunks_mut(p * k).zip(input[..rows * iw].par_chunks(iw)).for_each(|(pc, x)| self.im2col(x, pc));
         let m = rows * p;
         let w = MatRef::row_major(&params[self.kernel_offset..self.kernel_offset + k * f], k, f);
@@ -230,7 +279,9 @@ impl Conv2D {
     pub fn backward(&self, bp: BackwardPass<'_>) {
         let (p, k, f, iw) = (self.positions(), self.patch(), self.filters, self.in_width());
         let (rows, m) = (bp.rows, bp.rows * self.positions());
-        let (patches, rest) = bp.saved.split_at_mut(rows * p * k);
+        let (per_sample, extra) = bp.saved.split_at_mut(rows * self.saved_width());
+        let (region, rest) = per_sample.split_at_mut(rows * self.patch_region());
+        let patches = &mut region[..rows * p * k];
         let dz = &mut bp.grad_out[..m * f];
         if !bp.skip_activation {
             let z = if self.activation.needs_input() { &rest[..m * f] } else { &[][..] };
@@ -246,9 +297,43 @@ impl Conv2D {
                 db.iter_mut().zip(r).for_each(|(d, g)| *d += g);
             }
         }
-        if let Some(dx) = bp.grad_in {
-            // The patches are no longer needed: reuse their buffer for their gradient.
-            let w = MatRef::row_major(&bp.params[ko..ko + k * f], k, f);
+        let Some(dx) = bp.grad_in else { return };
+        let w = &bp.params[ko..ko + k * f];
+        // The patches are no longer needed: their buffer holds what the input gradient needs.
+        if let Some(g) = &self.implicit_dx {
+            let (kh, kw, c) = (self.rows.kernel, self.cols.kernel, self.channels);
+            let packed = &mut extra[..self.saved_extra()];
+            // B[(u kw + v) f + q, ch] = W[kh-1-u, kw-1-v, ch, q]
+            gemm::pack_panels(
+                kh * kw * f,
+                c,
+                |row, ch| {
+                    let (cell, q) = (row / f, row % f);
+                    let (ky, kx) = (kh - 1 - cell / kw, kw - 1 - cell % kw);
+                    w[((ky * kw + kx) * c + ch) * f + q]
+                },
+                packed,
+            );
+            let packed: &[f32] = packed;
+            let (oh, ow, ih, iwid) = (self.rows.output, self.cols.output, self.rows.input, self.cols.input);
+            region
+                .par_chunks_mut(self.patch_region())
+                .zip(dz.par_chunks(p * f))
+                .zip(dx[..rows * iw].par_chunks_mut(iw))
+                .for_each(|((grid, dzs), dxs)| {
+                    let grid = &mut grid[..g.height * g.width * f];
+                    grid.fill(0.0);
+                    for (oy, line) in dzs.chunks_exact(ow * f).enumerate().take(oh) {
+                        grid[((oy + g.top) * g.width + g.left) * f..][..ow * f].copy_from_slice(line);
+                    }
+                    for (iy, out) in dxs.chunks_exact_mut(iwid * c).enumerate().take(ih) {
+                        gemm::segmented(&grid[iy * g.width * f..], f, &g.offsets, f, iwid, packed, c, out, c);
+                    }
+                });
+            return;
+        }
+        {
+            let w = MatRef::row_major(w, k, f);
             gemm(MatRef::row_major(dz, m, f), w.t(), 0.0, patches);
             dx[..rows * iw].par_chunks_mut(iw).zip(patches.par_chunks(p * k)).for_each(|(d, pc)| self.col2im(pc, d));
         }

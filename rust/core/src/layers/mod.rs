@@ -556,6 +556,7 @@ impl Layer {
     pub fn saved_extra(&self) -> usize {
         match self {
             Layer::Norm(l) => l.saved_extra(),
+            Layer::Conv2D(l) => l.saved_extra(),
             _ => 0,
         }
     }

@@ -120,6 +120,24 @@ fn conv_gradients_for_strides_paddings_dilations_and_channels() {
 }
 
 #[test]
+fn conv_input_gradients_through_stacked_convolutions() {
+    // The first convolution's weight gradients go through the second one's input gradient: the
+    // implicit GEMM for stride 1 (same and valid padding, asymmetric `same` with an even kernel,
+    // more than one 32-channel panel) and the patch-matrix path for stride 2.
+    let rows = 2;
+    for (f1, k2, s2, same2) in [(3, 3, 1, true), (3, 3, 1, false), (4, 2, 1, true), (35, 3, 1, true), (3, 3, 2, true)] {
+        let layers = vec![
+            conv("c1", f1, 2, 1, true, 1, Activation::Tanh),
+            conv("c2", 2, k2, s2, same2, 1, Activation::Tanh),
+            flatten(),
+            dense("o", 2, Activation::Linear),
+        ];
+        let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![6, 5, 2]);
+        check_gradients(&mut m, &random(rows * 60, 8), &random(rows * 2, 9), rows);
+    }
+}
+
+#[test]
 fn pooling_gradients() {
     let rows = 3;
     let pools = vec![

@@ -1,0 +1,75 @@
+//! A convolution layer's forward (inference) and forward + backward, on the conv layers of the
+//! `cnn_lenet` and `cnn_bn` workloads, batch 64. A parameter-free layer sits in front so the
+//! input gradient is computed, as it is for every conv layer but the first.
+//!
+//!     cargo bench -p ferronet-benches --bench conv
+//!     FERRONET_GEMM=matrixmultiply cargo bench -p ferronet-benches --bench conv   # portable path
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ferronet_core::activation::Activation;
+use ferronet_core::layers::{InitSpec, LayerSpec, Padding};
+use ferronet_core::loss::Loss;
+use ferronet_core::optim::{OptimizerSpec, Rule};
+use ferronet_core::rng::Stream;
+use ferronet_core::{CompileSpec, Dataset, Model, ModelSpec};
+
+/// (name, height = width, channels, filters).
+const LAYERS: [(&str, usize, usize, usize); 3] =
+    [("lenet_conv2", 14, 32, 64), ("cnn_bn_conv2", 32, 32, 32), ("cnn_bn_conv4", 16, 64, 64)];
+const BATCH: usize = 64;
+
+fn model(side: usize, channels: usize, filters: usize) -> Model {
+    let conv = LayerSpec::Conv2D {
+        name: "conv".into(),
+        filters,
+        kernel_size: [3, 3],
+        strides: [1, 1],
+        padding: Padding::Same,
+        dilation_rate: [1, 1],
+        activation: Activation::Relu,
+        use_bias: true,
+        kernel_initializer: Default::default(),
+        bias_initializer: InitSpec { init: ferronet_core::init::Initializer::Zeros, seed: None },
+        kernel_regularizer: None,
+        bias_regularizer: None,
+    };
+    let layers = vec![
+        LayerSpec::Rescaling { name: "scale".into(), scale: 1.0, offset: 0.0 },
+        conv,
+        LayerSpec::GlobalAveragePooling2D { name: "pool".into() },
+    ];
+    let mut m = Model::new(&ModelSpec { input_shape: vec![side, side, channels], layers }, 0).unwrap();
+    m.compile(&CompileSpec {
+        loss: Loss::MeanSquaredError,
+        optimizer: OptimizerSpec::new(Rule::Sgd { momentum: 0.0, nesterov: false }, 0.0),
+        metrics: vec![],
+    })
+    .unwrap();
+    m
+}
+
+fn bench(c: &mut Criterion) {
+    for threads in [1usize, 2] {
+        ferronet_core::threads::set_num_threads(threads).unwrap();
+        let mut group = c.benchmark_group(format!("conv_t{threads}"));
+        group.sample_size(10);
+        for &(name, side, channels, filters) in &LAYERS {
+            let mut m = model(side, channels, filters);
+            let mut rng = Stream::new(0, 0);
+            let x: Vec<f32> = (0..BATCH * side * side * channels).map(|_| rng.normal()).collect();
+            let y = vec![0.0f32; BATCH * filters];
+            let mut out = vec![0.0f32; BATCH * filters];
+            group.throughput(Throughput::Elements(BATCH as u64));
+            group.bench_function(BenchmarkId::new("forward", name), |b| {
+                b.iter(|| m.predict(&x, BATCH, BATCH, &mut out).unwrap())
+            });
+            group.bench_function(BenchmarkId::new("forward_backward", name), |b| {
+                b.iter(|| m.compute_gradients(&Dataset::new(&x, &y, BATCH)).unwrap())
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
