@@ -38,7 +38,8 @@ def table(group: str) -> None:
     print("| shape | " + " | ".join(functions) + " |")
     print("| --- |" + " ---: |" * len(functions))
     for i in ids:
-        cells = [cell(ROOT / group / f / i) if (ROOT / group / f / i / "new").exists() else "-" for f in functions]
+        dirs = [ROOT / group / f / i for f in functions]
+        cells = [cell(d) if (d / "new").exists() else "-" for d in dirs]
         print(f"| {i} | " + " | ".join(cells) + " |")
 
 

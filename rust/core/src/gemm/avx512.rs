@@ -55,6 +55,63 @@ unsafe fn pack_b(b: MatRef<'_>, p0: usize, depth: usize, j0: usize, nc: usize, o
     }
 }
 
+/// Calls `$call` with the const `$r` equal to the runtime row count `$mr` (1..=MR): each row count
+/// gets its own fully unrolled micro-kernel.
+macro_rules! with_rows {
+    ($mr:expr, $r:ident => $call:expr) => {
+        match $mr {
+            12 => {
+                const $r: usize = 12;
+                $call
+            }
+            11 => {
+                const $r: usize = 11;
+                $call
+            }
+            10 => {
+                const $r: usize = 10;
+                $call
+            }
+            9 => {
+                const $r: usize = 9;
+                $call
+            }
+            8 => {
+                const $r: usize = 8;
+                $call
+            }
+            7 => {
+                const $r: usize = 7;
+                $call
+            }
+            6 => {
+                const $r: usize = 6;
+                $call
+            }
+            5 => {
+                const $r: usize = 5;
+                $call
+            }
+            4 => {
+                const $r: usize = 4;
+                $call
+            }
+            3 => {
+                const $r: usize = 3;
+                $call
+            }
+            2 => {
+                const $r: usize = 2;
+                $call
+            }
+            _ => {
+                const $r: usize = 1;
+                $call
+            }
+        }
+    };
+}
+
 pub fn available() -> bool {
     std::is_x86_feature_detected!("avx512f")
 }
@@ -105,20 +162,7 @@ pub unsafe fn panel(
                             let bt = bp.add((j - j0) * depth);
                             let ct = c.add(i * ldc + j);
                             let t = Tile { a: at, a_rs: a.rs, a_cs: a.cs, b: bt, depth, c: ct, ldc, width };
-                            match mr {
-                                12 => t.run::<12>(first, beta),
-                                11 => t.run::<11>(first, beta),
-                                10 => t.run::<10>(first, beta),
-                                9 => t.run::<9>(first, beta),
-                                8 => t.run::<8>(first, beta),
-                                7 => t.run::<7>(first, beta),
-                                6 => t.run::<6>(first, beta),
-                                5 => t.run::<5>(first, beta),
-                                4 => t.run::<4>(first, beta),
-                                3 => t.run::<3>(first, beta),
-                                2 => t.run::<2>(first, beta),
-                                _ => t.run::<1>(first, beta),
-                            }
+                            with_rows!(mr, R => t.run::<R>(first, beta))
                         }
                         j += NR;
                     }
@@ -231,20 +275,7 @@ pub unsafe fn segmented(
                     ldc,
                     width: NR.min(n - j),
                 };
-                match mr {
-                    12 => t.run_segments::<12>(offsets, seg_len),
-                    11 => t.run_segments::<11>(offsets, seg_len),
-                    10 => t.run_segments::<10>(offsets, seg_len),
-                    9 => t.run_segments::<9>(offsets, seg_len),
-                    8 => t.run_segments::<8>(offsets, seg_len),
-                    7 => t.run_segments::<7>(offsets, seg_len),
-                    6 => t.run_segments::<6>(offsets, seg_len),
-                    5 => t.run_segments::<5>(offsets, seg_len),
-                    4 => t.run_segments::<4>(offsets, seg_len),
-                    3 => t.run_segments::<3>(offsets, seg_len),
-                    2 => t.run_segments::<2>(offsets, seg_len),
-                    _ => t.run_segments::<1>(offsets, seg_len),
-                }
+                with_rows!(mr, R => t.run_segments::<R>(offsets, seg_len));
             }
             j += NR;
         }
