@@ -236,10 +236,11 @@ impl Tile {
     }
 }
 
-/// `C[i, :] = sum_s sum_t A[i rs + offsets[s] + t] Bp[s seg_len + t, :]` for `i < rows`: a GEMM
-/// whose inner dimension is a list of equal segments, each at its own offset in `A`. With `A` a
-/// zero-padded image and one segment per kernel cell, this is a convolution with no im2col
-/// matrix (implicit GEMM). `Bp` is packed by [`super::pack_panels`]; `C` is overwritten.
+/// `C[i, :] (+)= sum_s sum_t A[i rs + offsets[s] + t cs] Bp[s seg_len + t, :]` for `i < rows`: a
+/// GEMM whose inner dimension is a list of equal segments, each at its own offset in `A`. With
+/// `A` a zero-padded image and one segment per kernel cell, this is a convolution with no im2col
+/// matrix (implicit GEMM). `Bp` is packed by [`super::pack_panels`]; `C` is overwritten, or added
+/// to with `accumulate`.
 ///
 /// # Safety
 /// AVX-512F must be available, and every address formed lies in the buffers (checked by the
@@ -248,7 +249,7 @@ impl Tile {
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn segmented(
     a: *const f32,
-    rs: usize,
+    (rs, cs): (usize, usize),
     offsets: &[usize],
     seg_len: usize,
     rows: usize,
@@ -256,6 +257,7 @@ pub unsafe fn segmented(
     n: usize,
     c: *mut f32,
     ldc: usize,
+    accumulate: bool,
 ) {
     let depth = offsets.len() * seg_len;
     let mut i = 0;
@@ -268,14 +270,14 @@ pub unsafe fn segmented(
                 let t = Tile {
                     a: a.add(i * rs),
                     a_rs: rs,
-                    a_cs: 1,
+                    a_cs: cs,
                     b: packed.add(j * depth),
                     depth,
                     c: c.add(i * ldc + j),
                     ldc,
                     width: NR.min(n - j),
                 };
-                with_rows!(mr, R => t.run_segments::<R>(offsets, seg_len));
+                with_rows!(mr, R => t.run_segments::<R>(offsets, seg_len, accumulate));
             }
             j += NR;
         }
@@ -284,10 +286,10 @@ pub unsafe fn segmented(
 }
 
 impl Tile {
-    /// [`Tile::run`] over segmented `A` (unit column stride within a segment), overwriting `C`.
+    /// [`Tile::run`] over segmented `A`, overwriting `C` or adding to it.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn run_segments<const R: usize>(&self, offsets: &[usize], seg_len: usize) {
+    unsafe fn run_segments<const R: usize>(&self, offsets: &[usize], seg_len: usize, accumulate: bool) {
         let (m0, m1) = self.masks();
         let mut acc0 = [_mm512_setzero_ps(); R];
         let mut acc1 = [_mm512_setzero_ps(); R];
@@ -301,7 +303,7 @@ impl Tile {
                     let b1 = _mm512_loadu_ps(brow.add(16));
                     brow = brow.add(NR);
                     for r in 0..R {
-                        let av = _mm512_set1_ps(*seg.add(r * self.a_rs + t));
+                        let av = _mm512_set1_ps(*seg.add(r * self.a_rs + t * self.a_cs));
                         acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
                         acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
                     }
@@ -309,8 +311,13 @@ impl Tile {
             }
             for r in 0..R {
                 let crow = self.c.add(r * self.ldc);
-                _mm512_mask_storeu_ps(crow, m0, acc0[r]);
-                _mm512_mask_storeu_ps(crow.add(16), m1, acc1[r]);
+                let (mut v0, mut v1) = (acc0[r], acc1[r]);
+                if accumulate {
+                    v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, crow));
+                    v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, crow.add(16)));
+                }
+                _mm512_mask_storeu_ps(crow, m0, v0);
+                _mm512_mask_storeu_ps(crow.add(16), m1, v1);
             }
         }
     }

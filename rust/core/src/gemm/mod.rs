@@ -137,15 +137,15 @@ pub fn segmented_available() -> bool {
     Kernel::get() == Kernel::Avx512
 }
 
-/// Implicit GEMM: `C[i, :] = sum_s sum_t a[i rs + offsets[s] + t] B[s seg_len + t, :]` for
+/// Implicit GEMM: `C[i, :] (+)= sum_s sum_t a[i rs + offsets[s] + t cs] B[s seg_len + t, :]` for
 /// `i < rows`, with `B` (`offsets.len() seg_len x n`) packed by [`pack_panels`]. `C` (row stride
-/// `ldc`) is overwritten. Single-threaded: callers split the rows.
+/// `ldc`) is overwritten, or added to with `accumulate`. Single-threaded: callers split the work.
 ///
 /// Panics if [`segmented_available`] is false or a buffer is too short (engine bugs).
 #[allow(clippy::too_many_arguments)]
 pub fn segmented(
     a: &[f32],
-    rs: usize,
+    (rs, cs): (usize, usize),
     offsets: &[usize],
     seg_len: usize,
     rows: usize,
@@ -153,19 +153,31 @@ pub fn segmented(
     n: usize,
     c: &mut [f32],
     ldc: usize,
+    accumulate: bool,
 ) {
     assert!(segmented_available(), "segmented GEMM needs AVX-512");
-    if rows == 0 || n == 0 {
+    if rows == 0 || n == 0 || seg_len == 0 {
         return;
     }
-    let reach = (rows - 1) * rs + offsets.iter().max().map_or(0, |&o| o + seg_len);
+    let reach = (rows - 1) * rs + offsets.iter().max().map_or(0, |&o| o + (seg_len - 1) * cs + 1);
     assert!(reach <= a.len(), "segmented: A too short");
     assert!(packed.len() >= packed_len(offsets.len() * seg_len, n), "segmented: packed B too short");
     assert!(c.len() >= (rows - 1) * ldc + n && ldc >= n, "segmented: C too short");
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F is available and every address was bounds-checked above.
     unsafe {
-        avx512::segmented(a.as_ptr(), rs, offsets, seg_len, rows, packed.as_ptr(), n, c.as_mut_ptr(), ldc)
+        avx512::segmented(
+            a.as_ptr(),
+            (rs, cs),
+            offsets,
+            seg_len,
+            rows,
+            packed.as_ptr(),
+            n,
+            c.as_mut_ptr(),
+            ldc,
+            accumulate,
+        )
     }
 }
 
@@ -320,23 +332,28 @@ mod tests {
         // (one full panel and a partial one).
         let (rows, rs, seg_len, n) = (29, 7, 5, 40);
         let offsets = [0usize, 11, 4];
-        let a = filled(rows * rs + 20, 6);
+        let a = filled(rows * rs + 30, 6);
         let k = offsets.len() * seg_len;
         let b = filled(k * n, 7);
         let mut packed = vec![f32::NAN; packed_len(k, n)];
         pack_panels(k, n, |p, j| b[p * n + j], &mut packed);
         let ldc = n + 3;
-        let mut c = vec![f32::NAN; rows * ldc];
-        segmented(&a, rs, &offsets, seg_len, rows, &packed, n, &mut c, ldc);
-        for i in 0..rows {
-            for j in 0..n {
-                let mut want = 0.0f64;
-                for (s, off) in offsets.iter().enumerate() {
-                    for t in 0..seg_len {
-                        want += a[i * rs + off + t] as f64 * b[(s * seg_len + t) * n + j] as f64;
+        // Unit column stride (a convolution's forward and input gradient) and stride 2 (its
+        // weight gradient), overwriting and accumulating.
+        for (cs, accumulate) in [(1, false), (2, false), (2, true)] {
+            let start = filled(rows * ldc, 8);
+            let mut c = if accumulate { start.clone() } else { vec![f32::NAN; rows * ldc] };
+            segmented(&a, (rs, cs), &offsets, seg_len, rows, &packed, n, &mut c, ldc, accumulate);
+            for i in 0..rows {
+                for j in 0..n {
+                    let mut want = if accumulate { start[i * ldc + j] as f64 } else { 0.0 };
+                    for (s, off) in offsets.iter().enumerate() {
+                        for t in 0..seg_len {
+                            want += a[i * rs + off + t * cs] as f64 * b[(s * seg_len + t) * n + j] as f64;
+                        }
                     }
+                    assert!((c[i * ldc + j] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()), "({i}, {j}) cs {cs}");
                 }
-                assert!((c[i * ldc + j] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()), "({i}, {j})");
             }
         }
     }

@@ -89,6 +89,57 @@ impl ImplicitInputGradient {
     }
 }
 
+/// Forward and weight gradient as implicit GEMMs (stride 1, no dilation, at least
+/// [`IMPLICIT_MIN_CHANNELS`] input channels, where the machine has the segmented kernel): each
+/// sample is copied into a zero grid of `(OH + kh - 1) x (OW + kw - 1)` cells at `(top, left)`,
+/// kept for backward instead of the `kh kw`-times larger patch matrix.
+///
+/// - forward: `Z[oy, ox] = sum over kernel cells (u, v) of grid[oy + u, ox + v] · W[u, v]`;
+/// - weight gradient, per kernel cell: `dW[u, v] = sum over samples and output rows of
+///   grid[oy + u, v .. v + OW]ᵀ · dZ[oy, ..]`.
+#[derive(Clone, Debug)]
+struct ImplicitConv {
+    height: usize,
+    width: usize,
+    top: usize,
+    left: usize,
+    /// Offset in the grid of each kernel cell `(u, v)`: `(u width + v) C`.
+    offsets: Vec<usize>,
+    /// Per kernel cell, the offset of output row `oy`'s inputs: `((oy + u) width + v) C`.
+    row_offsets: Vec<usize>,
+}
+
+/// Fewer input channels leave the weight-gradient tiles too thin (a first layer on RGB or grey
+/// images): those layers keep the patch matrix, which is small for them.
+const IMPLICIT_MIN_CHANNELS: usize = 8;
+
+impl ImplicitConv {
+    fn new(rows: &Axis, cols: &Axis, channels: usize) -> Option<Self> {
+        let plain = |a: &Axis| a.stride == 1 && a.dilation == 1;
+        if !(plain(rows) && plain(cols) && channels >= IMPLICIT_MIN_CHANNELS && gemm::segmented_available()) {
+            return None;
+        }
+        let (height, width) = (rows.output + rows.kernel - 1, cols.output + cols.kernel - 1);
+        let cells = || (0..rows.kernel).flat_map(|u| (0..cols.kernel).map(move |v| (u, v)));
+        let offsets = cells().map(|(u, v)| (u * width + v) * channels).collect();
+        let row_offsets =
+            cells().flat_map(|(u, v)| (0..rows.output).map(move |oy| ((oy + u) * width + v) * channels)).collect();
+        Some(Self { height, width, top: rows.pad_before, left: cols.pad_before, offsets, row_offsets })
+    }
+
+    fn grid_len(&self, channels: usize) -> usize {
+        self.height * self.width * channels
+    }
+
+    /// Copies one sample (`rows x cols x C`) into its zero-bordered grid.
+    fn fill_grid(&self, x: &[f32], (rows, cols, c): (usize, usize, usize), grid: &mut [f32]) {
+        grid.fill(0.0);
+        for (iy, line) in x.chunks_exact(cols * c).take(rows).enumerate() {
+            grid[((iy + self.top) * self.width + self.left) * c..][..cols * c].copy_from_slice(line);
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Conv2D {
     pub rows: Axis,
@@ -101,6 +152,7 @@ pub struct Conv2D {
     kernel_offset: usize,
     bias_offset: Option<usize>,
     implicit_dx: Option<ImplicitInputGradient>,
+    implicit: Option<ImplicitConv>,
 }
 
 impl Conv2D {
@@ -148,6 +200,7 @@ impl Conv2D {
             kernel_offset: params.tensors[kernel].offset,
             bias_offset: bias.map(|b| params.tensors[b].offset),
             implicit_dx: ImplicitInputGradient::new(&rows, &cols, filters),
+            implicit: ImplicitConv::new(&rows, &cols, c),
         })
     }
 
@@ -172,19 +225,39 @@ impl Conv2D {
     /// Scratch per sample: the patch matrix (or, in backward, the padded grid of the implicit
     /// input gradient), plus `z` when the activation's derivative needs it.
     pub fn saved_width(&self) -> usize {
-        self.patch_region() + if self.activation.needs_input() { self.positions() * self.filters } else { 0 }
+        self.patch_region()
+            + self.dz_panels()
+            + if self.activation.needs_input() { self.positions() * self.filters } else { 0 }
     }
 
+    /// Per sample: the patch matrix or the input grid (forward to backward), then the `dZ` grid
+    /// of the implicit input gradient (backward, once the weight gradient is done).
     fn patch_region(&self) -> usize {
-        let grid = self.implicit_dx.as_ref().map_or(0, |g| g.height * g.width * self.filters);
-        (self.positions() * self.patch()).max(grid)
+        let dz_grid = self.implicit_dx.as_ref().map_or(0, |g| g.height * g.width * self.filters);
+        let input = match &self.implicit {
+            Some(g) => g.grid_len(self.channels),
+            None => self.positions() * self.patch(),
+        };
+        input.max(dz_grid)
     }
 
-    /// Scratch per batch: the packed flipped kernel of the implicit input gradient.
+    /// Per sample: `dZ` packed for the implicit weight gradient.
+    fn dz_panels(&self) -> usize {
+        self.implicit.as_ref().map_or(0, |_| gemm::packed_len(self.positions(), self.filters))
+    }
+
+    /// Scratch per batch: the packed kernel (implicit forward), then the packed flipped kernel
+    /// (implicit input gradient).
     pub fn saved_extra(&self) -> usize {
-        self.implicit_dx
-            .as_ref()
-            .map_or(0, |_| gemm::packed_len(self.patch() / self.channels * self.filters, self.channels))
+        self.forward_panels() + self.implicit_dx.as_ref().map_or(0, |_| self.flipped_panels())
+    }
+
+    fn forward_panels(&self) -> usize {
+        self.implicit.as_ref().map_or(0, |_| gemm::packed_len(self.patch(), self.filters))
+    }
+
+    fn flipped_panels(&self) -> usize {
+        gemm::packed_len(self.patch() / self.channels * self.filters, self.channels)
     }
 
     /// Input column of kernel column 0 for output column `ox`, when the whole kernel row lies
@@ -251,27 +324,42 @@ impl Conv2D {
 
     pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
         let (p, k, f, iw) = (self.positions(), self.patch(), self.filters, self.in_width());
-        let (region, rest) = saved.split_at_mut(rows * self.patch_region());
-        let patches = &mut region[..rows * p * k];
-        patches.par_chunks_mut(p * k).zip(input[..rows * iw].par_chunks(iw)).for_each(|(pc, x)| self.im2col(x, pc));
         let m = rows * p;
-        let w = MatRef::row_major(&params[self.kernel_offset..self.kernel_offset + k * f], k, f);
-        let bias = self.bias_offset.map(|o| &params[o..o + f]);
-        let add_bias = |z: &mut [f32]| {
-            if let Some(b) = bias {
-                for_each_row(z, f, |_, r| r.iter_mut().zip(b).for_each(|(v, b)| *v += b));
-            }
-        };
-        if self.activation.needs_input() {
-            // The derivative needs z: keep it after the patches, write f(z) to the output.
-            let z = &mut rest[..m * f];
-            gemm(MatRef::row_major(patches, m, k), w, 0.0, z);
-            add_bias(z);
-            output[..m * f].copy_from_slice(z);
+        let (per_sample, extra) = saved.split_at_mut(rows * self.saved_width());
+        let (region, rest) = per_sample.split_at_mut(rows * self.patch_region());
+        let z_saved = &mut rest[rows * self.dz_panels()..];
+        // The derivative needs z: keep it after the patches, write f(z) to the output.
+        let needs_z = self.activation.needs_input();
+        let z = if needs_z { &mut z_saved[..m * f] } else { &mut output[..m * f] };
+        let w = &params[self.kernel_offset..self.kernel_offset + k * f];
+        if let Some(g) = &self.implicit {
+            let packed = &mut extra[..self.forward_panels()];
+            gemm::pack_panels(k, f, |row, j| w[row * f + j], packed);
+            let packed: &[f32] = packed;
+            let (c, (oh, ow)) = (self.channels, (self.rows.output, self.cols.output));
+            let shape = (self.rows.input, self.cols.input, c);
+            region
+                .par_chunks_mut(self.patch_region())
+                .zip(input[..rows * iw].par_chunks(iw))
+                .zip(z.par_chunks_mut(p * f))
+                .for_each(|((grid, x), zs)| {
+                    let grid = &mut grid[..g.grid_len(c)];
+                    g.fill_grid(x, shape, grid);
+                    for (oy, out) in zs.chunks_exact_mut(ow * f).enumerate().take(oh) {
+                        gemm::segmented(&grid[oy * g.width * c..], (c, 1), &g.offsets, c, ow, packed, f, out, f, false);
+                    }
+                });
         } else {
-            let z = &mut output[..m * f];
-            gemm(MatRef::row_major(patches, m, k), w, 0.0, z);
-            add_bias(z);
+            let patches = &mut region[..rows * p * k];
+            patches.par_chunks_mut(p * k).zip(input[..rows * iw].par_chunks(iw)).for_each(|(pc, x)| self.im2col(x, pc));
+            gemm(MatRef::row_major(patches, m, k), MatRef::row_major(w, k, f), 0.0, z);
+        }
+        if let Some(o) = self.bias_offset {
+            let b = &params[o..o + f];
+            for_each_row(z, f, |_, r| r.iter_mut().zip(b).for_each(|(v, b)| *v += b));
+        }
+        if needs_z {
+            output[..m * f].copy_from_slice(&z_saved[..m * f]);
         }
         self.activation.forward(&mut output[..m * f], f);
     }
@@ -281,7 +369,8 @@ impl Conv2D {
         let (rows, m) = (bp.rows, bp.rows * self.positions());
         let (per_sample, extra) = bp.saved.split_at_mut(rows * self.saved_width());
         let (region, rest) = per_sample.split_at_mut(rows * self.patch_region());
-        let patches = &mut region[..rows * p * k];
+        let (dz_panels, rest) = rest.split_at_mut(rows * self.dz_panels());
+        let extra = &mut extra[self.forward_panels()..];
         let dz = &mut bp.grad_out[..m * f];
         if !bp.skip_activation {
             let z = if self.activation.needs_input() { &rest[..m * f] } else { &[][..] };
@@ -289,7 +378,27 @@ impl Conv2D {
         }
         let dz: &[f32] = dz;
         let ko = self.kernel_offset;
-        gemm(MatRef::row_major(patches, m, k).t(), MatRef::row_major(dz, m, f), 0.0, &mut bp.grads[ko..ko + k * f]);
+        let dw = &mut bp.grads[ko..ko + k * f];
+        if let Some(g) = &self.implicit {
+            let (c, (oh, ow), region_len) = (self.channels, (self.rows.output, self.cols.output), self.patch_region());
+            let panels_len = self.dz_panels();
+            dz_panels.par_chunks_mut(panels_len).zip(dz.par_chunks(p * f)).for_each(|(pk, d)| {
+                gemm::pack_panels(p, f, |q, j| d[q * f + j], pk);
+            });
+            let (grids, dz_panels) = (&*region, &*dz_panels);
+            // One kernel cell per task: dW[u, v] (C x F) sums over samples.
+            dw.par_chunks_mut(c * f).enumerate().for_each(|(cell, dwc)| {
+                let offsets = &g.row_offsets[cell * oh..][..oh];
+                for n in 0..rows {
+                    let grid = &grids[n * region_len..][..g.grid_len(c)];
+                    let panels = &dz_panels[n * panels_len..][..panels_len];
+                    gemm::segmented(grid, (1, c), offsets, ow, c, panels, f, dwc, f, n > 0);
+                }
+            });
+        } else {
+            let patches = &region[..rows * p * k];
+            gemm(MatRef::row_major(patches, m, k).t(), MatRef::row_major(dz, m, f), 0.0, dw);
+        }
         if let Some(bo) = self.bias_offset {
             let db = &mut bp.grads[bo..bo + f];
             db.fill(0.0);
@@ -302,7 +411,7 @@ impl Conv2D {
         // The patches are no longer needed: their buffer holds what the input gradient needs.
         if let Some(g) = &self.implicit_dx {
             let (kh, kw, c) = (self.rows.kernel, self.cols.kernel, self.channels);
-            let packed = &mut extra[..self.saved_extra()];
+            let packed = &mut extra[..self.flipped_panels()];
             // B[(u kw + v) f + q, ch] = W[kh-1-u, kw-1-v, ch, q]
             gemm::pack_panels(
                 kh * kw * f,
@@ -327,12 +436,24 @@ impl Conv2D {
                         grid[((oy + g.top) * g.width + g.left) * f..][..ow * f].copy_from_slice(line);
                     }
                     for (iy, out) in dxs.chunks_exact_mut(iwid * c).enumerate().take(ih) {
-                        gemm::segmented(&grid[iy * g.width * f..], f, &g.offsets, f, iwid, packed, c, out, c);
+                        gemm::segmented(
+                            &grid[iy * g.width * f..],
+                            (f, 1),
+                            &g.offsets,
+                            f,
+                            iwid,
+                            packed,
+                            c,
+                            out,
+                            c,
+                            false,
+                        );
                     }
                 });
             return;
         }
         {
+            let patches = &mut region[..rows * p * k];
             let w = MatRef::row_major(w, k, f);
             gemm(MatRef::row_major(dz, m, f), w.t(), 0.0, patches);
             dx[..rows * iw].par_chunks_mut(iw).zip(patches.par_chunks(p * k)).for_each(|(d, pc)| self.col2im(pc, d));

@@ -71,16 +71,24 @@ fn direct_conv(
 
 #[test]
 fn conv_forward_matches_direct_convolution() {
-    let (h, w, c) = (7, 6, 3);
+    // 3 channels take the patch-matrix path; 9 the implicit GEMM where the machine has it (stride
+    // 1 only), with filters across a partial 32-wide panel.
+    for (c, extra) in [(3, vec![]), (9, vec![(3, 1, true, 1, 33), (2, 1, true, 1, 4), (3, 1, false, 1, 5)])] {
+        conv_forward_case(c, extra);
+    }
+}
+
+fn conv_forward_case(c: usize, extra: Vec<(usize, usize, bool, usize, usize)>) {
+    let (h, w) = (7, 6);
     let x = random(2 * h * w * c, 1);
-    for (k, s, same, d, f) in [
+    for (k, s, same, d, f) in extra.into_iter().chain([
         (3, 1, false, 1, 4),
         (3, 2, true, 1, 2),
         (2, 2, false, 1, 3),
         (3, 1, true, 2, 2),
         (1, 1, false, 1, 5),
         (5, 3, true, 1, 1),
-    ] {
+    ]) {
         let mut m = model_with_shape(
             vec![conv("c", f, k, s, same, d, Activation::Linear)],
             Loss::MeanSquaredError,
@@ -125,7 +133,18 @@ fn conv_input_gradients_through_stacked_convolutions() {
     // implicit GEMM for stride 1 (same and valid padding, asymmetric `same` with an even kernel,
     // more than one 32-channel panel) and the patch-matrix path for stride 2.
     let rows = 2;
-    for (f1, k2, s2, same2) in [(3, 3, 1, true), (3, 3, 1, false), (4, 2, 1, true), (35, 3, 1, true), (3, 3, 2, true)] {
+    // With 9 or 35 channels into the second convolution, its forward and weight gradient are
+    // implicit GEMMs too.
+    let cases = [
+        (3, 3, 1, true),
+        (3, 3, 1, false),
+        (4, 2, 1, true),
+        (35, 3, 1, true),
+        (3, 3, 2, true),
+        (9, 2, 1, true),
+        (9, 3, 1, false),
+    ];
+    for (f1, k2, s2, same2) in cases {
         let layers = vec![
             conv("c1", f1, 2, 1, true, 1, Activation::Tanh),
             conv("c2", 2, k2, s2, same2, 1, Activation::Tanh),
