@@ -324,10 +324,11 @@ fn for_each_chunk(data: &mut [f32], f: impl Fn(&mut [f32]) + Sync) {
 
 /// Runs `f(start, chunk)` on consecutive chunks of `data`, in parallel when the buffer is large.
 fn for_each_chunk_at(data: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
+    let run = |(i, c): (usize, &mut [f32])| f(i * CHUNK, c);
     if data.len() >= PARALLEL_MIN_ELEMS && rayon::current_num_threads() > 1 {
-        data.par_chunks_mut(CHUNK).enumerate().for_each(|(i, c)| f(i * CHUNK, c));
+        data.par_chunks_mut(CHUNK).enumerate().for_each(run);
     } else {
-        data.chunks_mut(CHUNK).enumerate().for_each(|(i, c)| f(i * CHUNK, c));
+        data.chunks_mut(CHUNK).enumerate().for_each(run);
     }
 }
 

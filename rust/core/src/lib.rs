@@ -19,6 +19,7 @@ pub mod params;
 pub mod persist;
 pub mod regularizer;
 pub mod rng;
+pub mod simd;
 pub mod threads;
 
 #[cfg(test)]

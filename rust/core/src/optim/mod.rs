@@ -412,7 +412,7 @@ pub(crate) fn sweep_with<const K: usize>(
         // SAFETY: chunks [lo, hi) are disjoint across calls and inside every buffer of length n.
         let sc = ptrs.map(|p| unsafe { std::slice::from_raw_parts_mut(p.0.add(lo), hi - lo) });
         let gc = if g.is_empty() { g } else { &g[lo..hi] };
-        f(wc, gc, sc)
+        crate::simd::wide(|| f(wc, gc, sc))
     };
     if parallel(n) {
         w.par_chunks_mut(SWEEP_CHUNK).enumerate().for_each(|(i, wc)| run(i * SWEEP_CHUNK, wc));

@@ -1,0 +1,65 @@
+"""The engine's kernel choices never change results: every thread count, and the portable SIMD
+path against the wider one, train to bit-identical weights. Each variant trains in its own
+process, since the thread pool's size and the kernels are fixed per process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+# A network through every kernel family: implicit-GEMM convolutions (>= 8 channels, stride 1),
+# a patch-matrix convolution (3 channels), batch normalization (chunked statistics), pooling,
+# the dense GEMMs and an Adam sweep.
+SCRIPT = """
+import json, sys
+import numpy as np
+import ferronet as fn
+fn.set_num_threads(int(sys.argv[1]))
+fn.utils.set_random_seed(3)
+L = fn.layers
+rng = np.random.default_rng(0)
+x = rng.normal(size=(96, 12, 12, 3)).astype(np.float32)
+y = rng.integers(0, 4, size=96)
+model = fn.Sequential([
+    L.Input((12, 12, 3)),
+    L.Conv2D(16, 3, padding="same"), L.BatchNormalization(), L.ReLU(),
+    L.Conv2D(40, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+    L.Conv2D(8, 2, padding="valid", activation="tanh"),
+    L.Flatten(), L.Dense(20, activation="relu"), L.Dense(4),
+])
+model.compile(optimizer=fn.optimizers.Adam(1e-2),
+              loss=fn.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+print(json.dumps([w.ravel().tolist() for w in model.get_weights()]))
+"""
+
+
+def train(threads: int, **env: str) -> list[np.ndarray]:
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(threads)],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [np.array(w, dtype=np.float32) for w in json.loads(out)]
+
+
+def assert_identical(a: list[np.ndarray], b: list[np.ndarray]) -> None:
+    assert len(a) == len(b)
+    for i, (u, v) in enumerate(zip(a, b)):
+        assert np.array_equal(u, v), f"weight {i} differs (max {np.abs(u - v).max()})"
+
+
+def test_every_thread_count_trains_to_identical_weights():
+    one = train(1)
+    assert_identical(one, train(2))
+    assert_identical(one, train(3))
+
+
+def test_portable_simd_path_trains_to_identical_weights():
+    assert_identical(train(2), train(2, FERRONET_SIMD="baseline"))
