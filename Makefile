@@ -38,7 +38,11 @@ format: $(PY) ## apply rustfmt and ruff format
 	cargo fmt --all
 	$(VENV)/bin/ruff format python tests benches
 
+TORCH_ARG = $(if $(TORCH_PYTHON),--torch-python $(TORCH_PYTHON))
+
 .PHONY: bench
-bench: install ## end-to-end benchmark against PyTorch (TORCH_PYTHON=path/to/python), then GEMM kernels
-	$(PY) benches/e2e.py $(if $(TORCH_PYTHON),--torch-python $(TORCH_PYTHON))
-	cargo bench -p ferronet-benches --bench gemm
+bench: install ## every benchmark: end to end against PyTorch (TORCH_PYTHON=path/to/python), then the kernels
+	$(PY) benches/e2e.py --markdown $(TORCH_ARG)
+	cargo bench -p ferronet-benches
+	$(PY) benches/gemm_torch.py $(TORCH_ARG)
+	$(PY) benches/criterion_table.py peak_fp32 conv_t1 conv_t2 optimizer_step_1M_t1 optimizer_step_1M_t2

@@ -52,7 +52,10 @@ fn bench(c: &mut Criterion) {
     for threads in [1usize, 2] {
         ferronet_core::threads::set_num_threads(threads).unwrap();
         let mut group = c.benchmark_group(format!("conv_t{threads}"));
-        group.sample_size(10);
+        group
+            .sample_size(10)
+            .warm_up_time(std::time::Duration::from_secs(1))
+            .measurement_time(std::time::Duration::from_secs(2));
         for &(name, side, channels, filters) in &LAYERS {
             let mut m = model(side, channels, filters);
             let mut rng = Stream::new(0, 0);

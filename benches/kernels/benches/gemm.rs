@@ -32,7 +32,10 @@ fn bench(c: &mut Criterion) {
     for threads in [1usize, 2] {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let mut group = c.benchmark_group(format!("gemm_t{threads}"));
-        group.sample_size(10);
+        group
+            .sample_size(10)
+            .warm_up_time(std::time::Duration::from_secs(1))
+            .measurement_time(std::time::Duration::from_secs(2));
         for &(m, k, n, layout, _) in &SHAPES {
             let (a, b) = (filled(m * k), filled(k * n));
             let av = if layout == "TN" { MatRef::row_major(&a, k, m).t() } else { MatRef::row_major(&a, m, k) };
