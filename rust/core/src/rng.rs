@@ -23,6 +23,11 @@ impl Stream {
         Self(Pcg64Mcg::seed_from_u64(mix(seed ^ mix(purpose))))
     }
 
+    /// 64 random bits (e.g. to seed the sub-streams of a parallel pass).
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+
     /// Uniform in `[0, 1)` with 24 random bits (every float32 step of that range).
     pub fn uniform(&mut self) -> f32 {
         (self.0.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)

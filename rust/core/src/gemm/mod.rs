@@ -45,9 +45,30 @@ impl<'a> MatRef<'a> {
 
 /// Below this many multiply-adds a product runs on one thread: splitting costs more than it saves.
 const PARALLEL_MIN_FLOPS: usize = 1 << 17;
-/// Panel sizes are multiples of this, so every thread feeds whole micro-kernel tiles (12 x 32 for
-/// the AVX-512 kernel, 16-wide for `matrixmultiply`'s).
-const PANEL_ALIGN: usize = 96;
+/// Panel sizes are multiples of the micro-kernel's tile, so every thread feeds whole tiles, and of
+/// nothing larger, so the threads' shares stay even.
+fn panel_align(in_place: bool, split_rows: bool) -> usize {
+    match (in_place, split_rows) {
+        (true, true) => avx512_tile().0,
+        (true, false) => avx512_tile().1,
+        (false, _) => 16, // matrixmultiply's AVX-512 tile is 16 wide
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512_tile() -> (usize, usize) {
+    (avx512::MR, avx512::NR)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512_tile() -> (usize, usize) {
+    (16, 16)
+}
+
+/// Whether `A · B` goes to the in-place AVX-512 kernel.
+fn in_place(kernel: Kernel, a: &MatRef<'_>, b: &MatRef<'_>) -> bool {
+    (b.cols <= AVX512_MAX_N || a.rows >= TALL_A * b.cols) && kernel == Kernel::Avx512 && Kernel::get() == Kernel::Avx512
+}
 
 /// Raw pointer that may cross to a worker thread: each worker touches a disjoint panel of C.
 #[derive(Clone, Copy)]
@@ -86,7 +107,8 @@ pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
     // Split the longer side of C, so each panel keeps enough work for the micro-kernel.
     let split_rows = m >= n;
     let len = if split_rows { m } else { n };
-    let panel_len = len.div_ceil(threads).div_ceil(PANEL_ALIGN) * PANEL_ALIGN;
+    let align = panel_align(in_place(kernel, &a, &b), split_rows);
+    let panel_len = len.div_ceil(threads).div_ceil(align) * align;
     let panels = len.div_ceil(panel_len);
     (0..panels).into_par_iter().for_each(|p| {
         let lo = p * panel_len;
@@ -222,10 +244,7 @@ unsafe fn panel(
     ldc: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if (b.cols <= AVX512_MAX_N || a.rows >= TALL_A * b.cols)
-        && kernel == Kernel::Avx512
-        && Kernel::get() == Kernel::Avx512
-    {
+    if in_place(kernel, &a, &b) {
         // SAFETY: AVX-512F was detected; the rest is this function's own contract.
         unsafe { avx512::panel(a, b, rows, cols, beta, c, ldc) };
         return;

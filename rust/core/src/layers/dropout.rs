@@ -10,9 +10,17 @@
 //!
 //! The mask of each training pass is kept for backward (`dx = g * mask`).
 
+use rayon::prelude::*;
+
 use crate::rng::Stream;
 
 use super::BackwardPass;
+
+/// Values per independently seeded chunk of a dropout mask.
+const MASK_CHUNK: usize = 1 << 13;
+
+/// Chunk index, then matching chunks of the mask, the output and the input.
+type MaskChunk<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a [f32]));
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum NoiseKind {
@@ -53,10 +61,30 @@ impl Noise {
         match self.kind {
             NoiseKind::Dropout { rate } => {
                 let keep = 1.0 / (1.0 - rate);
+                // One draw from the layer's stream seeds the batch; each fixed chunk of the batch
+                // gets its own stream from it, so masks are drawn in parallel and are the same
+                // whatever the thread count.
+                let batch_seed = rng.next_u64();
+                let body = |(i, ((m, y), x)): MaskChunk<'_>| {
+                    let mut s = Stream::new(batch_seed, i as u64);
+                    for ((m, y), &x) in m.iter_mut().zip(y.iter_mut()).zip(x) {
+                        *m = if s.uniform() < rate { 0.0 } else { keep };
+                        *y = x * *m;
+                    }
+                };
                 let mask = &mut saved[..n];
-                for ((m, y), &x) in mask.iter_mut().zip(y.iter_mut()).zip(x) {
-                    *m = if rng.uniform() < rate { 0.0 } else { keep };
-                    *y = x * *m;
+                if n >= 2 * MASK_CHUNK && rayon::current_num_threads() > 1 {
+                    mask.par_chunks_mut(MASK_CHUNK)
+                        .zip(y.par_chunks_mut(MASK_CHUNK))
+                        .zip(x.par_chunks(MASK_CHUNK))
+                        .enumerate()
+                        .for_each(body);
+                } else {
+                    mask.chunks_mut(MASK_CHUNK)
+                        .zip(y.chunks_mut(MASK_CHUNK))
+                        .zip(x.chunks(MASK_CHUNK))
+                        .enumerate()
+                        .for_each(body);
                 }
             }
             NoiseKind::SpatialDropout { rate, channels } => {
