@@ -370,7 +370,7 @@ impl Conv2D {
         let (per_sample, extra) = bp.saved.split_at_mut(rows * self.saved_width());
         let (region, rest) = per_sample.split_at_mut(rows * self.patch_region());
         let (dz_panels, rest) = rest.split_at_mut(rows * self.dz_panels());
-        let extra = &mut extra[self.forward_panels()..];
+        let (fwd_scratch, extra) = extra.split_at_mut(self.forward_panels());
         let dz = &mut bp.grad_out[..m * f];
         if !bp.skip_activation {
             let z = if self.activation.needs_input() { &rest[..m * f] } else { &[][..] };
@@ -386,15 +386,29 @@ impl Conv2D {
                 gemm::pack_panels(p, f, |q, j| d[q * f + j], pk);
             });
             let (grids, dz_panels) = (&*region, &*dz_panels);
-            // One kernel cell per task: dW[u, v] (C x F) sums over samples.
-            dw.par_chunks_mut(c * f).enumerate().for_each(|(cell, dwc)| {
+            // One task per kernel cell and 32-filter panel, so 2 threads share 9 cells evenly:
+            // block (cell, t) of dW (C x 32) sums over samples into the forward's packed-kernel
+            // scratch (free in backward), then lands in dW.
+            let width = gemm::PANEL;
+            let per_cell = f.div_ceil(width);
+            let blocks = &mut fwd_scratch[..k * per_cell * width];
+            blocks.par_chunks_mut(c * width).enumerate().for_each(|(task, block)| {
+                let (cell, t) = (task / per_cell, task % per_cell);
                 let offsets = &g.row_offsets[cell * oh..][..oh];
+                let cols = width.min(f - t * width);
                 for n in 0..rows {
                     let grid = &grids[n * region_len..][..g.grid_len(c)];
-                    let panels = &dz_panels[n * panels_len..][..panels_len];
-                    gemm::segmented(grid, (1, c), offsets, ow, c, panels, f, dwc, f, n > 0);
+                    let panel = &dz_panels[n * panels_len + t * p * width..][..p * width];
+                    gemm::segmented(grid, (1, c), offsets, ow, c, panel, cols, block, width, n > 0);
                 }
             });
+            for (task, block) in blocks.chunks_exact(c * width).enumerate() {
+                let (cell, t) = (task / per_cell, task % per_cell);
+                let cols = width.min(f - t * width);
+                for (r, row) in block.chunks_exact(width).enumerate() {
+                    dw[(cell * c + r) * f + t * width..][..cols].copy_from_slice(&row[..cols]);
+                }
+            }
         } else {
             let patches = &region[..rows * p * k];
             gemm(MatRef::row_major(patches, m, k).t(), MatRef::row_major(dz, m, f), 0.0, dw);

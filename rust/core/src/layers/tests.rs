@@ -134,20 +134,21 @@ fn conv_input_gradients_through_stacked_convolutions() {
     // more than one 32-channel panel) and the patch-matrix path for stride 2.
     let rows = 2;
     // With 9 or 35 channels into the second convolution, its forward and weight gradient are
-    // implicit GEMMs too.
+    // implicit GEMMs too; with 35 filters its weight gradient spans two 32-wide panels.
     let cases = [
-        (3, 3, 1, true),
-        (3, 3, 1, false),
-        (4, 2, 1, true),
-        (35, 3, 1, true),
-        (3, 3, 2, true),
-        (9, 2, 1, true),
-        (9, 3, 1, false),
+        (3, 3, 1, true, 2),
+        (3, 3, 1, false, 2),
+        (4, 2, 1, true, 2),
+        (35, 3, 1, true, 2),
+        (3, 3, 2, true, 2),
+        (9, 2, 1, true, 2),
+        (9, 3, 1, false, 2),
+        (9, 3, 1, true, 35),
     ];
-    for (f1, k2, s2, same2) in cases {
+    for (f1, k2, s2, same2, f2) in cases {
         let layers = vec![
             conv("c1", f1, 2, 1, true, 1, Activation::Tanh),
-            conv("c2", 2, k2, s2, same2, 1, Activation::Tanh),
+            conv("c2", f2, k2, s2, same2, 1, Activation::Tanh),
             flatten(),
             dense("o", 2, Activation::Linear),
         ];
