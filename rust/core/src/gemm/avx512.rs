@@ -29,31 +29,8 @@ thread_local! {
     static PACKED_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Copies `B[p0.., j0..j0 + nc]` (`depth` rows) into `NR`-wide panels, zero-padded at the right
-/// edge. `B` may be row-major (rows copied as slices) or any strided view (e.g. `Wᵀ` for an input
-/// gradient), gathered element by element: the block is small next to the product it feeds.
-///
-/// # Safety
-/// The block lies inside `b`.
-unsafe fn pack_b(b: MatRef<'_>, p0: usize, depth: usize, j0: usize, nc: usize, out: &mut [f32]) {
-    let data = b.data.as_ptr();
-    for (t, panel) in out.chunks_exact_mut(depth * NR).take(nc.div_ceil(NR)).enumerate() {
-        let (j, width) = (j0 + t * NR, NR.min(nc - t * NR));
-        for (p, row) in panel.chunks_exact_mut(NR).enumerate() {
-            let start = (p0 + p) * b.rs + j * b.cs;
-            if b.cs == 1 {
-                // SAFETY: the row segment lies inside `b` per the caller.
-                row[..width].copy_from_slice(unsafe { std::slice::from_raw_parts(data.add(start), width) });
-            } else {
-                for (q, v) in row[..width].iter_mut().enumerate() {
-                    // SAFETY: as above, element by element.
-                    *v = unsafe { *data.add(start + q * b.cs) };
-                }
-            }
-            row[width..].fill(0.0);
-        }
-    }
-}
+// The packed panels of `B` are `super::PANEL` wide: one micro-tile's columns.
+const _: () = assert!(NR == super::PANEL);
 
 /// Calls `$call` with the const `$r` equal to the runtime row count `$mr` (1..=MR): each row count
 /// gets its own fully unrolled micro-kernel.
@@ -147,8 +124,7 @@ pub unsafe fn panel(
             let mut j0 = cols.start;
             while j0 < cols.end {
                 let nc = NC.min(cols.end - j0);
-                // SAFETY: the block lies inside `b` (a view checked by `gemm`).
-                unsafe { pack_b(b, p0, depth, j0, nc, packed) };
+                super::pack_block(b, (p0, depth), (j0, nc), packed);
                 let bp = packed.as_ptr();
                 let mut i = rows.start;
                 while i < rows.end {
@@ -239,7 +215,7 @@ impl Tile {
 /// `C[i, :] (+)= sum_s sum_t A[i rs + offsets[s] + t cs] Bp[s seg_len + t, :]` for `i < rows`: a
 /// GEMM whose inner dimension is a list of equal segments, each at its own offset in `A`. With
 /// `A` a zero-padded image and one segment per kernel cell, this is a convolution with no im2col
-/// matrix (implicit GEMM). `Bp` is packed by [`super::pack_panels`]; `C` is overwritten, or added
+/// matrix (implicit GEMM). `Bp` is packed by [`super::pack_panels`] or [`super::pack_block`]; `C` is overwritten, or added
 /// to with `accumulate`.
 ///
 /// # Safety

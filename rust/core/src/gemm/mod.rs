@@ -133,25 +133,47 @@ const AVX512_MAX_N: usize = 384;
 /// wide (a convolution's input gradient, `dZ · Wᵀ`): packing `A` would then dominate.
 const TALL_A: usize = 16;
 
-/// Columns per packed panel of [`pack_panels`].
+/// Columns per packed panel of [`pack_panels`] and [`pack_block`].
 pub const PANEL: usize = 32;
 
-/// Length of `k x n` packed by [`pack_panels`].
+/// Length of `k x n` packed by [`pack_panels`] or [`pack_block`].
 pub fn packed_len(k: usize, n: usize) -> usize {
     k * n.div_ceil(PANEL) * PANEL
 }
 
-/// Packs the `k x n` matrix `b(p, j)` into [`PANEL`]-wide column panels (zero-padded), the layout
-/// [`segmented`] reads.
-pub fn pack_panels(k: usize, n: usize, b: impl Fn(usize, usize) -> f32, out: &mut [f32]) {
+/// Packs a `k x n` matrix into [`PANEL`]-wide column panels, zero-padded at the right edge: the
+/// layout the AVX-512 kernels read. `fill(p, j0, dst)` writes `B[p, j0..j0 + dst.len()]`.
+fn pack_rows(k: usize, n: usize, fill: impl Fn(usize, usize, &mut [f32]), out: &mut [f32]) {
     for (t, panel) in out[..packed_len(k, n)].chunks_exact_mut(k * PANEL).enumerate() {
+        let (j0, width) = (t * PANEL, PANEL.min(n - t * PANEL));
         for (p, row) in panel.chunks_exact_mut(PANEL).enumerate() {
-            for (q, v) in row.iter_mut().enumerate() {
-                let j = t * PANEL + q;
-                *v = if j < n { b(p, j) } else { 0.0 };
-            }
+            fill(p, j0, &mut row[..width]);
+            row[width..].fill(0.0);
         }
     }
+}
+
+/// Packs the `k x n` matrix `b(p, j)` (e.g. a flipped, transposed kernel) for [`segmented`].
+pub fn pack_panels(k: usize, n: usize, b: impl Fn(usize, usize) -> f32, out: &mut [f32]) {
+    pack_rows(k, n, |p, j0, dst| dst.iter_mut().enumerate().for_each(|(q, v)| *v = b(p, j0 + q)), out);
+}
+
+/// Packs the block `B[p0..p0 + k, j0..j0 + n]` of a view: rows copied as slices when `B` is
+/// row-major, gathered element by element otherwise (e.g. `Wᵀ` for an input gradient).
+pub fn pack_block(b: MatRef<'_>, (p0, k): (usize, usize), (j0, n): (usize, usize), out: &mut [f32]) {
+    pack_rows(
+        k,
+        n,
+        |p, j, dst| {
+            let start = (p0 + p) * b.rs + (j0 + j) * b.cs;
+            if b.cs == 1 {
+                dst.copy_from_slice(&b.data[start..][..dst.len()]);
+            } else {
+                dst.iter_mut().enumerate().for_each(|(q, v)| *v = b.data[start + q * b.cs]);
+            }
+        },
+        out,
+    );
 }
 
 /// Whether [`segmented`] runs on this machine (it needs AVX-512).
@@ -160,7 +182,7 @@ pub fn segmented_available() -> bool {
 }
 
 /// Implicit GEMM: `C[i, :] (+)= sum_s sum_t a[i rs + offsets[s] + t cs] B[s seg_len + t, :]` for
-/// `i < rows`, with `B` (`offsets.len() seg_len x n`) packed by [`pack_panels`]. `C` (row stride
+/// `i < rows`, with `B` (`offsets.len() seg_len x n`) packed by [`pack_panels`] or [`pack_block`]. `C` (row stride
 /// `ldc`) is overwritten, or added to with `accumulate`. Single-threaded: callers split the work.
 ///
 /// Panics if [`segmented_available`] is false or a buffer is too short (engine bugs).

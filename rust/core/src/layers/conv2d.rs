@@ -55,56 +55,72 @@ impl Axis {
     }
 }
 
-/// The input gradient as one implicit GEMM (stride 1, no dilation, where the machine has the
-/// segmented kernel): `dZ` is copied into a zero grid of `(H + kh - 1) x (W + kw - 1)` cells at
-/// `(top, left)`, and then `dX[iy, ix] = sum over kernel cells (u, v) of
-/// grid[iy + u, ix + v] · W[kh-1-u, kw-1-v]ᵀ` (a transposed convolution is a convolution with the
-/// flipped kernel). This skips the `dZ Wᵀ` patch matrix and its col2im scatter, each as large as
-/// `kh kw` copies of the input.
+/// One sample's map copied into a zero border, for a stride-1, undilated convolution as an
+/// implicit GEMM (where the machine has the segmented kernel): output cell `(y, x)` of a
+/// `kh x kw` kernel reads grid cells `(y + u, x + v)`, one kernel cell `(u, v)` per segment, so
+/// no patch matrix (`kh kw` copies of the map) is built.
+///
+/// Two grids per convolution: the input, for the forward pass and the weight gradient; and
+/// `dZ`, for the input gradient (a transposed convolution is a convolution of the padded `dZ`
+/// with the flipped kernel).
 #[derive(Clone, Debug)]
-struct ImplicitInputGradient {
+struct PaddedGrid {
     height: usize,
     width: usize,
+    /// Where the map's first cell lies in the grid.
     top: usize,
     left: usize,
-    /// Offset in the grid of each kernel cell `(u, v)`, row-major: `(u width + v) filters`.
+    channels: usize,
+    /// Offset of each kernel cell `(u, v)`, row-major: `(u width + v) channels`.
     offsets: Vec<usize>,
 }
 
-impl ImplicitInputGradient {
-    fn new(rows: &Axis, cols: &Axis, filters: usize) -> Option<Self> {
-        let plain = |a: &Axis| a.stride == 1 && a.dilation == 1;
-        if !(plain(rows) && plain(cols) && gemm::segmented_available()) {
-            return None;
+impl PaddedGrid {
+    /// The grid holding every cell that `out` outputs of a `kernel` read.
+    fn new(out: (usize, usize), kernel: (usize, usize), (top, left): (usize, usize), channels: usize) -> Self {
+        let (height, width) = (out.0 + kernel.0 - 1, out.1 + kernel.1 - 1);
+        let offsets = (0..kernel.0).flat_map(|u| (0..kernel.1).map(move |v| (u * width + v) * channels)).collect();
+        Self { height, width, top, left, channels, offsets }
+    }
+
+    fn len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    /// Copies one sample's map (rows of `cols` cells) into its zero-bordered grid.
+    fn fill(&self, map: &[f32], cols: usize, grid: &mut [f32]) {
+        grid.fill(0.0);
+        for (y, line) in map.chunks_exact(cols * self.channels).enumerate() {
+            grid[((y + self.top) * self.width + self.left) * self.channels..][..line.len()].copy_from_slice(line);
         }
-        let (height, width) = (rows.input + rows.kernel - 1, cols.input + cols.kernel - 1);
-        let offsets = (0..rows.kernel).flat_map(|u| (0..cols.kernel).map(move |v| (u * width + v) * filters)).collect();
-        Some(Self {
-            height,
-            width,
-            top: rows.kernel - 1 - rows.pad_before,
-            left: cols.kernel - 1 - cols.pad_before,
-            offsets,
-        })
+    }
+
+    /// `out[y, x, :] = sum over kernel cells (u, v) of grid[y + u, x + v, :] · packed[(u, v), :]`,
+    /// for rows of `cols` outputs of `n` values; `packed` from [`gemm::pack_block`] or
+    /// [`gemm::pack_panels`].
+    fn convolve(&self, grid: &[f32], packed: &[f32], n: usize, out: &mut [f32], cols: usize) {
+        let c = self.channels;
+        for (y, line) in out.chunks_exact_mut(cols * n).enumerate() {
+            gemm::segmented(&grid[y * self.width * c..], (c, 1), &self.offsets, c, cols, packed, n, line, n, false);
+        }
     }
 }
 
-/// Forward and weight gradient as implicit GEMMs (stride 1, no dilation, at least
-/// [`IMPLICIT_MIN_CHANNELS`] input channels, where the machine has the segmented kernel): each
-/// sample is copied into a zero grid of `(OH + kh - 1) x (OW + kw - 1)` cells at `(top, left)`,
-/// kept for backward instead of the `kh kw`-times larger patch matrix.
+/// Whether a convolution along these axes can run on padded grids.
+fn implicit_possible(rows: &Axis, cols: &Axis) -> bool {
+    let plain = |a: &Axis| a.stride == 1 && a.dilation == 1;
+    plain(rows) && plain(cols) && gemm::segmented_available()
+}
+
+/// Forward and weight gradient on the input's padded grid (at least [`IMPLICIT_MIN_CHANNELS`]
+/// input channels), kept for backward instead of the patch matrix:
 ///
-/// - forward: `Z[oy, ox] = sum over kernel cells (u, v) of grid[oy + u, ox + v] · W[u, v]`;
+/// - forward: `Z = grid (*) W`, [`PaddedGrid::convolve`];
 /// - weight gradient, per kernel cell: `dW[u, v] = sum over samples and output rows of
 ///   grid[oy + u, v .. v + OW]ᵀ · dZ[oy, ..]`.
 #[derive(Clone, Debug)]
 struct ImplicitConv {
-    height: usize,
-    width: usize,
-    top: usize,
-    left: usize,
-    /// Offset in the grid of each kernel cell `(u, v)`: `(u width + v) C`.
-    offsets: Vec<usize>,
+    grid: PaddedGrid,
     /// Per kernel cell, the offset of output row `oy`'s inputs: `((oy + u) width + v) C`.
     row_offsets: Vec<usize>,
 }
@@ -115,29 +131,26 @@ const IMPLICIT_MIN_CHANNELS: usize = 8;
 
 impl ImplicitConv {
     fn new(rows: &Axis, cols: &Axis, channels: usize) -> Option<Self> {
-        let plain = |a: &Axis| a.stride == 1 && a.dilation == 1;
-        if !(plain(rows) && plain(cols) && channels >= IMPLICIT_MIN_CHANNELS && gemm::segmented_available()) {
+        if channels < IMPLICIT_MIN_CHANNELS || !implicit_possible(rows, cols) {
             return None;
         }
-        let (height, width) = (rows.output + rows.kernel - 1, cols.output + cols.kernel - 1);
-        let cells = || (0..rows.kernel).flat_map(|u| (0..cols.kernel).map(move |v| (u, v)));
-        let offsets = cells().map(|(u, v)| (u * width + v) * channels).collect();
-        let row_offsets =
-            cells().flat_map(|(u, v)| (0..rows.output).map(move |oy| ((oy + u) * width + v) * channels)).collect();
-        Some(Self { height, width, top: rows.pad_before, left: cols.pad_before, offsets, row_offsets })
+        let kernel = (rows.kernel, cols.kernel);
+        let grid = PaddedGrid::new((rows.output, cols.output), kernel, (rows.pad_before, cols.pad_before), channels);
+        let width = grid.width;
+        let row_offsets = (0..kernel.0)
+            .flat_map(|u| (0..kernel.1).map(move |v| (u, v)))
+            .flat_map(|(u, v)| (0..rows.output).map(move |oy| ((oy + u) * width + v) * channels))
+            .collect();
+        Some(Self { grid, row_offsets })
     }
+}
 
-    fn grid_len(&self, channels: usize) -> usize {
-        self.height * self.width * channels
-    }
-
-    /// Copies one sample (`rows x cols x C`) into its zero-bordered grid.
-    fn fill_grid(&self, x: &[f32], (rows, cols, c): (usize, usize, usize), grid: &mut [f32]) {
-        grid.fill(0.0);
-        for (iy, line) in x.chunks_exact(cols * c).take(rows).enumerate() {
-            grid[((iy + self.top) * self.width + self.left) * c..][..cols * c].copy_from_slice(line);
-        }
-    }
+/// The grid of `dZ` for the input gradient: `dX = grid (*) flipped W` (see [`PaddedGrid`]).
+fn input_gradient_grid(rows: &Axis, cols: &Axis, filters: usize) -> Option<PaddedGrid> {
+    implicit_possible(rows, cols).then(|| {
+        let at = (rows.kernel - 1 - rows.pad_before, cols.kernel - 1 - cols.pad_before);
+        PaddedGrid::new((rows.input, cols.input), (rows.kernel, cols.kernel), at, filters)
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -151,8 +164,9 @@ pub struct Conv2D {
     pub bias: Option<usize>,
     kernel_offset: usize,
     bias_offset: Option<usize>,
-    implicit_dx: Option<ImplicitInputGradient>,
-    implicit: Option<ImplicitConv>,
+    implicit_dx: Option<PaddedGrid>,
+    /// Boxed: it is built once and keeps `Layer` (an enum of every layer) small.
+    implicit: Option<Box<ImplicitConv>>,
 }
 
 impl Conv2D {
@@ -199,8 +213,8 @@ impl Conv2D {
             bias,
             kernel_offset: params.tensors[kernel].offset,
             bias_offset: bias.map(|b| params.tensors[b].offset),
-            implicit_dx: ImplicitInputGradient::new(&rows, &cols, filters),
-            implicit: ImplicitConv::new(&rows, &cols, c),
+            implicit_dx: input_gradient_grid(&rows, &cols, filters),
+            implicit: ImplicitConv::new(&rows, &cols, c).map(Box::new),
         })
     }
 
@@ -233,9 +247,9 @@ impl Conv2D {
     /// Per sample: the patch matrix or the input grid (forward to backward), then the `dZ` grid
     /// of the implicit input gradient (backward, once the weight gradient is done).
     fn patch_region(&self) -> usize {
-        let dz_grid = self.implicit_dx.as_ref().map_or(0, |g| g.height * g.width * self.filters);
+        let dz_grid = self.implicit_dx.as_ref().map_or(0, PaddedGrid::len);
         let input = match &self.implicit {
-            Some(g) => g.grid_len(self.channels),
+            Some(g) => g.grid.len(),
             None => self.positions() * self.patch(),
         };
         input.max(dz_grid)
@@ -334,20 +348,17 @@ impl Conv2D {
         let w = &params[self.kernel_offset..self.kernel_offset + k * f];
         if let Some(g) = &self.implicit {
             let packed = &mut extra[..self.forward_panels()];
-            gemm::pack_panels(k, f, |row, j| w[row * f + j], packed);
+            gemm::pack_block(MatRef::row_major(w, k, f), (0, k), (0, f), packed);
             let packed: &[f32] = packed;
-            let (c, (oh, ow)) = (self.channels, (self.rows.output, self.cols.output));
-            let shape = (self.rows.input, self.cols.input, c);
+            let (ow, iwid) = (self.cols.output, self.cols.input);
             region
                 .par_chunks_mut(self.patch_region())
                 .zip(input[..rows * iw].par_chunks(iw))
                 .zip(z.par_chunks_mut(p * f))
                 .for_each(|((grid, x), zs)| {
-                    let grid = &mut grid[..g.grid_len(c)];
-                    g.fill_grid(x, shape, grid);
-                    for (oy, out) in zs.chunks_exact_mut(ow * f).enumerate().take(oh) {
-                        gemm::segmented(&grid[oy * g.width * c..], (c, 1), &g.offsets, c, ow, packed, f, out, f, false);
-                    }
+                    let grid = &mut grid[..g.grid.len()];
+                    g.grid.fill(x, iwid, grid);
+                    g.grid.convolve(grid, packed, f, zs, ow);
                 });
         } else {
             let patches = &mut region[..rows * p * k];
@@ -383,7 +394,7 @@ impl Conv2D {
             let (c, (oh, ow), region_len) = (self.channels, (self.rows.output, self.cols.output), self.patch_region());
             let panels_len = self.dz_panels();
             dz_panels.par_chunks_mut(panels_len).zip(dz.par_chunks(p * f)).for_each(|(pk, d)| {
-                gemm::pack_panels(p, f, |q, j| d[q * f + j], pk);
+                gemm::pack_block(MatRef::row_major(d, p, f), (0, p), (0, f), pk);
             });
             let (grids, dz_panels) = (&*region, &*dz_panels);
             // One task per kernel cell and 32-filter panel, so 2 threads share 9 cells evenly:
@@ -397,7 +408,7 @@ impl Conv2D {
                 let offsets = &g.row_offsets[cell * oh..][..oh];
                 let cols = width.min(f - t * width);
                 for n in 0..rows {
-                    let grid = &grids[n * region_len..][..g.grid_len(c)];
+                    let grid = &grids[n * region_len..][..g.grid.len()];
                     let panel = &dz_panels[n * panels_len + t * p * width..][..p * width];
                     gemm::segmented(grid, (1, c), offsets, ow, c, panel, cols, block, width, n > 0);
                 }
@@ -438,31 +449,15 @@ impl Conv2D {
                 packed,
             );
             let packed: &[f32] = packed;
-            let (oh, ow, ih, iwid) = (self.rows.output, self.cols.output, self.rows.input, self.cols.input);
+            let (ow, iwid) = (self.cols.output, self.cols.input);
             region
                 .par_chunks_mut(self.patch_region())
                 .zip(dz.par_chunks(p * f))
                 .zip(dx[..rows * iw].par_chunks_mut(iw))
                 .for_each(|((grid, dzs), dxs)| {
-                    let grid = &mut grid[..g.height * g.width * f];
-                    grid.fill(0.0);
-                    for (oy, line) in dzs.chunks_exact(ow * f).enumerate().take(oh) {
-                        grid[((oy + g.top) * g.width + g.left) * f..][..ow * f].copy_from_slice(line);
-                    }
-                    for (iy, out) in dxs.chunks_exact_mut(iwid * c).enumerate().take(ih) {
-                        gemm::segmented(
-                            &grid[iy * g.width * f..],
-                            (f, 1),
-                            &g.offsets,
-                            f,
-                            iwid,
-                            packed,
-                            c,
-                            out,
-                            c,
-                            false,
-                        );
-                    }
+                    let grid = &mut grid[..g.len()];
+                    g.fill(dzs, ow, grid);
+                    g.convolve(grid, packed, c, dxs, iwid);
                 });
             return;
         }
