@@ -24,6 +24,9 @@ pub struct Tensor {
     pub role: Role,
     /// Penalty added to the loss for this tensor, if any.
     pub regularizer: Option<Regularizer>,
+    /// `false` when its layer is frozen (Keras `layer.trainable = False`): no update, no weight
+    /// decay, no optimizer-slot change and no regularization penalty.
+    pub trainable: bool,
 }
 
 impl Tensor {
@@ -52,7 +55,7 @@ impl ParamStore {
     /// Reserves a tensor and returns its index; storage grows with it (filled with zeros).
     pub fn register(&mut self, name: String, shape: Vec<usize>, role: Role) -> usize {
         let offset = self.values.len();
-        let t = Tensor { name, shape, offset, role, regularizer: None };
+        let t = Tensor { name, shape, offset, role, regularizer: None, trainable: true };
         self.values.resize(offset + t.len(), 0.0);
         self.grads.resize(offset + t.len(), 0.0);
         self.tensors.push(t);

@@ -12,6 +12,7 @@ mod batch_norm;
 pub mod conv2d;
 mod dense;
 mod dropout;
+pub mod merge;
 mod normalization;
 mod pool;
 mod prelu;

@@ -1,0 +1,1 @@
+//! Merge layers: several inputs of one shape (or broadcastable shapes) combined into one output.
