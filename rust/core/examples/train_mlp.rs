@@ -45,14 +45,11 @@ fn main() {
     };
     let mut model = Model::new(&spec, 0).unwrap();
     model
-        .compile(&CompileSpec {
-            loss: Loss::SparseCategoricalCrossentropy { from_logits: true },
-            optimizer: OptimizerSpec::new(
-                Rule::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false },
-                1e-3,
-            ),
-            metrics: vec![],
-        })
+        .compile(&CompileSpec::single(
+            Loss::SparseCategoricalCrossentropy { from_logits: true },
+            OptimizerSpec::new(Rule::Adam { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, amsgrad: false }, 1e-3),
+            vec![],
+        ))
         .unwrap();
     let data = Dataset::new(&x, &y, rows);
     for e in 0..epochs {

@@ -100,6 +100,7 @@ impl Chain {
         mut grad_in: Option<&mut [f32]>,
         rows: usize,
         fused: bool,
+        training: bool,
     ) {
         let last = self.layers.len().saturating_sub(1);
         for i in (0..self.layers.len()).rev() {
@@ -115,6 +116,7 @@ impl Chain {
                 grad_in: if i == 0 { grad_in.as_deref_mut() } else { Some(&mut below[i - 1]) },
                 rows,
                 skip_activation: fused && i == last,
+                training,
             };
             self.layers[i].backward(pass);
         }

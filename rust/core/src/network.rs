@@ -1,11 +1,11 @@
-//! A built sequential network: its chain of layers, its flat parameters, and the random stream
-//! of its dropout and noise layers.
+//! A built network: its graph of layers, its flat parameters, and the random stream of its
+//! dropout and noise layers.
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::chain::Workspace;
-use crate::chain::{width, Chain};
+use crate::chain::width;
 use crate::error::{invalid, Result};
+use crate::graph::{Graph, GraphSpec, GraphWorkspace, TensorRef};
 use crate::layers::LayerSpec;
 use crate::params::ParamStore;
 use crate::rng::Stream;
@@ -13,60 +13,72 @@ use crate::rng::Stream;
 /// Purpose tag of the dropout/noise stream (initializers use the tensor index).
 const NOISE_STREAM: u64 = u64::MAX - 1;
 
-/// The architecture: per-sample input shape and the layer list (what `Sequential` describes).
+/// A `Sequential` architecture: per-sample input shape and the layer list. Rust callers may
+/// use it as shorthand for the line graph ([`GraphSpec::sequential`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     pub input_shape: Vec<usize>,
     pub layers: Vec<LayerSpec>,
 }
 
+impl From<&GraphSpec> for GraphSpec {
+    fn from(s: &GraphSpec) -> Self {
+        s.clone()
+    }
+}
+
+impl From<&ModelSpec> for GraphSpec {
+    fn from(s: &ModelSpec) -> Self {
+        GraphSpec::sequential(s.input_shape.clone(), s.layers.clone())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Network {
-    pub body: Chain,
+    pub graph: Graph,
     pub params: ParamStore,
-    pub input_shape: Vec<usize>,
     seed: u64,
     noise: Stream,
 }
 
 impl Network {
-    pub fn build(spec: &ModelSpec, seed: u64) -> Result<Self> {
+    pub fn build(spec: &GraphSpec, seed: u64) -> Result<Self> {
         if spec.layers.is_empty() {
             return Err(invalid("the model has no layers; add at least one before building it"));
         }
-        if spec.input_shape.is_empty() || spec.input_shape.contains(&0) {
-            return Err(invalid(format!("input shape must be non-empty and positive; got {:?}", spec.input_shape)));
-        }
         let mut params = ParamStore::default();
-        let body = Chain::build(&spec.layers, &spec.input_shape, &mut params, seed)?;
-        Ok(Self { body, params, input_shape: spec.input_shape.clone(), seed, noise: Stream::new(seed, NOISE_STREAM) })
+        let graph = Graph::build(spec, &mut params, seed)?;
+        Ok(Self { graph, params, seed, noise: Stream::new(seed, NOISE_STREAM) })
     }
 
-    /// Per-sample output shape of each layer.
-    pub fn shapes(&self) -> &[Vec<usize>] {
-        &self.body.shapes
+    /// Per-sample output shape of each node.
+    pub fn node_shapes(&self) -> Vec<Vec<usize>> {
+        self.graph.nodes.iter().map(|n| n.shape.clone()).collect()
     }
 
-    /// Values per input sample.
-    pub fn input_width(&self) -> usize {
-        width(&self.input_shape)
+    /// Values per sample of each input.
+    pub fn input_widths(&self) -> impl Iterator<Item = usize> + '_ {
+        self.graph.inputs.iter().map(|i| width(&i.shape))
     }
 
-    /// Values per output sample.
-    pub fn output_width(&self) -> usize {
-        width(self.body.output_shape(&self.input_shape))
+    /// Values per sample of output `k`.
+    pub fn output_width(&self, k: usize) -> usize {
+        width(self.graph.shape(self.graph.outputs[k]))
     }
 
-    /// Forward pass of `rows` samples in training or inference mode; the result is
-    /// `ws.outputs.last()`.
-    pub fn forward(&mut self, ws: &mut Workspace, input: &[f32], rows: usize, training: bool) {
-        self.body.forward(&mut self.params.values, ws, input, rows, training, &mut self.noise);
+    pub fn outputs(&self) -> &[TensorRef] {
+        &self.graph.outputs
     }
 
-    /// Backward pass after [`Network::forward`] on the same input, with `dL/d(out)` (or `dL/dz`
-    /// of the last activation when `fused`) in `ws.grads.last()`. Fills `self.params.grads`.
-    pub fn backward(&mut self, ws: &mut Workspace, input: &[f32], rows: usize, fused: bool) {
-        self.body.backward(&self.params.values, &mut self.params.grads, ws, input, None, rows, fused);
+    /// Forward pass of `rows` samples in training or inference mode.
+    pub fn forward(&mut self, ws: &mut GraphWorkspace, feeds: &[&[f32]], rows: usize, training: bool) {
+        self.graph.forward(&mut self.params.values, ws, feeds, rows, training, &mut self.noise);
+    }
+
+    /// Backward pass after [`Network::forward`] on the same feeds, once the losses have written
+    /// the output gradients. Fills `self.params.grads`.
+    pub fn backward(&mut self, ws: &mut GraphWorkspace, feeds: &[&[f32]], rows: usize, fused: &[bool]) {
+        self.graph.backward(&self.params.values, &mut self.params.grads, ws, feeds, rows, fused, true);
     }
 
     /// The dropout/noise stream (saved with the model).

@@ -70,10 +70,28 @@ impl ParamStore {
         self.values.is_empty()
     }
 
-    /// Adds every regularizer's gradient to `grads`; returns the total penalty.
+    /// Freezes (`false`) or unfreezes (`true`) the tensors with indices in `tensors` (for example
+    /// all of one layer's), as Keras' `layer.trainable = ...`.
+    pub fn set_trainable(&mut self, tensors: std::ops::Range<usize>, trainable: bool) {
+        self.tensors[tensors].iter_mut().for_each(|t| t.trainable = trainable);
+    }
+
+    /// Zeroes the gradients of frozen tensors (`trainable == false`). The model calls it after
+    /// every backward pass (before regularizers, which skip frozen tensors anyway), so that every
+    /// consumer of `grads` sees no gradient there: L-BFGS, which runs over the whole vector and so
+    /// leaves a tensor with zero gradient where it is, gradient monitors, and the optimizers (which
+    /// skip frozen tensors on their own).
+    pub fn zero_frozen_grads(&mut self) {
+        for t in self.tensors.iter().filter(|t| !t.trainable) {
+            self.grads[t.range()].fill(0.0);
+        }
+    }
+
+    /// Adds every regularizer's gradient to `grads`; returns the total penalty. Frozen tensors
+    /// add neither (Keras 3 counts the regularizers of trainable weights only).
     pub fn apply_regularizers(&mut self) -> f64 {
         let mut penalty = 0.0;
-        for t in &self.tensors {
+        for t in self.tensors.iter().filter(|t| t.trainable) {
             if let Some(r) = t.regularizer {
                 let range = t.range();
                 penalty += r.penalty(&self.values[range.clone()]);
@@ -83,8 +101,13 @@ impl ParamStore {
         penalty
     }
 
-    /// The total penalty of the regularizers, without gradients (for evaluation).
+    /// The total penalty of the regularizers of trainable tensors, without gradients (for
+    /// evaluation).
     pub fn penalty(&self) -> f64 {
-        self.tensors.iter().filter_map(|t| t.regularizer.map(|r| r.penalty(&self.values[t.range()]))).sum()
+        self.tensors
+            .iter()
+            .filter(|t| t.trainable)
+            .filter_map(|t| t.regularizer.map(|r| r.penalty(&self.values[t.range()])))
+            .sum()
     }
 }

@@ -31,7 +31,7 @@ pub fn model(layers: Vec<LayerSpec>, loss: Loss, input: usize) -> Model {
 pub fn model_with_shape(layers: Vec<LayerSpec>, loss: Loss, input_shape: Vec<usize>) -> Model {
     let mut m = Model::new(&ModelSpec { input_shape, layers }, 3).unwrap();
     let optimizer = OptimizerSpec::new(crate::optim::Rule::Sgd { momentum: 0.0, nesterov: false }, 0.1);
-    m.compile(&CompileSpec { loss, optimizer, metrics: vec![] }).unwrap();
+    m.compile(&CompileSpec::single(loss, optimizer, vec![])).unwrap();
     m
 }
 

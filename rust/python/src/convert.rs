@@ -2,6 +2,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use ferronet_core::model::Slices;
 use ferronet_core::{Dataset, Error};
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyValueError};
@@ -47,17 +48,26 @@ pub fn rows_of<'a>(name: &str, a: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<(
     Ok((slice, rows))
 }
 
-/// A dataset view over `x`, `y` and optional per-sample weights (rows on axis 0).
+/// Contiguous float32 views of a list of numpy arrays (one per model input or output).
+pub fn slices<'a>(name: &str, arrays: &'a [PyReadonlyArrayDyn<'_, f32>]) -> PyResult<Slices<'a>> {
+    arrays.iter().map(|a| rows_of(name, a).map(|(s, _)| s)).collect()
+}
+
+/// Rows of the first input (every array must agree; the engine checks the sizes).
+pub fn rows(x: &[PyReadonlyArrayDyn<'_, f32>]) -> usize {
+    x.first().and_then(|a| a.shape().first().copied()).unwrap_or(0)
+}
+
+/// A dataset view over the inputs `x`, the targets `y` (one per output; an empty array for an
+/// output without a loss) and optional per-output sample weights.
 pub fn dataset<'a>(
-    x: &'a PyReadonlyArrayDyn<'_, f32>,
-    y: &'a PyReadonlyArrayDyn<'_, f32>,
-    w: Option<&'a PyReadonlyArrayDyn<'_, f32>>,
+    x: &'a [PyReadonlyArrayDyn<'_, f32>],
+    y: &'a [PyReadonlyArrayDyn<'_, f32>],
+    w: &'a [Option<PyReadonlyArrayDyn<'_, f32>>],
 ) -> PyResult<Dataset<'a>> {
-    let (xs, rows) = rows_of("x", x)?;
-    let (ys, _) = rows_of("y", y)?;
-    let weights = match w {
-        Some(w) => Some(rows_of("sample_weight", w)?.0),
-        None => None,
-    };
-    Ok(Dataset { x: xs, y: ys, weights, rows })
+    let weights = w
+        .iter()
+        .map(|w| w.as_ref().map(|w| rows_of("sample_weight", w).map(|(s, _)| s)).transpose())
+        .collect::<PyResult<_>>()?;
+    Ok(Dataset { x: slices("x", x)?, y: slices("y", y)?, weights, rows: rows(x) })
 }

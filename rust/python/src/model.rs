@@ -2,12 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use ferronet_core::{CompileSpec, Logs, Model, ModelSpec};
+use ferronet_core::{CompileSpec, GraphSpec, Logs, Model};
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::convert::{dataset, guard, rows_of};
+use crate::convert::{dataset, guard, rows, slices};
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> PyResult<T> {
     serde_json::from_str(json).map_err(|e| PyValueError::new_err(format!("invalid {what} specification: {e}")))
@@ -25,11 +25,19 @@ pub struct PyModel {
 
 #[pymethods]
 impl PyModel {
-    /// Builds the network from a JSON `ModelSpec`, drawing initial weights from `seed`.
+    /// Builds the network from a JSON `GraphSpec`, drawing initial weights from `seed`.
     #[new]
     fn new(spec_json: &str, seed: u64) -> PyResult<Self> {
-        let spec: ModelSpec = parse("model", spec_json)?;
+        let spec: GraphSpec = parse("model", spec_json)?;
         guard(|| Model::new(&spec, seed)).map(|inner| Self { inner })
+    }
+
+    /// Per-sample output shape of one layer called on tensors of per-sample `input_shapes`
+    /// (the layer's JSON spec); raises what building it in a model would raise.
+    #[staticmethod]
+    fn layer_output_shape(spec_json: &str, input_shapes: Vec<Vec<usize>>) -> PyResult<Vec<usize>> {
+        let layer: ferronet_core::layers::LayerSpec = parse("layer", spec_json)?;
+        guard(|| ferronet_core::graph::Graph::layer_output_shape(&layer, &input_shapes))
     }
 
     /// Sets loss, optimizer and metrics from a JSON `CompileSpec`; optimizer state starts afresh.
@@ -38,15 +46,33 @@ impl PyModel {
         guard(|| self.inner.compile(&spec))
     }
 
-    /// Per-sample output shape of each layer.
+    /// Per-sample output shape of each node (layer call), in graph order.
     #[getter]
-    fn layer_output_shapes(&self) -> Vec<Vec<usize>> {
-        self.inner.net.shapes().to_vec()
+    fn node_output_shapes(&self) -> Vec<Vec<usize>> {
+        self.inner.net.node_shapes()
     }
 
-    /// Values per target row that the compiled loss expects.
-    fn target_width(&self) -> PyResult<usize> {
-        guard(|| self.inner.target_width())
+    /// Per-sample shape of each model output.
+    #[getter]
+    fn output_shapes(&self) -> Vec<Vec<usize>> {
+        let g = &self.inner.net.graph;
+        g.outputs.iter().map(|&r| g.shape(r).to_vec()).collect()
+    }
+
+    /// Per layer of the graph (spec order): the indices of its weight tensors.
+    #[getter]
+    fn layer_weight_indices(&self) -> Vec<Vec<usize>> {
+        self.inner.net.graph.layers.iter().map(|l| l.tensors.clone().collect()).collect()
+    }
+
+    /// Freezes the layers flagged `True` (one flag per layer of the graph, spec order).
+    fn set_frozen(&mut self, frozen: Vec<bool>) -> PyResult<()> {
+        guard(|| self.inner.set_frozen(&frozen))
+    }
+
+    /// Per output, values per target row its loss expects (0 without a loss).
+    fn target_widths(&self) -> PyResult<Vec<usize>> {
+        guard(|| self.inner.target_widths())
     }
 
     /// Checks shapes, NaN/Inf and labels of a data set once (`what` names the calling method).
@@ -54,12 +80,12 @@ impl PyModel {
     fn validate(
         &self,
         py: Python<'_>,
-        x: PyReadonlyArrayDyn<'_, f32>,
-        y: PyReadonlyArrayDyn<'_, f32>,
-        sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
+        x: Vec<PyReadonlyArrayDyn<'_, f32>>,
+        y: Vec<PyReadonlyArrayDyn<'_, f32>>,
+        sample_weight: Vec<Option<PyReadonlyArrayDyn<'_, f32>>>,
         what: &str,
     ) -> PyResult<()> {
-        let data = dataset(&x, &y, sample_weight.as_ref())?;
+        let data = dataset(&x, &y, &sample_weight)?;
         let model = &self.inner;
         py.detach(|| guard(|| model.validate(&data, what)))
     }
@@ -74,13 +100,13 @@ impl PyModel {
     fn train_steps(
         &mut self,
         py: Python<'_>,
-        x: PyReadonlyArrayDyn<'_, f32>,
-        y: PyReadonlyArrayDyn<'_, f32>,
-        sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
+        x: Vec<PyReadonlyArrayDyn<'_, f32>>,
+        y: Vec<PyReadonlyArrayDyn<'_, f32>>,
+        sample_weight: Vec<Option<PyReadonlyArrayDyn<'_, f32>>>,
         seconds: f64,
         max_steps: usize,
     ) -> PyResult<bool> {
-        let data = dataset(&x, &y, sample_weight.as_ref())?;
+        let data = dataset(&x, &y, &sample_weight)?;
         let deadline = Instant::now() + Duration::from_secs_f64(seconds.max(0.0));
         let model = &mut self.inner;
         py.detach(|| guard(|| model.train_steps(&data, Some(deadline), max_steps)))
@@ -102,15 +128,15 @@ impl PyModel {
     }
 
     /// One optimizer step on this batch; returns its loss and metrics.
-    #[pyo3(signature = (x, y, sample_weight=None))]
+    #[pyo3(signature = (x, y, sample_weight))]
     fn train_on_batch(
         &mut self,
         py: Python<'_>,
-        x: PyReadonlyArrayDyn<'_, f32>,
-        y: PyReadonlyArrayDyn<'_, f32>,
-        sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
+        x: Vec<PyReadonlyArrayDyn<'_, f32>>,
+        y: Vec<PyReadonlyArrayDyn<'_, f32>>,
+        sample_weight: Vec<Option<PyReadonlyArrayDyn<'_, f32>>>,
     ) -> PyResult<Vec<(String, f64)>> {
-        let data = dataset(&x, &y, sample_weight.as_ref())?;
+        let data = dataset(&x, &y, &sample_weight)?;
         let model = &mut self.inner;
         py.detach(|| guard(|| model.train_on_batch(&data))).map(logs_out)
     }
@@ -120,36 +146,44 @@ impl PyModel {
     fn evaluate(
         &mut self,
         py: Python<'_>,
-        x: PyReadonlyArrayDyn<'_, f32>,
-        y: PyReadonlyArrayDyn<'_, f32>,
-        sample_weight: Option<PyReadonlyArrayDyn<'_, f32>>,
+        x: Vec<PyReadonlyArrayDyn<'_, f32>>,
+        y: Vec<PyReadonlyArrayDyn<'_, f32>>,
+        sample_weight: Vec<Option<PyReadonlyArrayDyn<'_, f32>>>,
         batch_size: usize,
     ) -> PyResult<Vec<(String, f64)>> {
-        let data = dataset(&x, &y, sample_weight.as_ref())?;
+        let data = dataset(&x, &y, &sample_weight)?;
         let model = &mut self.inner;
         py.detach(|| guard(|| model.evaluate(&data, batch_size))).map(logs_out)
     }
 
-    /// Forward pass (inference unless `training`); a new float32 array `(rows, *output_shape)`.
+    /// Forward pass (inference unless `training`): per output, a new float32 array
+    /// `(rows, *output_shape)`.
     #[pyo3(signature = (x, batch_size, training=false))]
     fn predict<'py>(
         &mut self,
         py: Python<'py>,
-        x: PyReadonlyArrayDyn<'_, f32>,
+        x: Vec<PyReadonlyArrayDyn<'_, f32>>,
         batch_size: usize,
         training: bool,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let (xs, rows) = rows_of("x", &x)?;
-        let mut dims = vec![rows];
-        dims.extend(self.inner.net.shapes().last().cloned().unwrap_or_default());
-        let out = PyArrayDyn::<f32>::zeros(py, dims, false);
+    ) -> PyResult<Vec<Bound<'py, PyArrayDyn<f32>>>> {
+        let (xs, n) = (slices("x", &x)?, rows(&x));
+        let outs: Vec<Bound<'py, PyArrayDyn<f32>>> = self
+            .output_shapes()
+            .into_iter()
+            .map(|shape| {
+                let mut dims = vec![n];
+                dims.extend(shape);
+                PyArrayDyn::<f32>::zeros(py, dims, false)
+            })
+            .collect();
         {
-            let mut rw = out.readwrite();
-            let slice = rw.as_slice_mut().expect("a new array is contiguous");
+            let mut rws: Vec<_> = outs.iter().map(|o| o.readwrite()).collect();
+            let mut views: Vec<&mut [f32]> =
+                rws.iter_mut().map(|rw| rw.as_slice_mut().expect("a new array is contiguous")).collect();
             let model = &mut self.inner;
-            py.detach(|| guard(|| model.call(xs, rows, batch_size, training, slice)))?;
+            py.detach(|| guard(|| model.call(&xs, n, batch_size, training, &mut views)))?;
         }
-        Ok(out)
+        Ok(outs)
     }
 
     /// Copies of every weight tensor, in Keras order (per layer: kernel, then bias).
@@ -296,10 +330,10 @@ impl PyModel {
     fn compute_gradients<'py>(
         &mut self,
         py: Python<'py>,
-        x: PyReadonlyArrayDyn<'_, f32>,
-        y: PyReadonlyArrayDyn<'_, f32>,
+        x: Vec<PyReadonlyArrayDyn<'_, f32>>,
+        y: Vec<PyReadonlyArrayDyn<'_, f32>>,
     ) -> PyResult<(f64, Vec<Bound<'py, PyArrayDyn<f32>>>)> {
-        let data = dataset(&x, &y, None)?;
+        let data = dataset(&x, &y, &[])?;
         let model = &mut self.inner;
         let loss = py.detach(|| guard(|| model.compute_gradients(&data)))?;
         let p = &self.inner.net.params;

@@ -27,6 +27,7 @@ pub use augment::{Augment, RandomTransform};
 pub use conv2d::Conv2D;
 pub use dense::Dense;
 pub use dropout::{Noise, NoiseKind};
+pub use merge::{Merge, MergeKind};
 pub use normalization::{NormKind, Normalization};
 pub use pool::{GlobalPool2D, Pool2D, PoolKind};
 pub use prelu::PRelu;
@@ -247,6 +248,96 @@ pub enum LayerSpec {
         name: String,
         activation: Activation,
     },
+    /// Passes its input through unchanged (Keras `Identity`).
+    Identity {
+        name: String,
+    },
+    Add {
+        name: String,
+    },
+    Subtract {
+        name: String,
+    },
+    Multiply {
+        name: String,
+    },
+    Average {
+        name: String,
+    },
+    Maximum {
+        name: String,
+    },
+    Minimum {
+        name: String,
+    },
+    Concatenate {
+        name: String,
+        #[serde(default = "last_axis")]
+        axis: i64,
+    },
+    Dot {
+        name: String,
+        axes: [i64; 2],
+        #[serde(default)]
+        normalize: bool,
+    },
+}
+
+fn last_axis() -> i64 {
+    -1
+}
+
+impl LayerSpec {
+    /// The merge this spec describes, for the layers that take a list of inputs.
+    pub fn merge_kind(&self) -> Option<MergeKind> {
+        Some(match *self {
+            LayerSpec::Add { .. } => MergeKind::Add,
+            LayerSpec::Subtract { .. } => MergeKind::Subtract,
+            LayerSpec::Multiply { .. } => MergeKind::Multiply,
+            LayerSpec::Average { .. } => MergeKind::Average,
+            LayerSpec::Maximum { .. } => MergeKind::Maximum,
+            LayerSpec::Minimum { .. } => MergeKind::Minimum,
+            LayerSpec::Concatenate { axis, .. } => MergeKind::Concatenate { axis },
+            LayerSpec::Dot { axes, normalize, .. } => MergeKind::Dot { axes, normalize },
+            _ => return None,
+        })
+    }
+
+    /// The layer's name (unique within a model).
+    pub fn name(&self) -> &str {
+        match self {
+            LayerSpec::Dense { name, .. }
+            | LayerSpec::Conv2D { name, .. }
+            | LayerSpec::MaxPooling2D { name, .. }
+            | LayerSpec::AveragePooling2D { name, .. }
+            | LayerSpec::GlobalAveragePooling2D { name }
+            | LayerSpec::GlobalMaxPooling2D { name }
+            | LayerSpec::Flatten { name }
+            | LayerSpec::Reshape { name, .. }
+            | LayerSpec::Dropout { name, .. }
+            | LayerSpec::SpatialDropout2D { name, .. }
+            | LayerSpec::GaussianNoise { name, .. }
+            | LayerSpec::BatchNormalization { name, .. }
+            | LayerSpec::GroupNormalization { name, .. }
+            | LayerSpec::LayerNormalization { name, .. }
+            | LayerSpec::Rescaling { name, .. }
+            | LayerSpec::Normalization { name }
+            | LayerSpec::MinMaxNormalization { name }
+            | LayerSpec::RandomTransform { name, .. }
+            | LayerSpec::Residual { name, .. }
+            | LayerSpec::PRelu { name, .. }
+            | LayerSpec::Activation { name, .. }
+            | LayerSpec::Identity { name }
+            | LayerSpec::Add { name }
+            | LayerSpec::Subtract { name }
+            | LayerSpec::Multiply { name }
+            | LayerSpec::Average { name }
+            | LayerSpec::Maximum { name }
+            | LayerSpec::Minimum { name }
+            | LayerSpec::Concatenate { name, .. }
+            | LayerSpec::Dot { name, .. } => name,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -315,6 +406,8 @@ pub struct BackwardPass<'a> {
     pub rows: usize,
     /// The loss already produced `dL/dz` for this layer's activation (fused softmax + CE).
     pub skip_activation: bool,
+    /// The mode forward ran in (a frozen BatchNormalization runs in inference mode in `fit`).
+    pub training: bool,
 }
 
 /// A built layer.
@@ -518,6 +611,19 @@ impl Layer {
                 set_regularizer(params, l.alpha, *alpha_regularizer)?;
                 Ok((Layer::PRelu(l), input_shape.to_vec()))
             }
+            LayerSpec::Identity { .. } => {
+                Ok((Layer::Reshape(Reshape { per_sample: input_shape.iter().product() }), input_shape.to_vec()))
+            }
+            LayerSpec::Add { name }
+            | LayerSpec::Subtract { name }
+            | LayerSpec::Multiply { name }
+            | LayerSpec::Average { name }
+            | LayerSpec::Maximum { name }
+            | LayerSpec::Minimum { name }
+            | LayerSpec::Concatenate { name, .. }
+            | LayerSpec::Dot { name, .. } => Err(crate::error::invalid(format!(
+                "merge layer '{name}' takes a list of inputs; it cannot be part of a Sequential model or a Residual block"
+            ))),
             LayerSpec::Activation { activation, .. } => {
                 let layer = ActivationLayer {
                     activation: *activation,

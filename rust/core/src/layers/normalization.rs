@@ -216,6 +216,9 @@ impl Normalization {
         let (x_hat, rest) = p.saved.split_at_mut(n);
         let gamma = |ch: usize| self.gamma.map_or(1.0, |o| p.params[o + ch]);
         if let NormKind::Batch { .. } = self.kind {
+            if !p.training {
+                return self.frozen_batch_backward(p.grads, g, rest, p.grad_in.map(|d| &mut d[..n]));
+            }
             return self.batch_backward(p.params, p.grads, g, x_hat, rest, p.grad_in.map(|d| &mut d[..n]));
         }
         // Parameter gradients: sums over every group.
@@ -283,6 +286,24 @@ impl Normalization {
 }
 
 impl Normalization {
+    /// Backward of batch normalization run in inference mode (a frozen layer inside `fit`, as
+    /// Keras 3 runs it): `y = s x + t` per channel with `s = gamma / sqrt(moving_var + eps)`,
+    /// which forward left in the scratch, so `dx = s g`. gamma and beta are frozen: their
+    /// gradients are written as zero.
+    fn frozen_batch_backward(&self, grads: &mut [f32], g: &[f32], scratch: &mut [f32], dx: Option<&mut [f32]>) {
+        let c = self.channels;
+        for o in [self.gamma, self.beta].into_iter().flatten() {
+            grads[o..o + c].fill(0.0);
+        }
+        let Some(dx) = dx else { return };
+        // Layout of the scratch after forward: 1/sigma, mean and variance (c each), then the
+        // partial sums whose first 2c values hold the affine map (scale, shift).
+        let scale = &scratch[3 * c..4 * c];
+        for (d, gr) in dx.chunks_exact_mut(c).zip(g.chunks_exact(c)) {
+            d.iter_mut().zip(gr).zip(scale).for_each(|((d, &g), &s)| *d = g * s);
+        }
+    }
+
     /// Batch normalization's backward: one pass for `sum g` and `sum g x_hat` (which are also
     /// `dbeta` and `dgamma`), one for `dx`.
     fn batch_backward(

@@ -80,7 +80,7 @@ impl Residual {
         let (wb, ws) = p.nested.split_at_mut(1);
         wb[0].grads.last_mut().expect("non-empty block")[..n].copy_from_slice(g);
         let mut grad_in = p.grad_in;
-        self.block.backward(p.params, p.grads, &mut wb[0], p.input, grad_in.as_deref_mut(), rows, false);
+        self.block.backward(p.params, p.grads, &mut wb[0], p.input, grad_in.as_deref_mut(), rows, false, p.training);
         if self.shortcut.layers.is_empty() {
             if let Some(dx) = grad_in {
                 dx[..n].iter_mut().zip(g).for_each(|(d, g)| *d += g);
@@ -90,7 +90,7 @@ impl Residual {
         ws[0].grads.last_mut().expect("non-empty shortcut")[..n].copy_from_slice(g);
         let m = rows * self.in_width;
         let scratch = grad_in.as_ref().map(|_| &mut p.saved[..m]);
-        self.shortcut.backward(p.params, p.grads, &mut ws[0], p.input, scratch, rows, false);
+        self.shortcut.backward(p.params, p.grads, &mut ws[0], p.input, scratch, rows, false, p.training);
         if let Some(dx) = grad_in {
             dx[..m].iter_mut().zip(&p.saved[..m]).for_each(|(d, s)| *d += s);
         }

@@ -96,9 +96,9 @@ fn conv_forward_case(c: usize, extra: Vec<(usize, usize, bool, usize, usize)>) {
         );
         let kernel = m.net.params.values[m.net.params.tensors[0].range()].to_vec();
         let bias = m.net.params.values[m.net.params.tensors[1].range()].to_vec();
-        let ow = m.net.output_width();
+        let ow = m.net.output_width(0);
         let mut out = vec![0.0; 2 * ow];
-        m.predict(&x, 2, 2, &mut out).unwrap();
+        m.predict(&[&x], 2, 2, &mut [&mut out[..]]).unwrap();
         for n in 0..2 {
             let want = direct_conv(&x[n * h * w * c..(n + 1) * h * w * c], (h, w, c), &kernel, &bias, k, s, same, d, f);
             assert_eq!(want.len(), ow);
@@ -188,7 +188,7 @@ fn average_pooling_with_same_padding_averages_inside_cells_only() {
     let mut m = model_with_shape(vec![pool], Loss::MeanSquaredError, vec![3, 3, 1]);
     let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
     let mut out = vec![0.0; 4];
-    m.predict(&x, 1, 1, &mut out).unwrap();
+    m.predict(&[&x], 1, 1, &mut [&mut out[..]]).unwrap();
     assert_eq!(out, vec![3.0, 4.5, 7.5, 9.0]);
 }
 
@@ -275,8 +275,8 @@ fn batch_norm_moving_statistics_converge_and_drive_inference() {
     }
     // Inference uses the moving statistics: output (x - mean) / sqrt(var + eps) * gamma + beta.
     let (g, b) = (p.values[p.tensors[0].range()].to_vec(), p.values[p.tensors[1].range()].to_vec());
-    let mut out = vec![0.0; 2];
-    m.predict(&[5.0, 0.0], 1, 1, &mut out).unwrap();
+    let mut out = [0.0; 2];
+    m.predict(&[&[5.0, 0.0]], 1, 1, &mut [&mut out[..]]).unwrap();
     for i in 0..2 {
         let want = ([5.0, 0.0][i] - moving_mean[i]) / (moving_var[i] + 1e-3).sqrt() * g[i] + b[i];
         assert!((out[i] - want).abs() < 1e-5);
@@ -301,8 +301,8 @@ fn noise_layers_train_with_consistent_gradients_and_vanish_in_inference() {
         plain.net.params.values.copy_from_slice(&m.net.params.values);
         let (mut a, mut b) = (vec![0.0; rows * 2], vec![0.0; rows * 2]);
         let x = random(rows * 3, 11);
-        m.predict(&x, rows, rows, &mut a).unwrap();
-        plain.predict(&x, rows, rows, &mut b).unwrap();
+        m.predict(&[&x], rows, rows, &mut [&mut a[..]]).unwrap();
+        plain.predict(&[&x], rows, rows, &mut [&mut b[..]]).unwrap();
         assert_eq!(a, b);
     }
     let layers = vec![
@@ -321,8 +321,8 @@ fn dropout_keeps_the_expected_scale_and_drops_whole_channels_spatially() {
     let layers = vec![LayerSpec::Dropout { name: "d".into(), rate: 0.25 }];
     let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![10]);
     let x = vec![1.0f32; rows * 10];
-    let mut ws = crate::network::Workspace::default();
-    m.net.forward(&mut ws, &x, rows, true);
+    let mut ws = crate::graph::GraphWorkspace::default();
+    m.net.forward(&mut ws, &[&x], rows, true);
     let out = &ws.outputs[0][..rows * 10];
     let mean = out.iter().map(|&v| v as f64).sum::<f64>() / out.len() as f64;
     assert!((mean - 1.0).abs() < 0.02, "{mean}");
@@ -336,7 +336,7 @@ fn shapes_of_flatten_reshape_and_bad_specs() {
         Loss::MeanSquaredError,
         vec![2, 6],
     );
-    assert_eq!(m.net.shapes(), vec![vec![3, 4], vec![12]]);
+    assert_eq!(m.net.node_shapes(), vec![vec![3, 4], vec![12]]);
     let bad = crate::model::Model::new(
         &crate::network::ModelSpec {
             input_shape: vec![2, 6],
@@ -398,8 +398,8 @@ fn residual_forward_adds_the_shortcut_and_rejects_mismatched_shapes() {
         LayerSpec::Residual { name: "res".into(), layers: vec![dense("r", 3, Activation::Linear)], shortcut: None };
     let mut m = model_with_shape(vec![res], Loss::MeanSquaredError, vec![3]);
     let x = random(6, 26);
-    let mut out = vec![0.0; 6];
-    m.predict(&x, 2, 2, &mut out).unwrap();
+    let mut out = [0.0; 6];
+    m.predict(&[&x], 2, 2, &mut [&mut out[..]]).unwrap();
     let p = &m.net.params;
     let (w, b) = (&p.values[p.tensors[0].range()], &p.values[p.tensors[1].range()]);
     for r in 0..2 {
@@ -442,7 +442,7 @@ fn preprocessing_and_augmentation_gradients_and_inference_identity() {
     let mut m = model_with_shape(vec![aug], Loss::MeanSquaredError, vec![4, 4, 1]);
     let x = random(16, 32);
     let mut out = vec![0.0; 16];
-    m.predict(&x, 1, 1, &mut out).unwrap();
+    m.predict(&[&x], 1, 1, &mut [&mut out[..]]).unwrap();
     assert_eq!(out, x);
 }
 
@@ -460,7 +460,7 @@ fn horizontal_flip_mirrors_rows_exactly() {
     let mut m = model_with_shape(vec![aug], Loss::MeanSquaredError, vec![2, 3, 1]);
     let x: Vec<f32> = (0..6 * 40).map(|v| (v % 6) as f32).collect();
     let mut out = vec![0.0; 6 * 40];
-    m.call(&x, 40, 40, true, &mut out).unwrap();
+    m.call(&[&x], 40, 40, true, &mut [&mut out[..]]).unwrap();
     let mirrored = [2.0, 1.0, 0.0, 5.0, 4.0, 3.0];
     let flips = out.chunks(6).filter(|s| *s == mirrored).count();
     let same = out.chunks(6).filter(|s| *s == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).count();

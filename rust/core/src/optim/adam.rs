@@ -8,6 +8,8 @@
 //! with decoupled weight decay (applied by the optimizer before the update).
 //! (Note 002 writes `sqrt(v_hat + eps)`; the published form with `eps` outside the root is used.)
 
+use std::ops::Range;
+
 use super::sweep_with;
 
 #[derive(Clone, Debug)]
@@ -27,29 +29,42 @@ impl Adam {
         Self { beta_1, beta_2, epsilon, m: vec![0.0; n], v: vec![0.0; n], v_hat }
     }
 
-    /// Update number `t` (1-based) with rate `lr`.
-    pub fn step(&mut self, w: &mut [f32], g: &[f32], lr: f64, t: u64) {
+    /// Update number `t` (1-based) with rate `lr` over the runs `segments` of the buffers
+    /// (whole-buffer indices; frozen tensors lie outside them and keep their values and state).
+    pub fn step(
+        &mut self,
+        w: &mut [f32],
+        g: &[f32],
+        lr: f64,
+        t: u64,
+        segments: impl IntoIterator<Item = Range<usize>>,
+    ) {
         let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
         // Bias corrections in f64: b^t stays exact for small t and underflows gracefully.
         let t = t as f64;
         let lr_t = (lr * (1.0 - (b2 as f64).powf(t)).sqrt() / (1.0 - (b1 as f64).powf(t))) as f32;
-        if self.v_hat.is_empty() {
-            sweep_with(w, g, [&mut self.m[..], &mut self.v[..]], |w, g, [m, v]| {
-                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                    *m += (g - *m) * (1.0 - b1);
-                    *v += (g * g - *v) * (1.0 - b2);
-                    *w -= lr_t * *m / (v.sqrt() + eps);
-                }
-            });
-        } else {
-            sweep_with(w, g, [&mut self.m[..], &mut self.v[..], &mut self.v_hat[..]], |w, g, [m, v, vh]| {
-                for i in 0..w.len() {
-                    m[i] += (g[i] - m[i]) * (1.0 - b1);
-                    v[i] += (g[i] * g[i] - v[i]) * (1.0 - b2);
-                    vh[i] = vh[i].max(v[i]);
-                    w[i] -= lr_t * m[i] / (vh[i].sqrt() + eps);
-                }
-            });
+        let adam = |w: &mut [f32], g: &[f32], [m, v]: [&mut [f32]; 2]| {
+            for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m += (g - *m) * (1.0 - b1);
+                *v += (g * g - *v) * (1.0 - b2);
+                *w -= lr_t * *m / (v.sqrt() + eps);
+            }
+        };
+        let amsgrad = |w: &mut [f32], g: &[f32], [m, v, vh]: [&mut [f32]; 3]| {
+            for i in 0..w.len() {
+                m[i] += (g[i] - m[i]) * (1.0 - b1);
+                v[i] += (g[i] * g[i] - v[i]) * (1.0 - b2);
+                vh[i] = vh[i].max(v[i]);
+                w[i] -= lr_t * m[i] / (vh[i].sqrt() + eps);
+            }
+        };
+        for r in segments {
+            let (w, g, m, v) = (&mut w[r.clone()], &g[r.clone()], &mut self.m[r.clone()], &mut self.v[r.clone()]);
+            if self.v_hat.is_empty() {
+                sweep_with(w, g, [m, v], adam);
+            } else {
+                sweep_with(w, g, [m, v, &mut self.v_hat[r]], amsgrad);
+            }
         }
     }
 }

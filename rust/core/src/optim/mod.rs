@@ -2,6 +2,17 @@
 //! decay on kernels, then the update rule in one sweep over the flat parameter, gradient and
 //! state buffers, split across threads in fixed-size chunks when the model is large enough.
 //!
+//! Freezing (Keras `layer.trainable = False`): a tensor whose `trainable` flag is false is skipped
+//! entirely. The step runs the rule over each maximal contiguous run of the buffer that holds no
+//! frozen tensor (a [`Segments`] iterator, computed from the tensor list at every step without
+//! allocating), so frozen values and their entries in every state buffer (momentum, `m`, `v`, ...)
+//! stay bit-identical; they take no weight decay, and clipping neither changes their gradients
+//! nor counts them in any norm. With nothing frozen there is one segment, the whole buffer, and
+//! the sweep is exactly the unfrozen one. `Role::NonTrainable` tensors (moving statistics) are not
+//! frozen: they stay in the segments, where their zero gradient leaves them unchanged. L-BFGS
+//! runs over the whole vector; the model zeroes frozen gradients after backward
+//! (`ParamStore::zero_frozen_grads`), which keeps its direction zero there.
+//!
 //! Common options (Keras 3 semantics, note 004 "gradient clipping", note 002 "weight decay"):
 //! - `clipvalue`: each gradient component clipped to `[-c, c]`
 //! - `clipnorm`: each tensor's gradient rescaled to L2 norm at most `c`
@@ -26,6 +37,8 @@ pub use nadam::Nadam;
 pub use rmsprop::RmsProp;
 pub use schedule::{LearningRate, Schedule};
 pub use sgd::Sgd;
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -277,41 +290,52 @@ impl Optimizer {
         Ok(())
     }
 
-    /// One update of `params` from `grads` (which clipping may rescale in place).
+    /// One update of `params` from `grads` (which clipping may rescale in place), skipping frozen
+    /// tensors (`trainable == false`) entirely. `tensors` lie in offset order; positions of the
+    /// buffers no tensor describes are treated as trainable.
     pub fn step(&mut self, params: &mut [f32], grads: &mut [f32], tensors: &[Tensor]) {
         let lr = self.current_learning_rate();
-        self.clip(grads, tensors);
+        let segments = Segments::new(tensors, params.len());
+        self.clip(grads, tensors, segments.clone());
         if self.weight_decay > 0.0 {
             let keep = (1.0 - lr * self.weight_decay as f64) as f32;
-            for t in tensors.iter().filter(|t| t.role == Role::Kernel) {
+            for t in tensors.iter().filter(|t| t.role == Role::Kernel && t.trainable) {
                 params[t.range()].iter_mut().for_each(|w| *w *= keep);
             }
         }
         self.iterations += 1;
         let (lr32, t) = (lr as f32, self.iterations);
         match &mut self.state {
-            State::Sgd(o) => o.step(params, grads, lr32),
-            State::Adam(o) => o.step(params, grads, lr, t),
-            State::Adagrad(o) => o.step(params, grads, lr32),
-            State::RmsProp(o) => o.step(params, grads, lr32),
-            State::Adamax(o) => o.step(params, grads, lr, t),
-            State::Nadam(o) => o.step(params, grads, lr, t),
+            State::Sgd(o) => o.step(params, grads, lr32, segments),
+            State::Adam(o) => o.step(params, grads, lr, t, segments),
+            State::Adagrad(o) => o.step(params, grads, lr32, segments),
+            State::RmsProp(o) => o.step(params, grads, lr32, segments),
+            State::Adamax(o) => o.step(params, grads, lr, t, segments),
+            State::Nadam(o) => o.step(params, grads, lr, t, segments),
             State::Lbfgs(_) => unreachable!("L-BFGS runs through Model::lbfgs_step"),
         }
         self.last_learning_rate = lr;
     }
 
-    fn clip(&self, grads: &mut [f32], tensors: &[Tensor]) {
+    /// Clips the gradients of trainable tensors only; frozen ones are neither changed nor counted.
+    fn clip(&self, grads: &mut [f32], tensors: &[Tensor], segments: Segments<'_>) {
         if let Some(c) = self.clipvalue {
-            sweep(grads, &[], |g, _| g.iter_mut().for_each(|g| *g = g.clamp(-c, c)));
+            for r in segments.clone() {
+                sweep(&mut grads[r], &[], |g, _| g.iter_mut().for_each(|g| *g = g.clamp(-c, c)));
+            }
         }
         if let Some(c) = self.clipnorm {
-            for t in tensors {
+            for t in tensors.iter().filter(|t| t.trainable) {
                 scale_to_norm(&mut grads[t.range()], c);
             }
         }
         if let Some(c) = self.global_clipnorm {
-            scale_to_norm(grads, c);
+            // One sequential sum in buffer order: with a single segment, exactly `scale_to_norm`.
+            let norm = segments.clone().flat_map(|r| &grads[r]).map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+            if norm > c as f64 {
+                let s = (c as f64 / norm) as f32;
+                segments.for_each(|r| grads[r].iter_mut().for_each(|v| *v *= s));
+            }
         }
     }
 
@@ -370,6 +394,44 @@ impl Optimizer {
         .into_iter()
         .filter(|(_, s)| !s.is_empty())
         .collect()
+    }
+}
+
+/// The maximal runs of `0..len` that hold no frozen tensor (`trainable == false`), in order: the
+/// ranges an update sweeps. Tensors must lie in offset order; parts of the buffer no tensor
+/// describes count as trainable, so an empty tensor list gives the single run `0..len`.
+#[derive(Clone, Debug)]
+pub struct Segments<'a> {
+    tensors: std::slice::Iter<'a, Tensor>,
+    start: usize,
+    len: usize,
+}
+
+impl<'a> Segments<'a> {
+    pub fn new(tensors: &'a [Tensor], len: usize) -> Self {
+        Self { tensors: tensors.iter(), start: 0, len }
+    }
+}
+
+impl Iterator for Segments<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        for t in self.tensors.by_ref() {
+            if t.trainable || t.is_empty() {
+                continue;
+            }
+            let (lo, hi) = (t.offset, t.offset + t.len());
+            debug_assert!(lo >= self.start && hi <= self.len, "tensors in offset order inside the buffer");
+            let run = self.start..lo;
+            self.start = self.start.max(hi);
+            if !run.is_empty() {
+                return Some(run);
+            }
+        }
+        let run = self.start..self.len;
+        self.start = self.len;
+        (!run.is_empty()).then_some(run)
     }
 }
 

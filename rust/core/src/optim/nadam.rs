@@ -5,6 +5,8 @@
 //! `m_hat = u_{t+1} m / (1 - prod_{i<=t+1} u_i) + (1 - u_t) g / (1 - prod_{i<=t} u_i)`,
 //! `v_hat = v / (1 - b2^t)`, `w <- w - lr m_hat / (sqrt(v_hat) + eps)`.
 
+use std::ops::Range;
+
 use super::sweep_with;
 
 #[derive(Clone, Debug)]
@@ -23,7 +25,17 @@ impl Nadam {
         Self { beta_1, beta_2, epsilon, m: vec![0.0; n], v: vec![0.0; n], u_product: 1.0 }
     }
 
-    pub fn step(&mut self, w: &mut [f32], g: &[f32], lr: f64, t: u64) {
+    /// Update number `t` (1-based) over the runs `segments` of the buffers (whole-buffer indices;
+    /// frozen tensors lie outside them and keep their values and state). The momentum-schedule
+    /// product advances once per call, whatever the segments.
+    pub fn step(
+        &mut self,
+        w: &mut [f32],
+        g: &[f32],
+        lr: f64,
+        t: u64,
+        segments: impl IntoIterator<Item = Range<usize>>,
+    ) {
         let (b1, b2, eps) = (self.beta_1 as f64, self.beta_2, self.epsilon);
         let t = t as f64;
         let u_t = b1 * (1.0 - 0.5 * 0.96f64.powf(0.004 * t));
@@ -35,13 +47,17 @@ impl Nadam {
         let c_g = ((1.0 - u_t) / (1.0 - prod_t)) as f32;
         let v_corr = (1.0 / (1.0 - (b2 as f64).powf(t))) as f32;
         let (lr, b1) = (lr as f32, b1 as f32);
-        sweep_with(w, g, [&mut self.m[..], &mut self.v[..]], |w, g, [m, v]| {
+        let nadam = |w: &mut [f32], g: &[f32], [m, v]: [&mut [f32]; 2]| {
             for i in 0..w.len() {
                 m[i] += (g[i] - m[i]) * (1.0 - b1);
                 v[i] += (g[i] * g[i] - v[i]) * (1.0 - b2);
                 let m_hat = c_m * m[i] + c_g * g[i];
                 w[i] -= lr * m_hat / ((v[i] * v_corr).sqrt() + eps);
             }
-        });
+        };
+        for r in segments {
+            let (w, g) = (&mut w[r.clone()], &g[r.clone()]);
+            sweep_with(w, g, [&mut self.m[r.clone()], &mut self.v[r]], nadam);
+        }
     }
 }

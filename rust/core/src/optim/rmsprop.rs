@@ -3,6 +3,8 @@
 //! otherwise `s + eps`; increment `lr g / sqrt(denominator)`; with momentum
 //! `b <- mu b + increment`, `w <- w - b`, otherwise `w <- w - increment`.
 
+use std::ops::Range;
+
 use super::sweep_with;
 
 #[derive(Clone, Debug)]
@@ -33,19 +35,17 @@ impl RmsProp {
         }
     }
 
-    pub fn step(&mut self, w: &mut [f32], g: &[f32], lr: f32) {
+    /// Updates the runs `segments` of the buffers (whole-buffer indices; frozen tensors lie
+    /// outside them and keep their values and state).
+    pub fn step(&mut self, w: &mut [f32], g: &[f32], lr: f32, segments: impl IntoIterator<Item = Range<usize>>) {
         let (rho, mu, eps, centered) = (self.rho, self.momentum, self.epsilon, self.centered);
-        if self.average.is_empty() {
-            sweep_with(w, g, [&mut self.velocity[..]], |w, g, [s]| {
-                for i in 0..w.len() {
-                    s[i] = rho * s[i] + (1.0 - rho) * g[i] * g[i];
-                    w[i] -= lr * g[i] / (s[i] + eps).sqrt();
-                }
-            });
-            return;
-        }
-        let bufs = [&mut self.velocity[..], &mut self.average[..], &mut self.momentum_buf[..]];
-        sweep_with(w, g, bufs, |w, g, [s, a, b]| {
+        let plain = |w: &mut [f32], g: &[f32], [s]: [&mut [f32]; 1]| {
+            for i in 0..w.len() {
+                s[i] = rho * s[i] + (1.0 - rho) * g[i] * g[i];
+                w[i] -= lr * g[i] / (s[i] + eps).sqrt();
+            }
+        };
+        let general = |w: &mut [f32], g: &[f32], [s, a, b]: [&mut [f32]; 3]| {
             for i in 0..w.len() {
                 s[i] = rho * s[i] + (1.0 - rho) * g[i] * g[i];
                 let denom = if centered {
@@ -62,6 +62,14 @@ impl RmsProp {
                     w[i] -= inc;
                 }
             }
-        });
+        };
+        for r in segments {
+            let (w, g, s) = (&mut w[r.clone()], &g[r.clone()], &mut self.velocity[r.clone()]);
+            if self.average.is_empty() {
+                sweep_with(w, g, [s], plain);
+            } else {
+                sweep_with(w, g, [s, &mut self.average[r.clone()], &mut self.momentum_buf[r]], general);
+            }
+        }
     }
 }

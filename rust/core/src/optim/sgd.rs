@@ -4,6 +4,8 @@
 //! - momentum: `v <- mu v - lr g`, `w <- w + v`
 //! - Nesterov: `v <- mu v - lr g`, `w <- w + mu v - lr g`
 
+use std::ops::Range;
+
 use super::{sweep, sweep_with};
 
 #[derive(Clone, Debug)]
@@ -20,17 +22,23 @@ impl Sgd {
         Self { momentum, nesterov, velocity }
     }
 
-    pub fn step(&mut self, w: &mut [f32], g: &[f32], lr: f32) {
+    /// Updates the runs `segments` of the buffers (whole-buffer indices; frozen tensors lie
+    /// outside them and keep their values and state).
+    pub fn step(&mut self, w: &mut [f32], g: &[f32], lr: f32, segments: impl IntoIterator<Item = Range<usize>>) {
         let (mu, nesterov) = (self.momentum, self.nesterov);
-        if self.velocity.is_empty() {
-            sweep(w, g, |w, g| w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g));
-        } else {
-            sweep_with(w, g, [&mut self.velocity[..]], |w, g, [v]| {
-                for ((w, &g), v) in w.iter_mut().zip(g).zip(v.iter_mut()) {
-                    *v = mu * *v - lr * g;
-                    *w += if nesterov { mu * *v - lr * g } else { *v };
-                }
-            });
+        let plain = |w: &mut [f32], g: &[f32]| w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g);
+        let momentum = |w: &mut [f32], g: &[f32], [v]: [&mut [f32]; 1]| {
+            for ((w, &g), v) in w.iter_mut().zip(g).zip(v.iter_mut()) {
+                *v = mu * *v - lr * g;
+                *w += if nesterov { mu * *v - lr * g } else { *v };
+            }
+        };
+        for r in segments {
+            if self.velocity.is_empty() {
+                sweep(&mut w[r.clone()], &g[r], plain);
+            } else {
+                sweep_with(&mut w[r.clone()], &g[r.clone()], [&mut self.velocity[r]], momentum);
+            }
         }
     }
 }

@@ -1,0 +1,556 @@
+//! The engine's network: a directed acyclic graph of layer calls ("nodes") over tensors.
+//!
+//! A model's tensors are its inputs and the output of every node. A layer may be called by
+//! several nodes (a shared layer): it is built once, at its first call, and every call uses the
+//! same weights. A `Sequential` model is the graph that is a line.
+//!
+//! Forward runs the nodes in their (topological) order. Backward runs them in reverse, with two
+//! sums the chain rule asks for:
+//! - a tensor that feeds several nodes gets the sum of their input gradients
+//!   (`dL/dt = sum_c dL/dt|_c`): the first contribution is written in place, later ones go
+//!   through a scratch buffer and are added;
+//! - a layer called by several nodes gets the sum of every call's weight gradient
+//!   (`dL/dW = sum_n dL/dW|_n`): a layer's backward overwrites its weight gradient, so the
+//!   gradient of the calls already run is stashed and added back.
+//!
+//! Nodes no loss depends on, and nodes with no trainable weight at or above them, are skipped
+//! in backward (a frozen trunk is not back-propagated). Buffers are sized for the largest batch
+//! seen and reused, so steady-state steps allocate nothing.
+
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use crate::chain::{width, Workspace};
+use crate::error::{invalid, Result};
+use crate::layers::{BackwardPass, ForwardPass, Layer, LayerSpec, Merge, NormKind};
+use crate::params::ParamStore;
+use crate::rng::Stream;
+
+/// A model input: its name and per-sample shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+/// A tensor of the graph: model input `k`, or the output of node `j`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TensorRef {
+    Input(usize),
+    Node(usize),
+}
+
+/// One call of a layer on tensors that come before it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    /// Index into [`GraphSpec::layers`].
+    pub layer: usize,
+    pub inputs: Vec<TensorRef>,
+}
+
+/// The architecture of a model as the engine receives it: every distinct layer once, and the
+/// calls that connect them, in an order where each node's inputs come before it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GraphSpec {
+    pub inputs: Vec<InputSpec>,
+    pub layers: Vec<LayerSpec>,
+    pub nodes: Vec<NodeSpec>,
+    pub outputs: Vec<TensorRef>,
+}
+
+impl GraphSpec {
+    /// The line graph of a `Sequential` model: one input, each layer called on the previous one.
+    pub fn sequential(input_shape: Vec<usize>, layers: Vec<LayerSpec>) -> Self {
+        let nodes = (0..layers.len())
+            .map(|j| NodeSpec {
+                layer: j,
+                inputs: vec![if j == 0 { TensorRef::Input(0) } else { TensorRef::Node(j - 1) }],
+            })
+            .collect();
+        let outputs = vec![if layers.is_empty() { TensorRef::Input(0) } else { TensorRef::Node(layers.len() - 1) }];
+        Self { inputs: vec![InputSpec { name: "input".into(), shape: input_shape }], layers, nodes, outputs }
+    }
+}
+
+/// What a layer computes: one input (every layer of the `layers` module) or several (merges).
+#[derive(Clone, Debug)]
+pub enum Op {
+    Unary(Layer),
+    Merge(Merge),
+}
+
+/// A built layer and where its weights are.
+#[derive(Clone, Debug)]
+pub struct GraphLayer {
+    pub name: String,
+    pub op: Op,
+    /// Per-sample shapes of the inputs it was built for; later calls must match.
+    pub input_shapes: Vec<Vec<usize>>,
+    /// Its tensors in the parameter store (indices) and their values (flat offsets).
+    pub tensors: Range<usize>,
+    pub values: Range<usize>,
+    /// Frozen (`trainable = False`): no weight update; BatchNormalization runs in inference mode.
+    pub frozen: bool,
+}
+
+impl GraphLayer {
+    fn has_trainable_weights(&self, params: &ParamStore) -> bool {
+        !self.frozen && params.tensors[self.tensors.clone()].iter().any(|t| t.role != crate::params::Role::NonTrainable)
+    }
+
+    /// Whether its training behaviour uses batch statistics (what freezing turns off).
+    fn uses_batch_statistics(&self) -> bool {
+        fn check(l: &Layer) -> bool {
+            match l {
+                Layer::Norm(n) => matches!(n.kind, NormKind::Batch { .. }),
+                Layer::Residual(r) => r.block.layers.iter().chain(&r.shortcut.layers).any(check),
+                _ => false,
+            }
+        }
+        matches!(&self.op, Op::Unary(l) if check(l))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub layer: usize,
+    pub inputs: Vec<TensorRef>,
+    /// Per-sample output shape.
+    pub shape: Vec<usize>,
+}
+
+/// A built graph: layers, nodes, and what backward needs to know about them.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    pub inputs: Vec<InputSpec>,
+    pub layers: Vec<GraphLayer>,
+    pub nodes: Vec<Node>,
+    pub outputs: Vec<TensorRef>,
+    /// Per node: some trainable weight is at or above it, so backward must reach it.
+    needs_grad: Vec<bool>,
+    /// Largest per-sample width of any tensor, and weight count of any shared layer (scratch).
+    max_width: usize,
+    max_shared_values: usize,
+}
+
+/// Buffers of a graph for batches of up to `capacity` rows.
+#[derive(Debug, Default)]
+pub struct GraphWorkspace {
+    capacity: usize,
+    pub outputs: Vec<Vec<f32>>,
+    pub grads: Vec<Vec<f32>>,
+    saved: Vec<Vec<f32>>,
+    nested: Vec<Vec<Workspace>>,
+    /// Per node: its output gradient holds a value in the current backward pass.
+    written: Vec<bool>,
+    /// Per layer: its weight gradient holds a value in the current backward pass.
+    layer_done: Vec<bool>,
+    scratch: Vec<f32>,
+    stash: Vec<f32>,
+}
+
+impl Graph {
+    /// Builds every layer at its first call, registering its weights in `params` in call order.
+    pub fn build(spec: &GraphSpec, params: &mut ParamStore, seed: u64) -> Result<Self> {
+        if spec.inputs.is_empty() {
+            return Err(invalid("the model has no inputs"));
+        }
+        if spec.outputs.is_empty() {
+            return Err(invalid("the model has no outputs"));
+        }
+        for i in &spec.inputs {
+            if i.shape.is_empty() || i.shape.contains(&0) {
+                return Err(invalid(format!(
+                    "input '{}': shape must be non-empty and positive; got {:?}",
+                    i.name, i.shape
+                )));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for l in &spec.layers {
+            if !names.insert(l.name()) {
+                return Err(invalid(format!(
+                    "the name '{}' is used by two layers of the model; layer names must be unique",
+                    l.name()
+                )));
+            }
+        }
+        let mut layers: Vec<Option<GraphLayer>> = vec![None; spec.layers.len()];
+        let mut nodes: Vec<Node> = Vec::with_capacity(spec.nodes.len());
+        for (j, n) in spec.nodes.iter().enumerate() {
+            let lspec = spec.layers.get(n.layer).ok_or_else(|| invalid(format!("node {j}: no layer #{}", n.layer)))?;
+            let mut shapes = Vec::with_capacity(n.inputs.len());
+            for &r in &n.inputs {
+                shapes.push(shape_of(spec, &nodes, r).ok_or_else(|| {
+                    invalid(format!("layer '{}': input {r:?} is not defined before it", lspec.name()))
+                })?);
+            }
+            let shape = match &layers[n.layer] {
+                Some(built) => {
+                    if built.input_shapes != shapes {
+                        return Err(invalid(format!(
+                            "layer '{}' was built for input shape(s) {} and cannot be called on {}",
+                            built.name,
+                            show(&built.input_shapes),
+                            show(&shapes)
+                        )));
+                    }
+                    nodes.iter().find(|m| m.layer == n.layer).expect("built at an earlier node").shape.clone()
+                }
+                None => {
+                    let (tensors0, values0) = (params.tensors.len(), params.len());
+                    let (op, out) = build_op(lspec, &shapes, params, seed)?;
+                    layers[n.layer] = Some(GraphLayer {
+                        name: lspec.name().to_string(),
+                        op,
+                        input_shapes: shapes,
+                        tensors: tensors0..params.tensors.len(),
+                        values: values0..params.len(),
+                        frozen: false,
+                    });
+                    out
+                }
+            };
+            nodes.push(Node { layer: n.layer, inputs: n.inputs.clone(), shape });
+        }
+        for &r in &spec.outputs {
+            shape_of(spec, &nodes, r).ok_or_else(|| invalid(format!("output {r:?} is not a tensor of the model")))?;
+        }
+        let layers = layers
+            .into_iter()
+            .zip(&spec.layers)
+            .map(|(l, s)| {
+                l.ok_or_else(|| invalid(format!("layer '{}' is listed but never called in the graph", s.name())))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut uses = vec![0usize; layers.len()];
+        nodes.iter().for_each(|n| uses[n.layer] += 1);
+        let max_shared_values =
+            layers.iter().zip(&uses).filter(|(_, &u)| u > 1).map(|(l, _)| l.values.len()).max().unwrap_or(0);
+        let max_width = spec.inputs.iter().map(|i| width(&i.shape)).chain(nodes.iter().map(|n| width(&n.shape))).max();
+        let mut g = Self {
+            inputs: spec.inputs.clone(),
+            layers,
+            nodes,
+            outputs: spec.outputs.clone(),
+            needs_grad: Vec::new(),
+            max_width: max_width.unwrap_or(0),
+            max_shared_values,
+        };
+        g.refresh_needs_grad(params);
+        Ok(g)
+    }
+
+    /// Per-sample output shape of `layer` called on tensors of `input_shapes`: the engine's
+    /// shape inference, for symbolic calls. Builds the layer into a throw-away store.
+    pub fn layer_output_shape(layer: &LayerSpec, input_shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
+        if input_shapes.iter().any(|s| s.is_empty() || s.contains(&0)) {
+            return Err(invalid(format!(
+                "layer '{}': input shapes must be positive; got {}",
+                layer.name(),
+                show(input_shapes)
+            )));
+        }
+        build_op(layer, input_shapes, &mut ParamStore::default(), 0).map(|(_, shape)| shape)
+    }
+
+    /// Freezes (or unfreezes) the layers whose flags are `true` (index = layer), marking their
+    /// tensors in `params` and recomputing which nodes backward must reach.
+    pub fn set_frozen(&mut self, frozen: &[bool], params: &mut ParamStore) -> Result<()> {
+        if frozen.len() != self.layers.len() {
+            return Err(invalid(format!(
+                "set_frozen: the model has {} layers; got {} flags",
+                self.layers.len(),
+                frozen.len()
+            )));
+        }
+        for (l, &f) in self.layers.iter_mut().zip(frozen) {
+            l.frozen = f;
+            params.tensors[l.tensors.clone()].iter_mut().for_each(|t| t.trainable = !f);
+        }
+        self.refresh_needs_grad(params);
+        Ok(())
+    }
+
+    fn refresh_needs_grad(&mut self, params: &ParamStore) {
+        let mut needs = vec![false; self.nodes.len()];
+        for (j, n) in self.nodes.iter().enumerate() {
+            needs[j] = self.layers[n.layer].has_trainable_weights(params)
+                || n.inputs.iter().any(|r| matches!(r, TensorRef::Node(i) if needs[*i]));
+        }
+        self.needs_grad = needs;
+    }
+
+    /// Per-sample shape of a tensor.
+    pub fn shape(&self, r: TensorRef) -> &[usize] {
+        match r {
+            TensorRef::Input(k) => &self.inputs[k].shape,
+            TensorRef::Node(j) => &self.nodes[j].shape,
+        }
+    }
+
+    /// The layer whose last activation produces tensor `r` (what a loss may fuse with), when no
+    /// other node reads that tensor.
+    pub fn fusable_activation(&self, r: TensorRef) -> Option<crate::activation::Activation> {
+        let TensorRef::Node(j) = r else { return None };
+        let read_elsewhere =
+            self.nodes.iter().any(|n| n.inputs.contains(&r)) || self.outputs.iter().filter(|&&o| o == r).count() > 1;
+        match (&self.layers[self.nodes[j].layer].op, read_elsewhere) {
+            (Op::Unary(l), false) => Some(l.final_activation()),
+            _ => None,
+        }
+    }
+
+    /// Makes sure `ws` holds buffers for `rows` samples.
+    pub fn prepare(&self, ws: &mut GraphWorkspace, rows: usize) {
+        if ws.capacity >= rows && ws.outputs.len() == self.nodes.len() {
+            return;
+        }
+        ws.outputs = self.nodes.iter().map(|n| vec![0.0; rows * width(&n.shape)]).collect();
+        ws.grads = self.nodes.iter().map(|n| vec![0.0; rows * width(&n.shape)]).collect();
+        ws.saved = self
+            .nodes
+            .iter()
+            .map(|n| match &self.layers[n.layer].op {
+                Op::Unary(l) => vec![0.0; rows * l.saved_width() + l.saved_extra()],
+                Op::Merge(_) => Vec::new(),
+            })
+            .collect();
+        ws.nested = self
+            .nodes
+            .iter()
+            .map(|n| match &self.layers[n.layer].op {
+                Op::Unary(l) => l.nested_workspaces(rows),
+                Op::Merge(_) => Vec::new(),
+            })
+            .collect();
+        ws.written = vec![false; self.nodes.len()];
+        ws.layer_done = vec![false; self.layers.len()];
+        ws.scratch = vec![0.0; rows * self.max_width];
+        ws.stash = vec![0.0; self.max_shared_values];
+        ws.capacity = rows;
+    }
+
+    /// The values of tensor `r` after [`Graph::forward`] (`rows` samples).
+    pub fn tensor<'a>(&self, ws: &'a GraphWorkspace, feeds: &[&'a [f32]], r: TensorRef, rows: usize) -> &'a [f32] {
+        let n = rows * width(self.shape(r));
+        match r {
+            TensorRef::Input(k) => &feeds[k][..n],
+            TensorRef::Node(j) => &ws.outputs[j][..n],
+        }
+    }
+
+    /// Forward pass of `rows` samples; `feeds[k]` holds input `k`.
+    pub fn forward(
+        &self,
+        params: &mut [f32],
+        ws: &mut GraphWorkspace,
+        feeds: &[&[f32]],
+        rows: usize,
+        training: bool,
+        rng: &mut Stream,
+    ) {
+        self.prepare(ws, rows);
+        for (j, node) in self.nodes.iter().enumerate() {
+            let (done, rest) = ws.outputs.split_at_mut(j);
+            let get = |r: &TensorRef| -> &[f32] {
+                match *r {
+                    TensorRef::Input(k) => feeds[k],
+                    TensorRef::Node(i) => &done[i],
+                }
+            };
+            let layer = &self.layers[node.layer];
+            match &layer.op {
+                Op::Unary(l) => l.forward(ForwardPass {
+                    params: &mut *params,
+                    input: get(&node.inputs[0]),
+                    output: &mut rest[0],
+                    saved: &mut ws.saved[j],
+                    nested: &mut ws.nested[j],
+                    rows,
+                    training: training && !(layer.frozen && layer.uses_batch_statistics()),
+                    rng: &mut *rng,
+                }),
+                Op::Merge(m) => {
+                    let inputs: SmallVec<[&[f32]; 4]> = node.inputs.iter().map(get).collect();
+                    m.forward(&inputs, &mut rest[0], rows);
+                }
+            }
+        }
+    }
+
+    /// Starts a backward pass: no tensor gradient holds a value yet.
+    pub fn begin_backward(&self, ws: &mut GraphWorkspace) {
+        ws.written.iter_mut().for_each(|w| *w = false);
+        ws.layer_done.iter_mut().for_each(|w| *w = false);
+    }
+
+    /// The values of output tensor `r` and where its loss writes `dL/d(output)`: the tensor's
+    /// gradient buffer when it holds nothing yet (flag `false`), else the scratch buffer, to be
+    /// added with [`Graph::add_output_grad`] (flag `true`). No gradient for an output that is
+    /// a model input.
+    #[allow(clippy::type_complexity)]
+    pub fn output_and_grad<'a>(
+        &self,
+        ws: &'a mut GraphWorkspace,
+        feeds: &[&'a [f32]],
+        r: TensorRef,
+        rows: usize,
+    ) -> (&'a [f32], Option<(&'a mut [f32], bool)>) {
+        let n = rows * width(self.shape(r));
+        let j = match r {
+            TensorRef::Input(k) => return (&feeds[k][..n], None),
+            TensorRef::Node(j) => j,
+        };
+        let GraphWorkspace { outputs, grads, written, scratch, .. } = ws;
+        let grad = if written[j] {
+            (&mut scratch[..], true)
+        } else {
+            written[j] = true;
+            (&mut grads[j][..], false)
+        };
+        (&outputs[j][..n], Some(grad))
+    }
+
+    /// Adds the scratch buffer (`rows` samples) into the gradient of output `r`.
+    pub fn add_output_grad(&self, ws: &mut GraphWorkspace, r: TensorRef, rows: usize) {
+        if let TensorRef::Node(j) = r {
+            let n = rows * width(&self.nodes[j].shape);
+            ws.grads[j][..n].iter_mut().zip(&ws.scratch[..n]).for_each(|(g, s)| *g += s);
+        }
+    }
+
+    /// Backward pass after [`Graph::forward`] on the same feeds, once the losses have written
+    /// the output gradients. `fused[j]`: node `j`'s gradient is `dL/dz` of its last activation
+    /// (fused softmax + cross entropy). Fills `grads` with every weight's gradient (zero for
+    /// layers no loss reached).
+    pub fn backward(
+        &self,
+        params: &[f32],
+        grads: &mut [f32],
+        ws: &mut GraphWorkspace,
+        feeds: &[&[f32]],
+        rows: usize,
+        fused: &[bool],
+        training: bool,
+    ) {
+        let GraphWorkspace { outputs, grads: tgrads, saved, nested, written, layer_done, scratch, stash, .. } = ws;
+        for j in (0..self.nodes.len()).rev() {
+            if !written[j] || !self.needs_grad[j] {
+                continue;
+            }
+            let node = &self.nodes[j];
+            let layer = &self.layers[node.layer];
+            let vals = layer.values.clone();
+            let shared_again = layer_done[node.layer] && !vals.is_empty();
+            if shared_again {
+                stash[..vals.len()].copy_from_slice(&grads[vals.clone()]);
+            }
+            let (below, rest) = tgrads.split_at_mut(j);
+            let value_of = |r: &TensorRef| -> &[f32] {
+                match *r {
+                    TensorRef::Input(k) => feeds[k],
+                    TensorRef::Node(i) => &outputs[i],
+                }
+            };
+            // Where dL/d(input) goes: straight into the input's gradient when this is its first
+            // contribution, else into the scratch (added below). Model inputs and tensors with
+            // nothing trainable above them need none.
+            let target = |r: &TensorRef, written: &[bool]| -> Option<(usize, bool)> {
+                match *r {
+                    TensorRef::Node(i) if self.needs_grad[i] => Some((i, written[i])),
+                    _ => None,
+                }
+            };
+            match &layer.op {
+                Op::Unary(l) => {
+                    let t = target(&node.inputs[0], written);
+                    let grad_in = match t {
+                        Some((i, false)) => Some(&mut below[i][..]),
+                        Some((_, true)) => Some(&mut scratch[..]),
+                        None => None,
+                    };
+                    l.backward(BackwardPass {
+                        params,
+                        grads: &mut *grads,
+                        input: value_of(&node.inputs[0]),
+                        output: &outputs[j],
+                        saved: &mut saved[j],
+                        grad_out: &mut rest[0],
+                        grad_in,
+                        nested: &mut nested[j],
+                        rows,
+                        skip_activation: fused[j],
+                        training: training && !(layer.frozen && layer.uses_batch_statistics()),
+                    });
+                    if let Some((i, again)) = t {
+                        if again {
+                            let n = rows * width(&self.nodes[i].shape);
+                            below[i][..n].iter_mut().zip(&scratch[..n]).for_each(|(g, s)| *g += s);
+                        }
+                        written[i] = true;
+                    }
+                }
+                Op::Merge(m) => {
+                    let inputs: SmallVec<[&[f32]; 4]> = node.inputs.iter().map(value_of).collect();
+                    for (k, r) in node.inputs.iter().enumerate() {
+                        let Some((i, again)) = target(r, written) else { continue };
+                        let n = rows * width(&self.nodes[i].shape);
+                        if again {
+                            m.backward_input(k, &inputs, &outputs[j], &rest[0], scratch, rows);
+                            below[i][..n].iter_mut().zip(&scratch[..n]).for_each(|(g, s)| *g += s);
+                        } else {
+                            m.backward_input(k, &inputs, &outputs[j], &rest[0], &mut below[i], rows);
+                            written[i] = true;
+                        }
+                    }
+                }
+            }
+            if shared_again {
+                grads[vals.clone()].iter_mut().zip(&stash[..vals.len()]).for_each(|(g, s)| *g += s);
+            }
+            layer_done[node.layer] = true;
+        }
+        // Layers no loss reached this step (a branch to an output without a loss) get a zero
+        // gradient rather than a stale one.
+        for (l, &done) in self.layers.iter().zip(layer_done.iter()) {
+            if !done {
+                grads[l.values.clone()].fill(0.0);
+            }
+        }
+    }
+}
+
+fn build_op(spec: &LayerSpec, shapes: &[Vec<usize>], params: &mut ParamStore, seed: u64) -> Result<(Op, Vec<usize>)> {
+    if let Some(kind) = spec.merge_kind() {
+        let (m, out) = Merge::build(spec.name(), kind, shapes)?;
+        return Ok((Op::Merge(m), out));
+    }
+    let [shape] = shapes else {
+        return Err(invalid(format!(
+            "layer '{}' takes one input; it was called on {} tensors",
+            spec.name(),
+            shapes.len()
+        )));
+    };
+    let (l, out) = Layer::build(spec, shape, params, seed)?;
+    Ok((Op::Unary(l), out))
+}
+
+fn shape_of(spec: &GraphSpec, nodes: &[Node], r: TensorRef) -> Option<Vec<usize>> {
+    match r {
+        TensorRef::Input(k) => spec.inputs.get(k).map(|i| i.shape.clone()),
+        TensorRef::Node(j) => nodes.get(j).map(|n| n.shape.clone()),
+    }
+}
+
+fn show(shapes: &[Vec<usize>]) -> String {
+    let one = |s: &Vec<usize>| {
+        let dims: Vec<String> = std::iter::once("None".to_string()).chain(s.iter().map(|d| d.to_string())).collect();
+        format!("({})", dims.join(", "))
+    };
+    shapes.iter().map(one).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,129 @@
+//! Data handed to the model: inputs, targets and sample weights, borrowed row-major slices (from
+//! numpy arrays, without a copy), one per model input and one per output.
+
+use smallvec::SmallVec;
+
+use crate::threads;
+
+/// One slice per model input or output. Up to four live inline, so slicing a batch out of a
+/// data set allocates nothing for any ordinary model.
+pub type Slices<'a> = SmallVec<[&'a [f32]; 4]>;
+
+/// Samples, targets and optional per-sample weights. Also used for one batch.
+#[derive(Clone, Debug)]
+pub struct Dataset<'a> {
+    /// Per model input, `rows x width` values.
+    pub x: Slices<'a>,
+    /// Per model output, its targets (empty for an output without a loss).
+    pub y: Slices<'a>,
+    /// Per model output, optional per-sample loss weights (Keras' `sample_weight`, with
+    /// `class_weight` folded in). Empty, or one entry per output.
+    pub weights: SmallVec<[Option<&'a [f32]>; 4]>,
+    pub rows: usize,
+}
+
+impl<'a> Dataset<'a> {
+    /// One input, one output, unweighted.
+    pub fn new(x: &'a [f32], y: &'a [f32], rows: usize) -> Self {
+        Self { x: SmallVec::from_slice(&[x]), y: SmallVec::from_slice(&[y]), weights: SmallVec::new(), rows }
+    }
+
+    /// One input, one output, with per-sample weights.
+    pub fn weighted(x: &'a [f32], y: &'a [f32], w: &'a [f32], rows: usize) -> Self {
+        Self { weights: SmallVec::from_slice(&[Some(w)]), ..Self::new(x, y, rows) }
+    }
+
+    /// The weights of output `k`, if any.
+    pub fn weights_of(&self, k: usize) -> Option<&'a [f32]> {
+        self.weights.get(k).copied().flatten()
+    }
+
+    /// Rows `lo..hi`, given the per-sample widths of the inputs and of the targets.
+    pub fn slice(&self, lo: usize, hi: usize, x_widths: &[usize], y_widths: &[usize]) -> Dataset<'a> {
+        Dataset {
+            x: self.x.iter().zip(x_widths).map(|(x, &w)| &x[lo * w..hi * w]).collect(),
+            y: self.y.iter().zip(y_widths).map(|(y, &w)| if y.is_empty() { *y } else { &y[lo * w..hi * w] }).collect(),
+            weights: self.weights.iter().map(|w| w.map(|w| &w[lo..hi])).collect(),
+            rows: hi - lo,
+        }
+    }
+}
+
+/// Reused buffers of a shuffled batch, one per input, target and weight vector.
+#[derive(Debug, Default)]
+pub struct Gather {
+    pub x: Vec<Vec<f32>>,
+    pub y: Vec<Vec<f32>>,
+    pub w: Vec<Vec<f32>>,
+}
+
+impl Gather {
+    /// Sizes the buffers for batches of `rows` (once per epoch; steps reuse them).
+    pub fn prepare(&mut self, data: &Dataset<'_>, rows: usize, x_widths: &[usize], y_widths: &[usize]) {
+        let size = |bufs: &mut Vec<Vec<f32>>, widths: &mut dyn Iterator<Item = usize>| {
+            let widths: Vec<usize> = widths.collect();
+            bufs.resize_with(widths.len(), Vec::new);
+            bufs.iter_mut().zip(widths).for_each(|(b, w)| b.resize(rows * w, 0.0));
+        };
+        size(&mut self.x, &mut x_widths.iter().copied());
+        size(&mut self.y, &mut data.y.iter().zip(y_widths).map(|(y, &w)| if y.is_empty() { 0 } else { w }));
+        size(&mut self.w, &mut data.weights.iter().map(|w| if w.is_some() { 1 } else { 0 }));
+    }
+
+    /// Copies the samples `order` of `data` into the buffers; returns them as a batch.
+    pub fn batch<'g>(
+        &'g mut self,
+        data: &Dataset<'_>,
+        order: &[usize],
+        x_widths: &[usize],
+        y_widths: &[usize],
+    ) -> Dataset<'g> {
+        let rows = order.len();
+        for ((buf, src), &w) in self.x.iter_mut().zip(&data.x).zip(x_widths) {
+            gather_rows(buf, src, order, w);
+        }
+        for ((buf, src), &w) in self.y.iter_mut().zip(&data.y).zip(y_widths) {
+            if !src.is_empty() {
+                gather_rows(buf, src, order, w);
+            }
+        }
+        for (buf, src) in self.w.iter_mut().zip(&data.weights) {
+            if let Some(src) = src {
+                gather_rows(buf, src, order, 1);
+            }
+        }
+        Dataset {
+            x: self.x.iter().zip(x_widths).map(|(b, &w)| &b[..rows * w]).collect(),
+            y: self
+                .y
+                .iter()
+                .zip(&data.y)
+                .zip(y_widths)
+                .map(|((b, src), &w)| if src.is_empty() { &b[..0] } else { &b[..rows * w] })
+                .collect(),
+            weights: data.weights.iter().zip(&self.w).map(|(src, b)| src.map(|_| &b[..rows])).collect(),
+            rows,
+        }
+    }
+}
+
+fn gather_rows(buf: &mut [f32], src: &[f32], order: &[usize], w: usize) {
+    for (r, &s) in order.iter().enumerate() {
+        buf[r * w..(r + 1) * w].copy_from_slice(&src[s * w..(s + 1) * w]);
+    }
+}
+
+/// Index of the first NaN or infinity, scanning in parallel for large inputs.
+pub fn first_non_finite(x: &[f32]) -> Option<usize> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 16;
+    if x.len() < 2 * CHUNK {
+        return x.iter().position(|v| !v.is_finite());
+    }
+    threads::install(|| {
+        x.par_chunks(CHUNK)
+            .enumerate()
+            .find_first(|(_, c)| c.iter().any(|v| !v.is_finite()))
+            .map(|(k, c)| k * CHUNK + c.iter().position(|v| !v.is_finite()).expect("found"))
+    })
+}

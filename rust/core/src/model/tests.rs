@@ -1,0 +1,164 @@
+use super::*;
+use crate::activation::Activation;
+use crate::layers::LayerSpec;
+use crate::loss::Loss;
+use crate::network::ModelSpec;
+use crate::regularizer::Regularizer;
+use crate::test_support::{check_gradients, dense, model, random};
+
+const SOFTMAX: Activation = Activation::Softmax { temperature: 1.0 };
+
+#[test]
+fn dense_gradients_for_every_activation_and_loss() {
+    let rows = 5;
+    let x = random(rows * 4, 1);
+    let onehot: Vec<f32> = (0..rows).flat_map(|i| (0..3).map(move |j| (j == i % 3) as u8 as f32)).collect();
+    let labels: Vec<f32> = (0..rows).map(|i| (i % 3) as f32).collect();
+    let regress = random(rows * 3, 2);
+    // Targets far from every output, so no residual crosses MAE's kink during the check.
+    let far: Vec<f32> = regress.iter().map(|v| v + 5.0).collect();
+    let dist: Vec<f32> = (0..rows).flat_map(|_| [0.2, 0.5, 0.3]).collect();
+    let cce = |from_logits, label_smoothing| Loss::CategoricalCrossentropy { from_logits, label_smoothing };
+    let bce = |from_logits, label_smoothing| Loss::BinaryCrossentropy { from_logits, label_smoothing };
+    let cases: Vec<(Activation, Loss, &[f32])> = vec![
+        (Activation::Linear, Loss::MeanSquaredError, &regress),
+        (Activation::Tanh, Loss::MeanAbsoluteError, &far),
+        (Activation::Linear, Loss::Huber { delta: 0.5 }, &regress),
+        (SOFTMAX, cce(false, 0.0), &onehot),
+        (SOFTMAX, cce(false, 0.1), &onehot),
+        (Activation::Sigmoid, cce(false, 0.0), &onehot),
+        (Activation::Linear, cce(true, 0.0), &onehot),
+        (SOFTMAX, Loss::SparseCategoricalCrossentropy { from_logits: false }, &labels),
+        (Activation::Linear, Loss::SparseCategoricalCrossentropy { from_logits: true }, &labels),
+        (Activation::Sigmoid, bce(false, 0.0), &onehot),
+        (Activation::Sigmoid, bce(false, 0.1), &onehot),
+        (Activation::Linear, bce(true, 0.0), &onehot),
+        (SOFTMAX, Loss::KlDivergence, &dist),
+        (SOFTMAX, Loss::Hellinger, &dist),
+    ];
+    for hidden in crate::activation::ALL_FOR_TESTS {
+        for &(out_act, loss, y) in &cases {
+            let mut m = model(vec![dense("a", 6, hidden), dense("b", 3, out_act)], loss, 4);
+            check_gradients(&mut m, &x, y, rows);
+        }
+    }
+}
+
+#[test]
+fn prelu_and_regularizer_gradients() {
+    let rows = 6;
+    let x = random(rows * 4, 7);
+    let y = random(rows * 2, 8);
+    let prelu = |shared: Vec<usize>| LayerSpec::PRelu {
+        name: "p".into(),
+        alpha_initializer: crate::layers::InitSpec {
+            init: crate::init::Initializer::Constant { value: 0.25 },
+            seed: None,
+        },
+        shared_axes: shared,
+        alpha_regularizer: Some(Regularizer::L2 { l2: 0.1 }),
+    };
+    let mut a = dense("a", 5, Activation::Linear);
+    if let LayerSpec::Dense { kernel_regularizer, bias_regularizer, .. } = &mut a {
+        *kernel_regularizer = Some(Regularizer::L1l2 { l1: 0.01, l2: 0.02 });
+        *bias_regularizer = Some(Regularizer::Lp { p: 3.0, factor: 0.1 });
+    }
+    let mut m = model(vec![a.clone(), prelu(vec![]), dense("b", 2, Activation::Linear)], Loss::MeanSquaredError, 4);
+    check_gradients(&mut m, &x, &y, rows);
+    assert_eq!(m.net.params.tensors[2].shape, vec![5]);
+    let mut m = model(vec![a, prelu(vec![1]), dense("b", 2, Activation::Linear)], Loss::MeanSquaredError, 4);
+    assert_eq!(m.net.params.tensors[2].shape, vec![1]);
+    check_gradients(&mut m, &x, &y, rows);
+}
+
+#[test]
+fn sample_weights_scale_each_sample_loss() {
+    let rows = 4;
+    let x = random(rows * 4, 9);
+    let y = random(rows * 3, 10);
+    let mut m = model(vec![dense("a", 3, Activation::Linear)], Loss::MeanSquaredError, 4);
+    let w = [1.0, 0.0, 2.0, 0.5];
+    let weighted = m.evaluate(&Dataset::weighted(&x, &y, &w, rows), 4).unwrap().get("loss").unwrap();
+    let mut want = 0.0;
+    for i in 0..rows {
+        let one = m.evaluate(&Dataset::new(&x[i * 4..(i + 1) * 4], &y[i * 3..(i + 1) * 3], 1), 1).unwrap();
+        want += w[i] as f64 * one.get("loss").unwrap();
+    }
+    assert!((weighted - want / rows as f64).abs() < 1e-6, "{weighted} vs {}", want / rows as f64);
+}
+
+#[test]
+fn standalone_activation_layer_fuses_like_a_dense_activation() {
+    let rows = 4;
+    let x = random(rows * 4, 3);
+    let labels: Vec<f32> = (0..rows).map(|i| (i % 3) as f32).collect();
+    let layers = vec![
+        dense("a", 5, Activation::Relu),
+        dense("b", 3, Activation::Linear),
+        LayerSpec::Activation { name: "s".into(), activation: SOFTMAX },
+    ];
+    let mut m = model(layers.clone(), Loss::SparseCategoricalCrossentropy { from_logits: false }, 4);
+    check_gradients(&mut m, &x, &labels, rows);
+    let layers = vec![
+        layers[0].clone(),
+        LayerSpec::Activation { name: "t".into(), activation: Activation::Tanh },
+        layers[1].clone(),
+    ];
+    let mut m = model(layers, Loss::MeanSquaredError, 4);
+    check_gradients(&mut m, &x, &random(rows * 3, 4), rows);
+}
+
+#[test]
+fn same_seed_gives_identical_training() {
+    let rows = 64;
+    let x = random(rows * 4, 5);
+    let labels: Vec<f32> = (0..rows).map(|i| (i % 3) as f32).collect();
+    let run = || {
+        let mut m = model(
+            vec![dense("a", 8, Activation::Relu), dense("b", 3, SOFTMAX)],
+            Loss::SparseCategoricalCrossentropy { from_logits: false },
+            4,
+        );
+        for _ in 0..3 {
+            m.fit_epoch(&Dataset::new(&x, &labels, rows), 8, true).unwrap();
+        }
+        m.net.params.values.clone()
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn training_reduces_the_loss_on_a_separable_problem() {
+    let rows = 200;
+    let x = random(rows * 2, 6);
+    let labels: Vec<f32> = x.chunks(2).map(|p| (p[0] + p[1] > 0.0) as u8 as f32).collect();
+    let mut m = model(
+        vec![dense("a", 8, Activation::Tanh), dense("b", 2, SOFTMAX)],
+        Loss::SparseCategoricalCrossentropy { from_logits: false },
+        2,
+    );
+    let data = Dataset::new(&x, &labels, rows);
+    let first = m.fit_epoch(&data, 16, true).unwrap().get("loss").unwrap();
+    let mut last = first;
+    for _ in 0..30 {
+        last = m.fit_epoch(&data, 16, true).unwrap().get("loss").unwrap();
+    }
+    assert!(last < 0.5 * first, "loss {first} -> {last}");
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    let sparse = Loss::SparseCategoricalCrossentropy { from_logits: false };
+    let mut m = model(vec![dense("a", 3, SOFTMAX)], sparse, 2);
+    let fit = |m: &mut Model, x: &[f32], y: &[f32], bs| m.fit_epoch(&Dataset::new(x, y, 2), bs, false);
+    assert!(fit(&mut m, &[0.0, 1.0, f32::NAN, 0.0], &[0.0, 1.0], 1).is_err());
+    let x = [0.0, 1.0, 1.0, 0.0];
+    assert!(fit(&mut m, &x, &[0.0, 3.0], 1).is_err());
+    assert!(fit(&mut m, &x[..3], &[0.0, 1.0], 1).is_err());
+    assert!(fit(&mut m, &x, &[0.0, 1.0], 0).is_err());
+    let w = [1.0, -1.0];
+    assert!(m.evaluate(&Dataset::weighted(&x, &[0.0, 1.0], &w, 2), 2).is_err());
+    let spec = ModelSpec { input_shape: vec![2], layers: vec![dense("a", 1, Activation::Linear)] };
+    let mut uncompiled = Model::new(&spec, 0).unwrap();
+    assert!(matches!(fit(&mut uncompiled, &x, &[0.0, 1.0], 1), Err(Error::InvalidState(_))));
+}
