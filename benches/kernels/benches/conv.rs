@@ -39,11 +39,11 @@ fn model(side: usize, channels: usize, filters: usize) -> Model {
         LayerSpec::GlobalAveragePooling2D { name: "pool".into() },
     ];
     let mut m = Model::new(&ModelSpec { input_shape: vec![side, side, channels], layers }, 0).unwrap();
-    m.compile(&CompileSpec {
-        loss: Loss::MeanSquaredError,
-        optimizer: OptimizerSpec::new(Rule::Sgd { momentum: 0.0, nesterov: false }, 0.0),
-        metrics: vec![],
-    })
+    m.compile(&CompileSpec::single(
+        Loss::MeanSquaredError,
+        OptimizerSpec::new(Rule::Sgd { momentum: 0.0, nesterov: false }, 0.0),
+        vec![],
+    ))
     .unwrap();
     m
 }
@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
             let mut out = vec![0.0f32; BATCH * filters];
             group.throughput(Throughput::Elements(BATCH as u64));
             group.bench_function(BenchmarkId::new("forward", name), |b| {
-                b.iter(|| m.predict(&x, BATCH, BATCH, &mut out).unwrap())
+                b.iter(|| m.predict(&[&x], BATCH, BATCH, &mut [&mut out[..]]).unwrap())
             });
             group.bench_function(BenchmarkId::new("forward_backward", name), |b| {
                 b.iter(|| m.compute_gradients(&Dataset::new(&x, &y, BATCH)).unwrap())
