@@ -22,6 +22,13 @@ def flat_model(*body):
     return fn.Sequential([layers.Input((6,)), *body, layers.Dense(2)])
 
 
+def merge_model(merge):
+    """A single-input Functional model whose hidden layer and input meet in ``merge``."""
+    x = layers.Input((6,))
+    h = layers.Dense(6, activation="tanh")(x)
+    return fn.Model(x, layers.Dense(2)(merge([h, x])))
+
+
 def adapted(layer, shape):
     layer.adapt(rng.normal(size=(20, *shape)) * 2 + 1)
     return layer
@@ -55,12 +62,22 @@ EVERY_LAYER = {
     "RandomTranslation": lambda: image_model(layers.RandomTranslation(0.1, 0.2)),
     "RandomRotation": lambda: image_model(layers.RandomRotation(0.05)),
     "RandomZoom": lambda: image_model(layers.RandomZoom(0.1)),
+    "Identity": lambda: flat_model(layers.Identity()),
+    "Add": lambda: merge_model(layers.Add()),
+    "Subtract": lambda: merge_model(layers.Subtract()),
+    "Multiply": lambda: merge_model(layers.Multiply()),
+    "Average": lambda: merge_model(layers.Average()),
+    "Maximum": lambda: merge_model(layers.Maximum()),
+    "Minimum": lambda: merge_model(layers.Minimum()),
+    "Concatenate": lambda: merge_model(layers.Concatenate()),
+    "Dot": lambda: merge_model(layers.Dot(axes=1, normalize=True)),
 }
 
 
 def test_the_list_covers_every_layer_class():
-    abstract = {"Layer", "InputLayer", "Input"}
-    assert set(layers.__all__) - abstract == set(EVERY_LAYER)
+    abstract = {"Layer", "InputLayer", "Input", "Variable"}
+    classes = {n for n in layers.__all__ if n[0].isupper()}
+    assert classes - abstract == set(EVERY_LAYER)
 
 
 @pytest.mark.parametrize("name", sorted(EVERY_LAYER))

@@ -25,7 +25,7 @@ from . import (
 )
 from ._core import FerronetError, get_num_threads, set_num_threads
 from .layers import Input
-from .models import Sequential
+from .models import Model, Sequential
 
 try:
     __version__ = version("ferronet")
@@ -35,6 +35,7 @@ except PackageNotFoundError:  # running from a source tree
 __all__ = [
     "FerronetError",
     "Input",
+    "Model",
     "Sequential",
     "activations",
     "callbacks",

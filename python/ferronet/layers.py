@@ -6,6 +6,7 @@ weights. The engine builds the real layer from ``_spec()``.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,9 @@ from . import activations, initializers, regularizers
 from ._naming import snake_case, unique_name
 
 __all__ = [
-    "Layer", "InputLayer", "Input", "Dense", "Activation", "ReLU", "LeakyReLU", "Softmax", "PReLU",
+    "Layer", "InputLayer", "Input", "Variable", "Identity", "Add", "Subtract", "Multiply", "Average",
+    "Maximum", "Minimum", "Concatenate", "Dot", "add", "subtract", "multiply", "average", "maximum",
+    "minimum", "concatenate", "dot", "Dense", "Activation", "ReLU", "LeakyReLU", "Softmax", "PReLU",
     "Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
     "Flatten", "Reshape", "Dropout", "SpatialDropout2D", "GaussianNoise", "BatchNormalization",
     "LayerNormalization", "Residual", "GroupNormalization", "Rescaling", "Normalization",
@@ -35,19 +38,37 @@ def _shape_tuple(shape, what: str) -> tuple[int, ...]:
 
 
 class Layer:
-    """Base class of every layer."""
+    """Base class of every layer.
 
-    def __init__(self, name: str | None = None, input_shape=None, **kwargs):
+    A layer is a description (its arguments, ``get_config``) plus, once built, weights that live
+    in the engine of the model that last used it (``_home``): calling a layer on symbolic
+    tensors records a node of a model's graph; calling it on arrays runs it on its own.
+    """
+
+    def __init__(
+        self, name: str | None = None, input_shape=None, trainable: bool = True, dtype=None, **kwargs
+    ):
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unexpected argument(s) {sorted(kwargs)}")
         self.name = name or unique_name(snake_case(type(self).__name__))
         self._input_shape = None if input_shape is None else _shape_tuple(input_shape, "input_shape")
-        self._model = None
         self.output_shape: tuple | None = None
+        self._trainable = bool(trainable)
+        self._inbound_nodes: list = []
+        # Per-sample input shapes the layer was built for (None until its first call or build).
+        self._built_shapes: list[tuple] | None = None
+        # The model whose engine holds this layer's weights, or None; weights waiting for an
+        # engine (set before the layer was built, or kept across a rebuild).
+        self._home = None
+        self._pending: list[np.ndarray] | None = None
+        self._parent: Layer | None = None
+        self._standalone = None
 
     # -- description -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = {"name": self.name}
+        if not self._trainable:
+            cfg["trainable"] = False
         return cfg
 
     @classmethod
@@ -57,22 +78,172 @@ class Layer:
     def _spec(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    # -- weights -----------------------------------------------------------------------------
-    def get_weights(self) -> list[np.ndarray]:
-        """Copies of this layer's weights (Dense: kernel ``(in, units)``, then bias)."""
-        if self._model is None or not self._model.built:
-            return []
-        return self._model._layer_weights(self)
+    # -- freezing ----------------------------------------------------------------------------
+    @property
+    def trainable(self) -> bool:
+        """``False`` freezes the layer: its weights do not change in ``fit``, and a
+        BatchNormalization runs in inference mode (Keras 3 semantics)."""
+        return self._trainable
 
-    def set_weights(self, weights) -> None:
-        """Replaces this layer's weights; shapes must match ``get_weights()``."""
-        if self._model is None or not self._model.built:
-            raise ValueError(f"layer '{self.name}' is not built yet: build or fit its model first")
-        self._model._set_layer_weights(self, weights)
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        for child in self._children():
+            child.trainable = value
+
+    # -- calls -------------------------------------------------------------------------------
+    @property
+    def built(self) -> bool:
+        return self._built_shapes is not None
+
+    def __call__(self, inputs, training=None, **kwargs):
+        from ._graph import KerasTensor
+
+        if kwargs:
+            raise TypeError(f"{self.name}: unexpected call argument(s) {sorted(kwargs)}")
+        flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        symbolic = [isinstance(t, KerasTensor) for t in flat]
+        if flat and all(symbolic):
+            return self._symbolic_call(inputs)
+        if any(symbolic):
+            raise TypeError(f"layer '{self.name}': cannot mix symbolic tensors and arrays in one call")
+        return self._eager_call(inputs, training)
+
+    def _check_input_shapes(self, shapes: list[tuple]) -> None:
+        if self._built_shapes is not None and shapes != self._built_shapes:
+
+            def show(ss):
+                return ", ".join(str((None, *s)) for s in ss)
+
+            raise ValueError(
+                f"Input 0 of layer '{self.name}' is incompatible with the layer: it was built for input "
+                f"shape {show(self._built_shapes)} and received {show(shapes)}"
+            )
+
+    def _output_shape_for(self, shapes: list[tuple]) -> tuple:
+        """Per-sample output shape for per-sample input ``shapes``: the engine's inference, which
+        also validates the layer's arguments against the shapes."""
+        from . import _core
+
+        for s in shapes:
+            if any(d is None for d in s):
+                raise ValueError(
+                    f"layer '{self.name}': input shape {(None, *s)} has an unknown dimension besides the "
+                    "batch axis; ferronet's layers need every other dimension known"
+                )
+        out = _core.Model.layer_output_shape(json.dumps(self._spec()), [list(s) for s in shapes])
+        return tuple(int(d) for d in out)
+
+    def _symbolic_call(self, inputs):
+        from ._graph import KerasTensor, Node
+
+        as_list = isinstance(inputs, (list, tuple))
+        tensors = list(inputs) if as_list else [inputs]
+        shapes = [tuple(t.shape[1:]) for t in tensors]
+        self._check_input_shapes(shapes)
+        out_shape = self._output_shape_for(shapes)
+        self._built_shapes = shapes
+        batch = tensors[0].shape[0]
+        out = KerasTensor((batch, *out_shape), history=(self, len(self._inbound_nodes), 0))
+        self._inbound_nodes.append(Node(self, tensors, [out], as_list))
+        if self.output_shape is None:
+            self.output_shape = out.shape
+        return out
+
+    def _standalone_model(self, shapes: list[tuple]):
+        """A one-layer model over inputs of per-sample ``shapes`` (how a layer runs on data)."""
+        from . import models
+
+        self._check_input_shapes(shapes)
+        if self._standalone is None or self._standalone[0] != shapes:
+            from ._graph import KerasTensor
+
+            inputs = [KerasTensor((None, *s)) for s in shapes]
+            for t in inputs:
+                t._history = None
+            model = models.Functional._from_layer_call(self, inputs, list_call=len(shapes) > 1)
+            self._standalone = (shapes, model)
+        return self._standalone[1]
+
+    def _eager_call(self, inputs, training):
+        from .models import _as_float32
+
+        as_list = isinstance(inputs, (list, tuple))
+        arrays = [_as_float32("inputs", a) for a in (inputs if as_list else [inputs])]
+        if any(a.ndim < 2 for a in arrays):
+            raise ValueError(
+                f"layer '{self.name}': inputs must have a batch axis; got shapes {[a.shape for a in arrays]}"
+            )
+        model = self._standalone_model([tuple(a.shape[1:]) for a in arrays])
+        return model(arrays if as_list else arrays[0], training=bool(training))
+
+    def build(self, input_shape) -> None:
+        """Creates the weights for inputs of ``input_shape`` (batch axis first, may be ``None``)."""
+        many = (
+            isinstance(input_shape, (list, tuple))
+            and input_shape
+            and isinstance(input_shape[0], (list, tuple))
+        )
+        shapes = [tuple(s)[1:] for s in input_shape] if many else [tuple(input_shape)[1:]]
+        if self.built and shapes == self._built_shapes:
+            return
+        self._standalone_model([tuple(int(d) for d in s) for s in shapes])._claim()
+        self._built_shapes = shapes
 
     @property
-    def weights(self) -> list[np.ndarray]:
-        return self.get_weights()
+    def input(self):
+        """The input tensor(s) of the layer's first call."""
+        if not self._inbound_nodes:
+            raise AttributeError(f"layer '{self.name}' has never been called and thus has no defined input")
+        node = self._inbound_nodes[0]
+        return node.inputs if node.as_list else node.inputs[0]
+
+    @property
+    def output(self):
+        """The output tensor of the layer's first call."""
+        if not self._inbound_nodes:
+            raise AttributeError(f"layer '{self.name}' has never been called and thus has no defined output")
+        return self._inbound_nodes[0].outputs[0]
+
+    # -- weights -----------------------------------------------------------------------------
+    def _weight_home(self):
+        if self._parent is not None:
+            return self._parent._weight_home()
+        return self._home
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of this layer's weights (Dense: kernel ``(in, units)``, then bias)."""
+        home = self._weight_home()
+        if home is not None:
+            return home._layer_weights(self)
+        return [w.copy() for w in self._pending] if self._pending else []
+
+    def set_weights(self, weights) -> None:
+        """Replaces this layer's weights; shapes must match ``get_weights()``. Atomic: on a
+        mismatch nothing changes."""
+        home = self._weight_home()
+        if home is None:
+            raise ValueError(
+                f"layer '{self.name}' is not built yet: call it on data, build it or fit its model first"
+            )
+        home._set_layer_weights(self, weights)
+
+    def _weight_variables(self) -> list:
+        home = self._weight_home()
+        return home._layer_variables(self) if home is not None else []
+
+    @property
+    def weights(self) -> list:
+        """The layer's weights as variables (``.numpy()``, ``.path``, ``.shape``), Keras order."""
+        return self._weight_variables()
+
+    @property
+    def trainable_weights(self) -> list:
+        return [v for v in self._weight_variables() if v.trainable]
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return [v for v in self._weight_variables() if not v.trainable]
 
     def _weight_prefixes(self) -> list[str]:
         """Name prefixes of this layer's tensors in the engine (``name/kernel``...)."""
@@ -89,26 +260,92 @@ class Layer:
         return f"<{type(self).__name__} name={self.name}>"
 
 
-class InputLayer(Layer):
-    """Declares the per-sample input shape of a ``Sequential`` model (no computation)."""
+class Variable:
+    """A light view of one weight: ``numpy()`` gives a copy of its values (as Keras variables)."""
 
-    def __init__(self, shape=None, batch_size=None, name: str | None = None, **kwargs):
+    def __init__(self, path: str, value: np.ndarray, trainable: bool):
+        self.path = path
+        self.name = path.rsplit("/", 1)[-1]
+        self._value = value
+        self.trainable = trainable
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self._value.shape)
+
+    @property
+    def dtype(self) -> str:
+        return "float32"
+
+    def numpy(self) -> np.ndarray:
+        return self._value.copy()
+
+    def __array__(self, dtype=None, copy=None):
+        return self._value.astype(dtype) if dtype is not None else self._value.copy()
+
+    def __repr__(self) -> str:
+        return f"<Variable path={self.path}, shape={self.shape}, dtype=float32>"
+
+
+class InputLayer(Layer):
+    """The layer behind ``keras.Input``: declares a model input (no computation)."""
+
+    _is_input_layer = True
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, name: str | None = None, **kwargs):
         if shape is None and "input_shape" in kwargs:
             shape = kwargs.pop("input_shape")
+        if shape is None and "batch_shape" in kwargs:
+            batch_shape = kwargs.pop("batch_shape")
+            batch_size, shape = batch_shape[0], batch_shape[1:]
+        kwargs.pop("sparse", None)
+        kwargs.pop("ragged", None)
+        kwargs.pop("optional", None)
         if shape is None:
             raise ValueError("Input requires a shape, e.g. Input(shape=(784,))")
         super().__init__(name=name or unique_name("input_layer"), **kwargs)
-        self.shape = _shape_tuple(shape, "shape")
+        self.shape = _input_shape_tuple(shape)
+        self.batch_size = batch_size
+        self.dtype = "float32" if dtype is None else str(np.dtype(dtype))
         self._input_shape = self.shape
-        self.output_shape = (None, *self.shape)
+        self.output_shape = (batch_size, *self.shape)
+        from ._graph import KerasTensor, Node
+
+        tensor = KerasTensor((batch_size, *self.shape), dtype=self.dtype, name=name, history=(self, 0, 0))
+        self._inbound_nodes.append(Node(self, [], [tensor], False))
+        self._built_shapes = [self.shape]
+
+    @property
+    def output(self):
+        return self._inbound_nodes[0].outputs[0]
 
     def get_config(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape)}
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
-def Input(shape=None, batch_size=None, name: str | None = None) -> InputLayer:
-    """``keras.Input``: the input declaration used as the first entry of ``Sequential``."""
-    return InputLayer(shape=shape, batch_size=batch_size, name=name)
+def _input_shape_tuple(shape) -> tuple:
+    """An Input's per-sample shape: positive integers, or ``None`` for a dimension known only
+    per batch."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        raise ValueError(f"Cannot convert '{shape}' to a shape; pass a tuple, e.g. shape=({shape},)")
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError(f"shape must be a tuple of positive integers; got {shape!r}") from None
+    if not dims or any(
+        d is not None and (isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0)
+        for d in dims
+    ):
+        raise ValueError(f"shape must be a non-empty tuple of positive integers (or None); got {shape!r}")
+    return tuple(None if d is None else int(d) for d in dims)
+
+
+def Input(shape=None, batch_size=None, dtype=None, name: str | None = None, batch_shape=None):
+    """``keras.Input``: a symbolic tensor to call layers on (Functional API), also accepted as the
+    first entry of ``Sequential``."""
+    if shape is None and batch_shape is not None:
+        batch_size, shape = batch_shape[0], tuple(batch_shape[1:])
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, name=name).output
 
 
 def _activation_config(spec: dict[str, Any]):
@@ -568,6 +805,8 @@ class Residual(Layer):
         if shortcut is not None and not isinstance(shortcut, Layer):
             raise TypeError("Residual: shortcut must be a ferronet layer or None")
         self.block, self.shortcut = layers, shortcut
+        for child in self._children():
+            child._parent = self
 
     def _children(self) -> list[Layer]:
         return [*self.block, *([self.shortcut] if self.shortcut is not None else [])]
@@ -669,8 +908,10 @@ class _Adaptive(Layer):
             raise ValueError(f"{type(self).__name__}.adapt: data contains NaN or Inf")
         flat = arr.reshape(-1, arr.shape[-1])
         self._adapted = [s.astype(np.float32) for s in self._statistics(flat)]
-        if self._model is not None and self._model.built:
-            self._model._set_layer_weights(self, self._adapted)
+        if self._weight_home() is not None:
+            self.set_weights(self._adapted)
+        else:
+            self._pending = [a.copy() for a in self._adapted]
 
     def _spec(self):
         return {"type": self.engine_type, "name": self.name}
@@ -801,3 +1042,142 @@ class RandomZoom(_RandomTransform):
     def _transform(self):
         return {"zoom": [self.height_factor, self.width_factor or self.height_factor],
                 "zoom_keeps_aspect": self.width_factor is None}  # fmt: skip
+
+
+class Identity(Layer):
+    """Returns its input unchanged (``keras.layers.Identity``)."""
+
+    def _spec(self):
+        return {"type": "identity", "name": self.name}
+
+
+class _Merge(Layer):
+    """Base of the layers called on a list of tensors. Elementwise merges broadcast as Keras:
+    shapes align on the right and size-1 dimensions stretch (``(3, 1)`` with ``(3, 4)``)."""
+
+    engine_type = ""
+
+    def __call__(self, inputs, training=None, **kwargs):
+        if not isinstance(inputs, (list, tuple)):
+            shape = getattr(inputs, "shape", None)
+            raise ValueError(
+                "A merge layer should be called on a list of inputs. "
+                f"Received: input_shape={shape} (not a list of shapes)"
+            )
+        return super().__call__(list(inputs), training=training, **kwargs)
+
+    def _spec(self):
+        return {"type": self.engine_type, "name": self.name}
+
+
+class Add(_Merge):
+    """Elementwise sum of its inputs."""
+
+    engine_type = "add"
+
+
+class Subtract(_Merge):
+    """``inputs[0] - inputs[1]`` (exactly two inputs)."""
+
+    engine_type = "subtract"
+
+
+class Multiply(_Merge):
+    """Elementwise product of its inputs."""
+
+    engine_type = "multiply"
+
+
+class Average(_Merge):
+    """Elementwise mean of its inputs."""
+
+    engine_type = "average"
+
+
+class Maximum(_Merge):
+    """Elementwise maximum (the gradient goes to the largest input; ties to the first)."""
+
+    engine_type = "maximum"
+
+
+class Minimum(_Merge):
+    """Elementwise minimum (the gradient goes to the smallest input; ties to the first)."""
+
+    engine_type = "minimum"
+
+
+class Concatenate(_Merge):
+    """Joins its inputs along ``axis`` (counted with the batch axis, as Keras; default last)."""
+
+    def __init__(self, axis: int = -1, name: str | None = None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"Concatenate: axis must be an integer; got {axis!r}")
+        self.axis = int(axis)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
+
+    def _spec(self):
+        return {"type": "concatenate", "name": self.name, "axis": self.axis}
+
+
+class Dot(_Merge):
+    """Batched dot product of two inputs along ``axes`` (an int or a pair, counted with the batch
+    axis): ``out[b] = sum_k x[b, ..., k] y[b, ..., k]``. With ``normalize``, each input is first
+    L2-normalized along its axis, so the result is the cosine similarity."""
+
+    def __init__(self, axes, normalize: bool = False, name: str | None = None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        pair = list(axes) if isinstance(axes, (list, tuple)) else [axes, axes]
+        if len(pair) != 2 or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in pair):
+            raise TypeError(f"Dot: axes must be an integer or a pair of integers; got {axes!r}")
+        self.axes = axes if isinstance(axes, int) else [int(a) for a in pair]
+        self._pair = [int(a) for a in pair]
+        self.normalize = bool(normalize)
+
+    def get_config(self):
+        return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
+
+    def _spec(self):
+        return {"type": "dot", "name": self.name, "axes": self._pair, "normalize": self.normalize}
+
+
+def add(inputs, **kwargs):
+    """Functional form of ``Add``."""
+    return Add(**kwargs)(inputs)
+
+
+def subtract(inputs, **kwargs):
+    """Functional form of ``Subtract``."""
+    return Subtract(**kwargs)(inputs)
+
+
+def multiply(inputs, **kwargs):
+    """Functional form of ``Multiply``."""
+    return Multiply(**kwargs)(inputs)
+
+
+def average(inputs, **kwargs):
+    """Functional form of ``Average``."""
+    return Average(**kwargs)(inputs)
+
+
+def maximum(inputs, **kwargs):
+    """Functional form of ``Maximum``."""
+    return Maximum(**kwargs)(inputs)
+
+
+def minimum(inputs, **kwargs):
+    """Functional form of ``Minimum``."""
+    return Minimum(**kwargs)(inputs)
+
+
+def concatenate(inputs, axis: int = -1, **kwargs):
+    """Functional form of ``Concatenate``."""
+    return Concatenate(axis=axis, **kwargs)(inputs)
+
+
+def dot(inputs, axes, normalize: bool = False, **kwargs):
+    """Functional form of ``Dot``."""
+    return Dot(axes=axes, normalize=normalize, **kwargs)(inputs)

@@ -36,18 +36,64 @@ def _deserialize_from(module, names: list[str], entry: dict[str, Any], kind: str
     return getattr(module, name).from_config(entry.get("config", {}))
 
 
+def _layer_classes() -> dict[str, type]:
+    from . import models
+
+    classes = {
+        n: getattr(layers_module, n)
+        for n in layers_module.__all__
+        if isinstance(getattr(layers_module, n), type)
+        and issubclass(getattr(layers_module, n), layers_module.Layer)
+    }
+    classes.update(Sequential=models.Sequential, Functional=models.Functional)
+    return classes
+
+
 def deserialize_layer(entry: dict[str, Any]):
-    """A layer from its ``{"class_name", "config"}`` dict (ferronet's layer classes only)."""
-    return _deserialize_from(layers_module, layers_module.__all__, entry, "layer")
+    """A layer (or a nested model) from its ``{"class_name", "config"}`` dict (ferronet's own
+    classes only)."""
+    if not isinstance(entry, dict) or "class_name" not in entry:
+        raise ValueError(f"corrupted model file: bad layer entry {entry!r}")
+    classes = _layer_classes()
+    name = entry["class_name"]
+    if name not in classes or name == "Layer":
+        raise ValueError(f"corrupted model file: unknown layer class '{name}'")
+    config = entry.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f"corrupted model file: bad config of a '{name}' layer")
+    return classes[name].from_config(config)
+
+
+def _serialize_tree(obj):
+    """Losses and metrics as given to ``compile``: one, a list, a dict, nested, or names."""
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, dict):
+        return {"__dict__": {k: _serialize_tree(v) for k, v in obj.items()}}
+    if isinstance(obj, (list, tuple)):
+        return [_serialize_tree(v) for v in obj]
+    return _serialize(obj)
+
+
+def _deserialize_tree(obj, module, kind: str):
+    if obj is None or isinstance(obj, str):
+        return obj
+    if isinstance(obj, list):
+        return [_deserialize_tree(v, module, kind) for v in obj]
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {k: _deserialize_tree(v, module, kind) for k, v in obj["__dict__"].items()}
+    return _deserialize_from(module, module.__all__, obj, kind)
 
 
 def _compile_config(model) -> dict[str, Any] | None:
-    if not model._compiled or model.loss is None:
+    if not model._compiled:
         return None
+    cfg = model._compile_config()
     return {
         "optimizer": _serialize(model.optimizer),
-        "loss": _serialize(model.loss),
-        "metrics": [m if isinstance(m, str) else _serialize(m) for m in model._metric_ids],
+        "loss": _serialize_tree(cfg["loss"]),
+        "loss_weights": cfg["loss_weights"],
+        "metrics": _serialize_tree(cfg["metrics"]),
     }
 
 
@@ -62,6 +108,7 @@ def save_model(model, filepath, overwrite: bool = True, include_optimizer: bool 
     meta = {
         "format": FORMAT,
         "version": VERSION,
+        "model_class": type(model).__name__,
         "model_config": json.dumps(model.get_config()),
         "weight_order": json.dumps(names),
         "rng_state": core.rng_state,
@@ -80,7 +127,7 @@ def save_model(model, filepath, overwrite: bool = True, include_optimizer: bool 
 def load_model(filepath, compile: bool = True):
     """Rebuilds a model saved by ``model.save``: architecture, weights and, with ``compile``, the
     optimizer, loss, metrics and optimizer state (training resumes where it stopped)."""
-    from .models import Sequential
+    from .models import Functional, Sequential
 
     path = os.fspath(filepath)
     tensors, meta = _core.read_tensor_file(path)
@@ -91,26 +138,30 @@ def load_model(filepath, compile: bool = True):
         order = json.loads(meta["weight_order"])
     except (KeyError, ValueError) as e:
         raise ValueError(f"{path}: corrupted model metadata ({e})") from None
-    model = Sequential.from_config(config)
-    model.build()
+    cls = {"Sequential": Sequential, "Functional": Functional}.get(meta.get("model_class", "Sequential"))
+    if cls is None:
+        raise ValueError(
+            f"{path}: corrupted model metadata (unknown model class {meta.get('model_class')!r})"
+        )
+    model = cls.from_config(config)
+    if not model.built:
+        model.build()
     if list(model._core.weight_shapes) != [list(tensors[n].shape) for n in order if n in tensors] or any(
         n not in tensors for n in order
     ):
         raise ValueError(f"{path}: the weights do not match the saved architecture")
-    model.set_weights([tensors[n] for n in order])
+    model._claim()
+    for i, n in enumerate(order):
+        model._core.set_weight(i, np.ascontiguousarray(tensors[n], dtype=np.float32))
     if "rng_state" in meta:
         model._core.rng_state = meta["rng_state"]
     if compile and "compile_config" in meta:
         cc = json.loads(meta["compile_config"])
         model.compile(
             optimizer=_deserialize_from(optimizers, optimizers.__all__, cc["optimizer"], "optimizer"),
-            loss=_deserialize_from(losses, losses.__all__, cc["loss"], "loss"),
-            metrics=[
-                m
-                if isinstance(m, str)
-                else _deserialize_from(metrics_module, metrics_module.__all__, m, "metric")
-                for m in cc["metrics"]
-            ],
+            loss=_deserialize_tree(cc["loss"], losses, "loss"),
+            loss_weights=cc.get("loss_weights"),
+            metrics=_deserialize_tree(cc["metrics"], metrics_module, "metric"),
         )
         if "optimizer_iterations" in meta:
             slot_names = json.loads(meta["optimizer_slots"])

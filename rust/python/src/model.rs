@@ -198,6 +198,13 @@ impl PyModel {
         self.inner.net.params.tensors.iter().map(|t| t.name.clone()).collect()
     }
 
+    /// Whether each weight tensor is trained (false for moving statistics and preprocessing
+    /// statistics, whatever the layer's `trainable` flag), in `get_weights` order.
+    #[getter]
+    fn weight_trainable(&self) -> Vec<bool> {
+        self.inner.net.params.tensors.iter().map(|t| t.role != ferronet_core::params::Role::NonTrainable).collect()
+    }
+
     /// Shapes of the weight tensors, in `get_weights` order.
     #[getter]
     fn weight_shapes(&self) -> Vec<Vec<usize>> {
