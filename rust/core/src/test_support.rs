@@ -42,7 +42,13 @@ pub fn random(n: usize, salt: u64) -> Vec<f32> {
 
 /// Every parameter's analytic gradient against a central difference of the batch loss.
 pub fn check_gradients(m: &mut Model, x: &[f32], y: &[f32], rows: usize) {
-    let data = Dataset::new(x, y, rows);
+    check_gradients_on(m, &Dataset::new(x, y, rows));
+}
+
+/// [`check_gradients`] on any data set (several inputs and outputs). Frozen tensors must get a
+/// zero gradient (they are not trained), whatever the loss's dependence on them.
+pub fn check_gradients_on(m: &mut Model, data: &Dataset<'_>) {
+    let data = data.clone();
     m.compute_gradients(&data).unwrap();
     let analytic = m.net.params.grads.clone();
     let h = 2e-3f32;
@@ -56,6 +62,11 @@ pub fn check_gradients(m: &mut Model, x: &[f32], y: &[f32], rows: usize) {
         m.net.params.values[i] = orig;
         let numeric = (up - down) / (hi - lo) as f64;
         let a = analytic[i] as f64;
+        let frozen = m.net.params.tensors.iter().any(|t| !t.trainable && t.range().contains(&i));
+        if frozen {
+            assert_eq!(a, 0.0, "{}: frozen param {i} has a gradient", m.describe());
+            continue;
+        }
         // Relative 2% plus an absolute floor for the float32 rounding of the forward pass.
         let tol = 1e-3 + 2e-2 * numeric.abs().max(a.abs());
         assert!((numeric - a).abs() <= tol, "{}: param {i}: numeric {numeric} analytic {a}", m.describe());

@@ -162,3 +162,167 @@ fn bad_input_is_an_error_not_a_panic() {
     let mut uncompiled = Model::new(&spec, 0).unwrap();
     assert!(matches!(fit(&mut uncompiled, &x, &[0.0, 1.0], 1), Err(Error::InvalidState(_))));
 }
+
+mod graphs {
+    use super::*;
+    use crate::graph::{GraphSpec, InputSpec, NodeSpec, TensorRef};
+    use crate::model::HeadSpec;
+    use crate::optim::{OptimizerSpec, Rule};
+    use crate::test_support::check_gradients_on;
+    use smallvec::SmallVec;
+
+    fn node(layer: usize, inputs: &[TensorRef]) -> NodeSpec {
+        NodeSpec { layer, inputs: inputs.to_vec() }
+    }
+    const fn n(j: usize) -> TensorRef {
+        TensorRef::Node(j)
+    }
+    const fn inp(k: usize) -> TensorRef {
+        TensorRef::Input(k)
+    }
+
+    fn compiled(spec: GraphSpec, losses: Vec<(Option<Loss>, f32)>) -> Model {
+        let mut m = Model::new(&spec, 5).unwrap();
+        let heads = losses
+            .into_iter()
+            .enumerate()
+            .map(|(k, (loss, weight))| HeadSpec { name: format!("out{k}"), loss, weight, metrics: vec![] })
+            .collect();
+        let optimizer = OptimizerSpec::new(Rule::Sgd { momentum: 0.0, nesterov: false }, 0.1);
+        m.compile(&CompileSpec { heads, optimizer }).unwrap();
+        m
+    }
+
+    fn data<'a>(x: &[&'a [f32]], y: &[&'a [f32]], rows: usize) -> Dataset<'a> {
+        Dataset { x: SmallVec::from_slice(x), y: SmallVec::from_slice(y), weights: SmallVec::new(), rows }
+    }
+
+    fn merge(ty: &str) -> LayerSpec {
+        serde_json::from_str(&format!(r#"{{"type": "{ty}", "name": "m_{ty}"}}"#)).unwrap()
+    }
+
+    /// Two inputs, a trunk that fans out to two heads and a merge, one shared layer called on
+    /// both inputs: every weight's gradient against finite differences, for every merge.
+    #[test]
+    fn gradients_through_fan_out_shared_layers_and_every_merge() {
+        let rows = 4;
+        let (x1, x2) = (random(rows * 3, 21), random(rows * 3, 22));
+        let labels: Vec<f32> = (0..rows).map(|i| (i % 2) as f32).collect();
+        let target = random(rows * 4, 23);
+        for ty in ["add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate"] {
+            let spec = GraphSpec {
+                inputs: vec![
+                    InputSpec { name: "a".into(), shape: vec![3] },
+                    InputSpec { name: "b".into(), shape: vec![3] },
+                ],
+                layers: vec![
+                    dense("shared", 4, Activation::Tanh),
+                    merge(ty),
+                    dense("cls", 2, SOFTMAX),
+                    dense("reg", 4, Activation::Linear),
+                ],
+                nodes: vec![
+                    node(0, &[inp(0)]),
+                    node(0, &[inp(1)]),
+                    node(1, &[n(0), n(1)]),
+                    node(2, &[n(2)]),
+                    // The merged tensor also feeds the second head, and so does a shared output.
+                    node(3, &[n(2)]),
+                ],
+                outputs: vec![n(3), n(4), n(2)],
+            };
+            let losses = vec![
+                (Some(Loss::SparseCategoricalCrossentropy { from_logits: false }), 1.0),
+                (Some(Loss::MeanSquaredError), 0.5),
+                (Some(Loss::MeanAbsoluteError), 0.25),
+            ];
+            let mut m = compiled(spec, losses);
+            let merged = if ty == "concatenate" { random(rows * 8, 24) } else { random(rows * 4, 24) };
+            let d = data(&[&x1, &x2], &[&labels, &target, &merged], rows);
+            check_gradients_on(&mut m, &d);
+        }
+    }
+
+    #[test]
+    fn frozen_layers_get_no_gradient_and_the_rest_stays_exact() {
+        let rows = 5;
+        let x = random(rows * 3, 31);
+        let y = random(rows * 2, 32);
+        let spec = GraphSpec::sequential(
+            vec![3],
+            vec![
+                dense("a", 4, Activation::Tanh),
+                LayerSpec::BatchNormalization {
+                    name: "bn".into(),
+                    momentum: 0.9,
+                    epsilon: 1e-3,
+                    center: true,
+                    scale: true,
+                },
+                dense("b", 2, Activation::Linear),
+            ],
+        );
+        for frozen in [[true, false, false], [false, true, false], [false, false, true]] {
+            let mut m = compiled(spec.clone(), vec![(Some(Loss::MeanSquaredError), 1.0)]);
+            m.set_frozen(&frozen).unwrap();
+            check_gradients_on(&mut m, &data(&[&x], &[&y], rows));
+            // A training step leaves every frozen value (and BN's moving statistics, when BN is
+            // frozen) exactly as it was.
+            let before = m.net.params.values.clone();
+            m.train_on_batch(&data(&[&x], &[&y], rows)).unwrap();
+            for (j, l) in m.net.graph.layers.iter().enumerate() {
+                let same = before[l.values.clone()] == m.net.params.values[l.values.clone()];
+                assert_eq!(same, frozen[j], "layer {} frozen={}", l.name, frozen[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn an_output_without_loss_trains_nothing_and_a_model_input_may_be_an_output() {
+        let rows = 3;
+        let x = random(rows * 3, 41);
+        let y = random(rows * 2, 42);
+        let spec = GraphSpec {
+            inputs: vec![InputSpec { name: "a".into(), shape: vec![3] }],
+            layers: vec![dense("t", 2, Activation::Linear), dense("u", 2, Activation::Linear)],
+            nodes: vec![node(0, &[inp(0)]), node(1, &[inp(0)])],
+            outputs: vec![n(0), n(1), inp(0)],
+        };
+        let mut m = compiled(spec, vec![(Some(Loss::MeanSquaredError), 1.0), (None, 1.0), (None, 1.0)]);
+        let d = data(&[&x], &[&y, &[], &[]], rows);
+        m.compute_gradients(&d).unwrap();
+        let u = m.net.graph.layers[1].values.clone();
+        assert!(m.net.params.grads[u].iter().all(|&g| g == 0.0));
+        check_gradients_on(&mut m, &d);
+        let (mut o1, mut o2, mut o3) = (vec![0.0; rows * 2], vec![0.0; rows * 2], vec![0.0; rows * 3]);
+        m.predict(&[&x], rows, 2, &mut [&mut o1, &mut o2, &mut o3]).unwrap();
+        assert_eq!(o3, x);
+    }
+
+    #[test]
+    fn bad_graphs_are_errors() {
+        let input = vec![InputSpec { name: "a".into(), shape: vec![3] }];
+        let two_names = GraphSpec {
+            inputs: input.clone(),
+            layers: vec![dense("d", 2, Activation::Linear), dense("d", 2, Activation::Linear)],
+            nodes: vec![node(0, &[inp(0)]), node(1, &[n(0)])],
+            outputs: vec![n(1)],
+        };
+        assert!(Model::new(&two_names, 0).err().unwrap().to_string().contains("unique"));
+        let shared_other_shape = GraphSpec {
+            inputs: input.clone(),
+            layers: vec![dense("d", 2, Activation::Linear)],
+            nodes: vec![node(0, &[inp(0)]), node(0, &[n(0)])],
+            outputs: vec![n(1)],
+        };
+        let e = Model::new(&shared_other_shape, 0).err().unwrap().to_string();
+        assert!(e.contains("(None, 3)") && e.contains("(None, 2)"), "{e}");
+        let forward_ref = GraphSpec {
+            inputs: input,
+            layers: vec![dense("d", 2, Activation::Linear), merge("add")],
+            nodes: vec![node(1, &[inp(0), n(1)]), node(0, &[n(0)])],
+            outputs: vec![n(1)],
+        };
+        assert!(Model::new(&forward_ref, 0).is_err());
+    }
+}
