@@ -138,6 +138,14 @@ class Model(Layer):
         self.stop_training = False
         self.history: History | None = None
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Model:
+        """``keras.Model.from_config``: a Functional model's config (``get_config``'s form)
+        rebuilds a Functional model; a subclass is called with the config as arguments."""
+        if cls is Model:
+            return Functional.from_config(config)
+        return super().from_config(config)
+
     # -- structure (subclasses say what the graph is) ----------------------------------------
     @property
     def layers(self) -> list[Layer]:
