@@ -82,7 +82,8 @@ class Layer:
     @property
     def trainable(self) -> bool:
         """``False`` freezes the layer: its weights do not change in ``fit``, and a
-        BatchNormalization runs in inference mode (Keras 3 semantics)."""
+        BatchNormalization runs in inference mode (Keras 3 semantics). Setting it on a layer
+        that holds others (a model, a ``Residual``) sets it on every one of them."""
         return self._trainable
 
     @trainable.setter

@@ -109,6 +109,35 @@ def _per_output(arg, names: list[str], what: str, allow_single: bool = True) -> 
     return [arg] * n
 
 
+def _by_name(data, names: list[str], what: str, arg: str, role: str) -> list:
+    """``data`` (one array, a list in order, or a dict keyed by name) as one entry per model
+    input or output (``role``). Every input needs data; an output may lack targets (``None``),
+    which only an output without a loss accepts (checked by the caller)."""
+    n = len(names)
+    if isinstance(data, dict):
+        unknown = [k for k in data if k not in names]
+        missing = [k for k in names if k not in data] if role == "input" else []
+        if unknown or missing:
+            raise ValueError(
+                f"{what}: {arg} is a dict with keys {list(data)}; the model's {role}s are {names}"
+                + (f" (no {role} named {unknown})" if unknown else "")
+                + (f" (missing data for {missing})" if missing else "")
+            )
+        return [data.get(k) for k in names]
+    if n == 1:
+        return [data]
+    if not isinstance(data, (list, tuple)):
+        raise ValueError(
+            f"{what}: the model has {n} {role}s {names}; pass {arg} as a list or a dict of arrays"
+        )
+    if len(data) != n:
+        raise ValueError(
+            f"{what}: the model expects {n} {role}(s) with names {names}, but it received {len(data)} "
+            f"arrays. Pass a list of {n} arrays or a dict keyed by {role} name."
+        )
+    return list(data)
+
+
 class Model(Layer):
     """The Keras model API: ``compile``, ``fit``, ``evaluate``, ``predict``, weights, saving.
 
@@ -368,30 +397,7 @@ class Model(Layer):
         if x is None:
             raise ValueError(f"{what}: x is required")
         names = self._input_names()
-        if isinstance(x, dict):
-            unknown = [k for k in x if k not in names]
-            missing = [k for k in names if k not in x]
-            if unknown or missing:
-                raise ValueError(
-                    f"{what}: x is a dict with keys {list(x)}; the model's inputs are {names}"
-                    + (f" (no input named {unknown})" if unknown else "")
-                    + (f" (missing data for {missing})" if missing else "")
-                )
-            arrays = [x[k] for k in names]
-        elif isinstance(x, (list, tuple)) and len(names) > 1:
-            if len(x) != len(names):
-                raise ValueError(
-                    f"{what}: the model expects {len(names)} input(s) with names {names}, but it received "
-                    f"{len(x)} input arrays. Pass a list of {len(names)} arrays or a dict keyed by input "
-                    "name."
-                )
-            arrays = list(x)
-        elif len(names) > 1:
-            raise ValueError(
-                f"{what}: the model expects {len(names)} inputs {names}; pass a list or a dict of arrays"
-            )
-        else:
-            arrays = [x]
+        arrays = _by_name(x, names, what, "x", "input")
         xs = [_as_float32("x", a) for a in arrays]
         self._ensure_built(xs)
         shapes = self._input_shapes()
@@ -416,23 +422,7 @@ class Model(Layer):
         if y is None:
             raise ValueError(f"{what}: y is required")
         names = self._output_names()
-        if isinstance(y, dict):
-            unknown = [k for k in y if k not in names]
-            if unknown:
-                raise ValueError(f"{what}: y has keys {list(y)} but the model's outputs are {names}")
-            arrays = [y.get(k) for k in names]
-        elif isinstance(y, (list, tuple)) and len(names) > 1:
-            if len(y) != len(names):
-                raise ValueError(
-                    f"{what}: the model has {len(names)} outputs {names}; got {len(y)} target arrays"
-                )
-            arrays = list(y)
-        elif len(names) > 1:
-            raise ValueError(
-                f"{what}: the model has {len(names)} outputs {names}; pass y as a list or a dict"
-            )
-        else:
-            arrays = [y]
+        arrays = _by_name(y, names, what, "y", "output")
         out = []
         for k, (a, lo) in enumerate(zip(arrays, self._head_losses)):
             if lo is None:
@@ -823,16 +813,6 @@ class Model(Layer):
 
     def _weight_home(self):
         return self
-
-    @property
-    def trainable(self) -> bool:
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        self._trainable = bool(value)
-        for la in self._children():
-            la.trainable = value
 
     def save_weights(self, filepath, overwrite: bool = True) -> None:
         """Writes every weight to ``filepath`` in the safetensors format (any file name works).

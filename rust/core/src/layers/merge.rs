@@ -187,24 +187,7 @@ fn elemwise_shape(a: &[usize], b: &[usize]) -> std::result::Result<Vec<usize>, S
 /// Offsets into a sample of `shape` for each value of a sample of `out` (right-aligned
 /// broadcast), or `None` when they are the identity.
 fn broadcast_map(shape: &[usize], out: &[usize]) -> Option<Vec<u32>> {
-    let pad = out.len() - shape.len();
-    let mut strides = vec![0usize; out.len()];
-    let mut s = 1;
-    for d in (0..out.len()).rev() {
-        let dim = if d < pad { 1 } else { shape[d - pad] };
-        strides[d] = if dim == 1 { 0 } else { s };
-        s *= dim;
-    }
-    let map: Vec<u32> = (0..width(out))
-        .map(|mut flat| {
-            let mut idx = 0;
-            for d in (0..out.len()).rev() {
-                idx += (flat % out[d]) * strides[d];
-                flat /= out[d];
-            }
-            idx as u32
-        })
-        .collect();
+    let map = super::broadcast::offsets(shape, out);
     let identity = width(shape) == map.len() && map.iter().enumerate().all(|(j, &m)| m as usize == j);
     (!identity).then_some(map)
 }

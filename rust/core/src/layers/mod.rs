@@ -9,6 +9,7 @@
 mod activation;
 mod augment;
 mod batch_norm;
+mod broadcast;
 pub mod conv2d;
 mod dense;
 mod dropout;
@@ -80,12 +81,30 @@ fn set_regularizer(params: &mut ParamStore, index: usize, r: Option<Regularizer>
     Ok(())
 }
 
-/// The description of a layer, as the Python side sends it and as a saved model stores it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum LayerSpec {
+/// Declares [`LayerSpec`]: every variant gets the layer's `name` (unique within a model) as its
+/// first field, and [`LayerSpec::name`] reads it whatever the variant.
+macro_rules! layer_specs {
+    ($($(#[$vmeta:meta])* $variant:ident { $($(#[$fmeta:meta])* $field:ident: $ty:ty),* $(,)? }),* $(,)?) => {
+        /// The description of a layer, as the Python side sends it and as a saved model stores it.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum LayerSpec {
+            $($(#[$vmeta])* $variant { name: String, $($(#[$fmeta])* $field: $ty),* },)*
+        }
+
+        impl LayerSpec {
+            /// The layer's name (unique within a model).
+            pub fn name(&self) -> &str {
+                match self {
+                    $(LayerSpec::$variant { name, .. } => name,)*
+                }
+            }
+        }
+    };
+}
+
+layer_specs! {
     Dense {
-        name: String,
         units: usize,
         #[serde(default)]
         activation: Activation,
@@ -102,7 +121,6 @@ pub enum LayerSpec {
     },
     #[serde(rename = "conv2d")]
     Conv2D {
-        name: String,
         filters: usize,
         kernel_size: [usize; 2],
         #[serde(default = "ones2")]
@@ -126,7 +144,6 @@ pub enum LayerSpec {
     },
     #[serde(rename = "max_pooling2d")]
     MaxPooling2D {
-        name: String,
         pool_size: [usize; 2],
         #[serde(default)]
         strides: Option<[usize; 2]>,
@@ -135,7 +152,6 @@ pub enum LayerSpec {
     },
     #[serde(rename = "average_pooling2d")]
     AveragePooling2D {
-        name: String,
         pool_size: [usize; 2],
         #[serde(default)]
         strides: Option<[usize; 2]>,
@@ -143,35 +159,24 @@ pub enum LayerSpec {
         padding: Padding,
     },
     #[serde(rename = "global_average_pooling2d")]
-    GlobalAveragePooling2D {
-        name: String,
-    },
+    GlobalAveragePooling2D {},
     #[serde(rename = "global_max_pooling2d")]
-    GlobalMaxPooling2D {
-        name: String,
-    },
-    Flatten {
-        name: String,
-    },
+    GlobalMaxPooling2D {},
+    Flatten {},
     Reshape {
-        name: String,
         target_shape: Vec<i64>,
     },
     Dropout {
-        name: String,
         rate: f32,
     },
     #[serde(rename = "spatial_dropout2d")]
     SpatialDropout2D {
-        name: String,
         rate: f32,
     },
     GaussianNoise {
-        name: String,
         stddev: f32,
     },
     BatchNormalization {
-        name: String,
         #[serde(default = "bn_momentum")]
         momentum: f32,
         #[serde(default = "norm_epsilon")]
@@ -182,7 +187,6 @@ pub enum LayerSpec {
         scale: bool,
     },
     GroupNormalization {
-        name: String,
         #[serde(default = "thirty_two")]
         groups: usize,
         #[serde(default = "norm_epsilon")]
@@ -193,7 +197,6 @@ pub enum LayerSpec {
         scale: bool,
     },
     LayerNormalization {
-        name: String,
         #[serde(default = "norm_epsilon")]
         epsilon: f32,
         #[serde(default = "yes")]
@@ -202,19 +205,13 @@ pub enum LayerSpec {
         scale: bool,
     },
     Rescaling {
-        name: String,
         scale: f32,
         #[serde(default)]
         offset: f32,
     },
-    Normalization {
-        name: String,
-    },
-    MinMaxNormalization {
-        name: String,
-    },
+    Normalization {},
+    MinMaxNormalization {},
     RandomTransform {
-        name: String,
         #[serde(default)]
         flip_horizontal: bool,
         #[serde(default)]
@@ -229,14 +226,12 @@ pub enum LayerSpec {
         zoom_keeps_aspect: bool,
     },
     Residual {
-        name: String,
         layers: Vec<LayerSpec>,
         #[serde(default)]
         shortcut: Option<Box<LayerSpec>>,
     },
     #[serde(rename = "prelu")]
     PRelu {
-        name: String,
         #[serde(default = "quarter")]
         alpha_initializer: InitSpec,
         #[serde(default)]
@@ -245,42 +240,25 @@ pub enum LayerSpec {
         alpha_regularizer: Option<Regularizer>,
     },
     Activation {
-        name: String,
         activation: Activation,
     },
     /// Passes its input through unchanged (Keras `Identity`).
-    Identity {
-        name: String,
-    },
-    Add {
-        name: String,
-    },
-    Subtract {
-        name: String,
-    },
-    Multiply {
-        name: String,
-    },
-    Average {
-        name: String,
-    },
-    Maximum {
-        name: String,
-    },
-    Minimum {
-        name: String,
-    },
+    Identity {},
+    Add {},
+    Subtract {},
+    Multiply {},
+    Average {},
+    Maximum {},
+    Minimum {},
     Concatenate {
-        name: String,
         #[serde(default = "last_axis")]
         axis: i64,
     },
     Dot {
-        name: String,
         axes: [i64; 2],
         #[serde(default)]
         normalize: bool,
-    },
+    }
 }
 
 fn last_axis() -> i64 {
@@ -301,42 +279,6 @@ impl LayerSpec {
             LayerSpec::Dot { axes, normalize, .. } => MergeKind::Dot { axes, normalize },
             _ => return None,
         })
-    }
-
-    /// The layer's name (unique within a model).
-    pub fn name(&self) -> &str {
-        match self {
-            LayerSpec::Dense { name, .. }
-            | LayerSpec::Conv2D { name, .. }
-            | LayerSpec::MaxPooling2D { name, .. }
-            | LayerSpec::AveragePooling2D { name, .. }
-            | LayerSpec::GlobalAveragePooling2D { name }
-            | LayerSpec::GlobalMaxPooling2D { name }
-            | LayerSpec::Flatten { name }
-            | LayerSpec::Reshape { name, .. }
-            | LayerSpec::Dropout { name, .. }
-            | LayerSpec::SpatialDropout2D { name, .. }
-            | LayerSpec::GaussianNoise { name, .. }
-            | LayerSpec::BatchNormalization { name, .. }
-            | LayerSpec::GroupNormalization { name, .. }
-            | LayerSpec::LayerNormalization { name, .. }
-            | LayerSpec::Rescaling { name, .. }
-            | LayerSpec::Normalization { name }
-            | LayerSpec::MinMaxNormalization { name }
-            | LayerSpec::RandomTransform { name, .. }
-            | LayerSpec::Residual { name, .. }
-            | LayerSpec::PRelu { name, .. }
-            | LayerSpec::Activation { name, .. }
-            | LayerSpec::Identity { name }
-            | LayerSpec::Add { name }
-            | LayerSpec::Subtract { name }
-            | LayerSpec::Multiply { name }
-            | LayerSpec::Average { name }
-            | LayerSpec::Maximum { name }
-            | LayerSpec::Minimum { name }
-            | LayerSpec::Concatenate { name, .. }
-            | LayerSpec::Dot { name, .. } => name,
-        }
     }
 }
 
@@ -614,16 +556,6 @@ impl Layer {
             LayerSpec::Identity { .. } => {
                 Ok((Layer::Reshape(Reshape { per_sample: input_shape.iter().product() }), input_shape.to_vec()))
             }
-            LayerSpec::Add { name }
-            | LayerSpec::Subtract { name }
-            | LayerSpec::Multiply { name }
-            | LayerSpec::Average { name }
-            | LayerSpec::Maximum { name }
-            | LayerSpec::Minimum { name }
-            | LayerSpec::Concatenate { name, .. }
-            | LayerSpec::Dot { name, .. } => Err(crate::error::invalid(format!(
-                "merge layer '{name}' takes a list of inputs; it cannot be part of a Sequential model or a Residual block"
-            ))),
             LayerSpec::Activation { activation, .. } => {
                 let layer = ActivationLayer {
                     activation: *activation,
@@ -632,6 +564,17 @@ impl Layer {
                 };
                 Ok((Layer::Activation(layer), input_shape.to_vec()))
             }
+            // The merges are built by the graph (from `merge_kind`), never as one-input layers;
+            // any other spec reaching here lacks its arm above, which the round-trip test of
+            // every layer class catches.
+            other => Err(crate::error::invalid(match other.merge_kind() {
+                Some(_) => format!(
+                    "merge layer '{}' takes a list of inputs; it cannot be part of a Sequential model or a \
+                     Residual block",
+                    other.name()
+                ),
+                None => format!("layer '{}' has no engine implementation", other.name()),
+            })),
         }
     }
 

@@ -33,24 +33,9 @@ impl PRelu {
             }
             alpha_shape[ax - 1] = 1;
         }
-        // Row-major strides of the alpha tensor, zero along shared axes (broadcast).
-        let mut strides = vec![0usize; input_shape.len()];
-        let mut s = 1;
-        for d in (0..input_shape.len()).rev() {
-            strides[d] = if alpha_shape[d] == 1 { 0 } else { s };
-            s *= alpha_shape[d];
-        }
+        // The alpha value each input value uses: alpha broadcast along the shared axes.
+        let alpha_index = super::broadcast::offsets(&alpha_shape, input_shape);
         let per_sample: usize = input_shape.iter().product();
-        let alpha_index = (0..per_sample)
-            .map(|mut flat| {
-                let mut idx = 0;
-                for d in (0..input_shape.len()).rev() {
-                    idx += (flat % input_shape[d]) * strides[d];
-                    flat /= input_shape[d];
-                }
-                idx as u32
-            })
-            .collect();
         let alpha = params.register(format!("{name}/alpha"), alpha_shape, Role::Kernel);
         let t = &params.tensors[alpha];
         Ok(Self { alpha, alpha_offset: t.offset, alpha_index, alpha_len: t.len(), per_sample })

@@ -129,7 +129,19 @@ impl Model {
     }
 
     fn compiled(&self, what: &str) -> Result<&Compiled> {
-        self.compiled.as_ref().ok_or_else(|| Error::InvalidState(format!("you must call compile() before {what}()")))
+        self.compiled.as_ref().ok_or_else(|| not_compiled(what))
+    }
+
+    /// Runs `f` in the engine's thread pool on the network, its buffers and the compiled state
+    /// (an error before `compile`).
+    fn in_pool<T: Send>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce(&mut Network, &mut GraphWorkspace, &mut Compiled) -> T + Send,
+    ) -> Result<T> {
+        let Self { net, ws, compiled, .. } = self;
+        let c = compiled.as_mut().ok_or_else(|| not_compiled(what))?;
+        Ok(threads::install(move || f(net, ws, c)))
     }
 
     pub fn optimizer(&self) -> Option<&Optimizer> {
@@ -281,7 +293,7 @@ impl Model {
 
     fn train_steps_in_pool(&mut self, data: &Dataset<'_>, deadline: Option<Instant>, max_steps: usize) -> Result<bool> {
         let (xw, tw) = self.widths();
-        let c = self.compiled.as_mut().ok_or_else(|| Error::InvalidState("compile() first".into()))?;
+        let c = self.compiled.as_mut().ok_or_else(|| not_compiled("fit"))?;
         let e = &mut self.epoch;
         let bs = e.batch_size;
         if e.shuffle {
@@ -341,16 +353,14 @@ impl Model {
     /// One optimizer step on exactly this batch; returns its loss and metrics.
     pub fn train_on_batch(&mut self, data: &Dataset<'_>) -> Result<Logs> {
         self.validate(data, "train_on_batch")?;
-        let this = &mut *self;
-        threads::install(move || {
-            let c = this.compiled.as_mut().ok_or_else(|| Error::InvalidState("compile() first".into()))?;
+        self.in_pool("train_on_batch", |net, ws, c| {
             let mut running = Running::new(&c.heads);
             if c.optimizer.is_lbfgs() {
-                lbfgs_step(&mut this.net, &mut this.ws, c, data, &mut running);
+                lbfgs_step(net, ws, c, data, &mut running);
             } else {
-                train_step(&mut this.net, &mut this.ws, c, data, &mut running, None, None);
+                train_step(net, ws, c, data, &mut running, None, None);
             }
-            Ok(running.logs(c))
+            running.logs(c)
         })
     }
 
@@ -359,13 +369,11 @@ impl Model {
     /// compare against finite differences.
     pub fn compute_gradients(&mut self, data: &Dataset<'_>) -> Result<f64> {
         self.validate(data, "compute_gradients")?;
-        let this = &mut *self;
-        threads::install(move || {
-            let c = this.compiled.as_ref().ok_or_else(|| Error::InvalidState("compile() first".into()))?;
+        self.in_pool("compute_gradients", |net, ws, c| {
             let mut running = Running::new(&c.heads);
-            this.net.reset_noise();
-            forward_backward(&mut this.net, &mut this.ws, c, data, &mut running);
-            Ok(running.mean_loss())
+            net.reset_noise();
+            forward_backward(net, ws, c, data, &mut running);
+            running.mean_loss()
         })
     }
 
@@ -397,18 +405,16 @@ impl Model {
             return Err(invalid("batch_size must be a positive integer"));
         }
         let (xw, tw) = self.widths();
-        let this = &mut *self;
-        threads::install(move || {
-            let c = this.compiled.as_ref().ok_or_else(|| Error::InvalidState("compile() first".into()))?;
-            let penalty = this.net.params.penalty();
+        self.in_pool("evaluate", |net, ws, c| {
+            let penalty = net.params.penalty();
             let mut running = Running::new(&c.heads);
             for lo in (0..data.rows).step_by(batch_size) {
                 let b = data.slice(lo, (lo + batch_size).min(data.rows), &xw, &tw);
-                this.net.forward(&mut this.ws, &b.x, b.rows, false);
-                heads_loss(&this.net, &mut this.ws, c, &b, &mut running, false);
+                net.forward(ws, &b.x, b.rows, false);
+                heads_loss(net, ws, c, &b, &mut running, false);
                 running.end_batch(b.rows, penalty);
             }
-            Ok(running.logs(c))
+            running.logs(c)
         })
     }
 
@@ -451,4 +457,8 @@ impl Model {
             Ok(())
         })
     }
+}
+
+fn not_compiled(what: &str) -> Error {
+    Error::InvalidState(format!("you must call compile() before {what}()"))
 }

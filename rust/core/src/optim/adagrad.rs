@@ -2,9 +2,7 @@
 //! `w <- w - lr g / sqrt(a + eps)`, with the accumulator starting at
 //! `initial_accumulator_value`.
 
-use std::ops::Range;
-
-use super::sweep_with;
+use super::Update;
 
 #[derive(Clone, Debug)]
 pub struct Adagrad {
@@ -17,18 +15,15 @@ impl Adagrad {
         Self { epsilon, accumulator: vec![initial_accumulator_value; n] }
     }
 
-    /// Updates the runs `segments` of the buffers (whole-buffer indices; frozen tensors lie
-    /// outside them and keep their values and state).
-    pub fn step(&mut self, w: &mut [f32], g: &[f32], lr: f32, segments: impl IntoIterator<Item = Range<usize>>) {
-        let eps = self.epsilon;
+    /// One update of the trainable runs (see [`Update`]).
+    pub fn step(&mut self, u: Update<'_>) {
+        let (eps, lr) = (self.epsilon, u.lr as f32);
         let adagrad = |w: &mut [f32], g: &[f32], [a]: [&mut [f32]; 1]| {
             for i in 0..w.len() {
                 a[i] += g[i] * g[i];
                 w[i] -= lr * g[i] / (a[i] + eps).sqrt();
             }
         };
-        for r in segments {
-            sweep_with(&mut w[r.clone()], &g[r.clone()], [&mut self.accumulator[r]], adagrad);
-        }
+        u.sweep([&mut self.accumulator], adagrad);
     }
 }

@@ -8,9 +8,7 @@
 //! with decoupled weight decay (applied by the optimizer before the update).
 //! (Note 002 writes `sqrt(v_hat + eps)`; the published form with `eps` outside the root is used.)
 
-use std::ops::Range;
-
-use super::sweep_with;
+use super::Update;
 
 #[derive(Clone, Debug)]
 pub struct Adam {
@@ -29,16 +27,9 @@ impl Adam {
         Self { beta_1, beta_2, epsilon, m: vec![0.0; n], v: vec![0.0; n], v_hat }
     }
 
-    /// Update number `t` (1-based) with rate `lr` over the runs `segments` of the buffers
-    /// (whole-buffer indices; frozen tensors lie outside them and keep their values and state).
-    pub fn step(
-        &mut self,
-        w: &mut [f32],
-        g: &[f32],
-        lr: f64,
-        t: u64,
-        segments: impl IntoIterator<Item = Range<usize>>,
-    ) {
+    /// One update of the trainable runs (see [`Update`]); the bias corrections use its number `t`.
+    pub fn step(&mut self, u: Update<'_>) {
+        let (lr, t) = (u.lr, u.t);
         let (b1, b2, eps) = (self.beta_1, self.beta_2, self.epsilon);
         // Bias corrections in f64: b^t stays exact for small t and underflows gracefully.
         let t = t as f64;
@@ -58,13 +49,10 @@ impl Adam {
                 w[i] -= lr_t * m[i] / (vh[i].sqrt() + eps);
             }
         };
-        for r in segments {
-            let (w, g, m, v) = (&mut w[r.clone()], &g[r.clone()], &mut self.m[r.clone()], &mut self.v[r.clone()]);
-            if self.v_hat.is_empty() {
-                sweep_with(w, g, [m, v], adam);
-            } else {
-                sweep_with(w, g, [m, v, &mut self.v_hat[r]], amsgrad);
-            }
+        if self.v_hat.is_empty() {
+            u.sweep([&mut self.m, &mut self.v], adam);
+        } else {
+            u.sweep([&mut self.m, &mut self.v, &mut self.v_hat], amsgrad);
         }
     }
 }

@@ -304,14 +304,14 @@ impl Optimizer {
             }
         }
         self.iterations += 1;
-        let (lr32, t) = (lr as f32, self.iterations);
+        let update = Update { w: params, g: grads, lr, t: self.iterations, segments };
         match &mut self.state {
-            State::Sgd(o) => o.step(params, grads, lr32, segments),
-            State::Adam(o) => o.step(params, grads, lr, t, segments),
-            State::Adagrad(o) => o.step(params, grads, lr32, segments),
-            State::RmsProp(o) => o.step(params, grads, lr32, segments),
-            State::Adamax(o) => o.step(params, grads, lr, t, segments),
-            State::Nadam(o) => o.step(params, grads, lr, t, segments),
+            State::Sgd(o) => o.step(update),
+            State::Adam(o) => o.step(update),
+            State::Adagrad(o) => o.step(update),
+            State::RmsProp(o) => o.step(update),
+            State::Adamax(o) => o.step(update),
+            State::Nadam(o) => o.step(update),
             State::Lbfgs(_) => unreachable!("L-BFGS runs through Model::lbfgs_step"),
         }
         self.last_learning_rate = lr;
@@ -394,6 +394,33 @@ impl Optimizer {
         .into_iter()
         .filter(|(_, s)| !s.is_empty())
         .collect()
+    }
+}
+
+/// One update as every rule reads it: the whole parameter and gradient buffers, the rate, the
+/// update's 1-based number, and the runs of trainable values to change (frozen tensors lie
+/// outside them and keep their values and state).
+pub struct Update<'a> {
+    pub w: &'a mut [f32],
+    pub g: &'a [f32],
+    pub lr: f64,
+    pub t: u64,
+    pub segments: Segments<'a>,
+}
+
+impl Update<'_> {
+    /// `kernel(w, g, states)` over every trainable run (each split into parallel chunks); the
+    /// `states` are whole buffers as long as `w`, sliced alongside it.
+    pub fn sweep<const K: usize>(
+        self,
+        mut states: [&mut [f32]; K],
+        kernel: impl Fn(&mut [f32], &[f32], [&mut [f32]; K]) + Sync,
+    ) {
+        let Update { w, g, segments, .. } = self;
+        for r in segments {
+            let sliced = states.each_mut().map(|s| &mut s[r.clone()]);
+            sweep_with(&mut w[r.clone()], &g[r], sliced, &kernel);
+        }
     }
 }
 

@@ -5,9 +5,7 @@
 //! `m_hat = u_{t+1} m / (1 - prod_{i<=t+1} u_i) + (1 - u_t) g / (1 - prod_{i<=t} u_i)`,
 //! `v_hat = v / (1 - b2^t)`, `w <- w - lr m_hat / (sqrt(v_hat) + eps)`.
 
-use std::ops::Range;
-
-use super::sweep_with;
+use super::Update;
 
 #[derive(Clone, Debug)]
 pub struct Nadam {
@@ -25,17 +23,10 @@ impl Nadam {
         Self { beta_1, beta_2, epsilon, m: vec![0.0; n], v: vec![0.0; n], u_product: 1.0 }
     }
 
-    /// Update number `t` (1-based) over the runs `segments` of the buffers (whole-buffer indices;
-    /// frozen tensors lie outside them and keep their values and state). The momentum-schedule
-    /// product advances once per call, whatever the segments.
-    pub fn step(
-        &mut self,
-        w: &mut [f32],
-        g: &[f32],
-        lr: f64,
-        t: u64,
-        segments: impl IntoIterator<Item = Range<usize>>,
-    ) {
+    /// One update of the trainable runs (see [`Update`]). The momentum-schedule product advances
+    /// once per call, whatever the runs.
+    pub fn step(&mut self, u: Update<'_>) {
+        let (lr, t) = (u.lr, u.t);
         let (b1, b2, eps) = (self.beta_1 as f64, self.beta_2, self.epsilon);
         let t = t as f64;
         let u_t = b1 * (1.0 - 0.5 * 0.96f64.powf(0.004 * t));
@@ -55,9 +46,6 @@ impl Nadam {
                 w[i] -= lr * m_hat / ((v[i] * v_corr).sqrt() + eps);
             }
         };
-        for r in segments {
-            let (w, g) = (&mut w[r.clone()], &g[r.clone()]);
-            sweep_with(w, g, [&mut self.m[r.clone()], &mut self.v[r]], nadam);
-        }
+        u.sweep([&mut self.m, &mut self.v], nadam);
     }
 }

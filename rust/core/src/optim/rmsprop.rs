@@ -3,9 +3,7 @@
 //! otherwise `s + eps`; increment `lr g / sqrt(denominator)`; with momentum
 //! `b <- mu b + increment`, `w <- w - b`, otherwise `w <- w - increment`.
 
-use std::ops::Range;
-
-use super::sweep_with;
+use super::Update;
 
 #[derive(Clone, Debug)]
 pub struct RmsProp {
@@ -35,10 +33,9 @@ impl RmsProp {
         }
     }
 
-    /// Updates the runs `segments` of the buffers (whole-buffer indices; frozen tensors lie
-    /// outside them and keep their values and state).
-    pub fn step(&mut self, w: &mut [f32], g: &[f32], lr: f32, segments: impl IntoIterator<Item = Range<usize>>) {
-        let (rho, mu, eps, centered) = (self.rho, self.momentum, self.epsilon, self.centered);
+    /// One update of the trainable runs (see [`Update`]).
+    pub fn step(&mut self, u: Update<'_>) {
+        let (rho, mu, eps, centered, lr) = (self.rho, self.momentum, self.epsilon, self.centered, u.lr as f32);
         let plain = |w: &mut [f32], g: &[f32], [s]: [&mut [f32]; 1]| {
             for i in 0..w.len() {
                 s[i] = rho * s[i] + (1.0 - rho) * g[i] * g[i];
@@ -63,13 +60,10 @@ impl RmsProp {
                 }
             }
         };
-        for r in segments {
-            let (w, g, s) = (&mut w[r.clone()], &g[r.clone()], &mut self.velocity[r.clone()]);
-            if self.average.is_empty() {
-                sweep_with(w, g, [s], plain);
-            } else {
-                sweep_with(w, g, [s, &mut self.average[r.clone()], &mut self.momentum_buf[r]], general);
-            }
+        if self.average.is_empty() {
+            u.sweep([&mut self.velocity], plain);
+        } else {
+            u.sweep([&mut self.velocity, &mut self.average, &mut self.momentum_buf], general);
         }
     }
 }

@@ -4,9 +4,7 @@
 //! - momentum: `v <- mu v - lr g`, `w <- w + v`
 //! - Nesterov: `v <- mu v - lr g`, `w <- w + mu v - lr g`
 
-use std::ops::Range;
-
-use super::{sweep, sweep_with};
+use super::Update;
 
 #[derive(Clone, Debug)]
 pub struct Sgd {
@@ -22,23 +20,20 @@ impl Sgd {
         Self { momentum, nesterov, velocity }
     }
 
-    /// Updates the runs `segments` of the buffers (whole-buffer indices; frozen tensors lie
-    /// outside them and keep their values and state).
-    pub fn step(&mut self, w: &mut [f32], g: &[f32], lr: f32, segments: impl IntoIterator<Item = Range<usize>>) {
-        let (mu, nesterov) = (self.momentum, self.nesterov);
-        let plain = |w: &mut [f32], g: &[f32]| w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g);
+    /// One update of the trainable runs (see [`Update`]).
+    pub fn step(&mut self, u: Update<'_>) {
+        let (mu, nesterov, lr) = (self.momentum, self.nesterov, u.lr as f32);
+        let plain = |w: &mut [f32], g: &[f32], []: [&mut [f32]; 0]| w.iter_mut().zip(g).for_each(|(w, g)| *w -= lr * g);
         let momentum = |w: &mut [f32], g: &[f32], [v]: [&mut [f32]; 1]| {
             for ((w, &g), v) in w.iter_mut().zip(g).zip(v.iter_mut()) {
                 *v = mu * *v - lr * g;
                 *w += if nesterov { mu * *v - lr * g } else { *v };
             }
         };
-        for r in segments {
-            if self.velocity.is_empty() {
-                sweep(&mut w[r.clone()], &g[r], plain);
-            } else {
-                sweep_with(&mut w[r.clone()], &g[r.clone()], [&mut self.velocity[r]], momentum);
-            }
+        if self.velocity.is_empty() {
+            u.sweep([], plain);
+        } else {
+            u.sweep([&mut self.velocity], momentum);
         }
     }
 }
