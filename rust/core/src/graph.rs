@@ -22,11 +22,15 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::chain::{width, Workspace};
 use crate::error::{invalid, Result};
 use crate::layers::{BackwardPass, ForwardPass, Layer, LayerSpec, Merge, NormKind};
 use crate::params::ParamStore;
 use crate::rng::Stream;
+
+/// Values per sample of a tensor of per-sample `shape`.
+pub fn width(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
 
 /// A model input: its name and per-sample shape.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +102,10 @@ pub struct GraphLayer {
 
 impl GraphLayer {
     fn has_trainable_weights(&self, params: &ParamStore) -> bool {
-        !self.frozen && params.tensors[self.tensors.clone()].iter().any(|t| t.role != crate::params::Role::NonTrainable)
+        !self.frozen
+            && params.tensors[self.tensors.clone()]
+                .iter()
+                .any(|t| t.trainable && t.role != crate::params::Role::NonTrainable)
     }
 
     /// Whether its training behaviour uses batch statistics (what freezing turns off).
@@ -106,7 +113,7 @@ impl GraphLayer {
         fn check(l: &Layer) -> bool {
             match l {
                 Layer::Norm(n) => matches!(n.kind, NormKind::Batch { .. }),
-                Layer::Residual(r) => r.block.layers.iter().chain(&r.shortcut.layers).any(check),
+                Layer::Residual(r) => r.layers().any(check),
                 _ => false,
             }
         }
@@ -129,8 +136,11 @@ pub struct Graph {
     pub layers: Vec<GraphLayer>,
     pub nodes: Vec<Node>,
     pub outputs: Vec<TensorRef>,
-    /// Per node: some trainable weight is at or above it, so backward must reach it.
+    /// Per node: some trainable weight is at or above it (or, with `input_grads`, a graph
+    /// input), so backward must reach it.
     needs_grad: Vec<bool>,
+    /// Backward also gives `dL/d(input)` for each graph input (a graph nested in a layer).
+    input_grads: bool,
     /// Largest per-sample width of any tensor, and weight count of any shared layer (scratch).
     max_width: usize,
     max_shared_values: usize,
@@ -143,18 +153,31 @@ pub struct GraphWorkspace {
     pub outputs: Vec<Vec<f32>>,
     pub grads: Vec<Vec<f32>>,
     saved: Vec<Vec<f32>>,
-    nested: Vec<Vec<Workspace>>,
+    nested: Vec<Vec<GraphWorkspace>>,
     /// Per node: its output gradient holds a value in the current backward pass.
     written: Vec<bool>,
     /// Per layer: its weight gradient holds a value in the current backward pass.
     layer_done: Vec<bool>,
     scratch: Vec<f32>,
     stash: Vec<f32>,
+    /// `dL/d(input)` per graph input, and whether it holds a value (nested graphs only).
+    input_grads: Vec<Vec<f32>>,
+    input_written: Vec<bool>,
 }
 
 impl Graph {
     /// Builds every layer at its first call, registering its weights in `params` in call order.
     pub fn build(spec: &GraphSpec, params: &mut ParamStore, seed: u64) -> Result<Self> {
+        Self::build_with(spec, params, seed, false)
+    }
+
+    /// A graph inside a layer (a residual block): backward also gives the gradient of its
+    /// inputs ([`Graph::input_grad`]).
+    pub fn build_nested(spec: &GraphSpec, params: &mut ParamStore, seed: u64) -> Result<Self> {
+        Self::build_with(spec, params, seed, true)
+    }
+
+    fn build_with(spec: &GraphSpec, params: &mut ParamStore, seed: u64, input_grads: bool) -> Result<Self> {
         if spec.inputs.is_empty() {
             return Err(invalid("the model has no inputs"));
         }
@@ -237,6 +260,7 @@ impl Graph {
             nodes,
             outputs: spec.outputs.clone(),
             needs_grad: Vec::new(),
+            input_grads,
             max_width: max_width.unwrap_or(0),
             max_shared_values,
         };
@@ -279,7 +303,10 @@ impl Graph {
         let mut needs = vec![false; self.nodes.len()];
         for (j, n) in self.nodes.iter().enumerate() {
             needs[j] = self.layers[n.layer].has_trainable_weights(params)
-                || n.inputs.iter().any(|r| matches!(r, TensorRef::Node(i) if needs[*i]));
+                || n.inputs.iter().any(|r| match *r {
+                    TensorRef::Node(i) => needs[i],
+                    TensorRef::Input(_) => self.input_grads,
+                });
         }
         self.needs_grad = needs;
     }
@@ -331,6 +358,9 @@ impl Graph {
         ws.layer_done = vec![false; self.layers.len()];
         ws.scratch = vec![0.0; rows * self.max_width];
         ws.stash = vec![0.0; self.max_shared_values];
+        let input_rows = if self.input_grads { rows } else { 0 };
+        ws.input_grads = self.inputs.iter().map(|i| vec![0.0; input_rows * width(&i.shape)]).collect();
+        ws.input_written = vec![false; self.inputs.len()];
         ws.capacity = rows;
     }
 
@@ -386,6 +416,7 @@ impl Graph {
     pub fn begin_backward(&self, ws: &mut GraphWorkspace) {
         ws.written.iter_mut().for_each(|w| *w = false);
         ws.layer_done.iter_mut().for_each(|w| *w = false);
+        ws.input_written.iter_mut().for_each(|w| *w = false);
     }
 
     /// The values of output tensor `r` and where its loss writes `dL/d(output)`: the tensor's
@@ -423,6 +454,13 @@ impl Graph {
         }
     }
 
+    /// `dL/d(input k)` after [`Graph::backward`] of a nested graph (`rows` samples); `None` when
+    /// no path from the losses reached the input.
+    pub fn input_grad<'a>(&self, ws: &'a GraphWorkspace, k: usize, rows: usize) -> Option<&'a [f32]> {
+        let written = self.input_grads && ws.input_written[k];
+        written.then(|| &ws.input_grads[k][..rows * width(&self.inputs[k].shape)])
+    }
+
     /// Backward pass after [`Graph::forward`] on the same feeds, once the losses have written
     /// the output gradients. `fused[j]`: node `j`'s gradient is `dL/dz` of its last activation
     /// (fused softmax + cross entropy). Fills `grads` with every weight's gradient (zero for
@@ -437,7 +475,19 @@ impl Graph {
         fused: &[bool],
         training: bool,
     ) {
-        let GraphWorkspace { outputs, grads: tgrads, saved, nested, written, layer_done, scratch, stash, .. } = ws;
+        let GraphWorkspace {
+            outputs,
+            grads: tgrads,
+            saved,
+            nested,
+            written,
+            layer_done,
+            scratch,
+            stash,
+            input_grads,
+            input_written,
+            ..
+        } = ws;
         for j in (0..self.nodes.len()).rev() {
             if !written[j] || !self.needs_grad[j] {
                 continue;
@@ -456,23 +506,20 @@ impl Graph {
                     TensorRef::Node(i) => &outputs[i],
                 }
             };
-            // Where dL/d(input) goes: straight into the input's gradient when this is its first
-            // contribution, else into the scratch (added below). Model inputs and tensors with
-            // nothing trainable above them need none.
-            let target = |r: &TensorRef, written: &[bool]| -> Option<(usize, bool)> {
+            // Where dL/d(input) goes: straight into the tensor's gradient when this is its first
+            // contribution, else into the scratch and then added. Tensors with nothing trainable
+            // above them need none, nor do model inputs unless the graph reports their gradient.
+            let mut sinks = Sinks { below, inputs: input_grads, written, input_written, scratch };
+            let sink_of = |r: &TensorRef| -> Option<TensorRef> {
                 match *r {
-                    TensorRef::Node(i) if self.needs_grad[i] => Some((i, written[i])),
+                    TensorRef::Node(i) if self.needs_grad[i] => Some(*r),
+                    TensorRef::Input(_) if self.input_grads => Some(*r),
                     _ => None,
                 }
             };
             match &layer.op {
                 Op::Unary(l) => {
-                    let t = target(&node.inputs[0], written);
-                    let grad_in = match t {
-                        Some((i, false)) => Some(&mut below[i][..]),
-                        Some((_, true)) => Some(&mut scratch[..]),
-                        None => None,
-                    };
+                    let sink = sink_of(&node.inputs[0]);
                     l.backward(BackwardPass {
                         params,
                         grads: &mut *grads,
@@ -480,32 +527,22 @@ impl Graph {
                         output: &outputs[j],
                         saved: &mut saved[j],
                         grad_out: &mut rest[0],
-                        grad_in,
+                        grad_in: sink.map(|r| sinks.target(r)),
                         nested: &mut nested[j],
                         rows,
                         skip_activation: fused[j],
                         training: training && !(layer.frozen && layer.uses_batch_statistics()),
                     });
-                    if let Some((i, again)) = t {
-                        if again {
-                            let n = rows * width(&self.nodes[i].shape);
-                            below[i][..n].iter_mut().zip(&scratch[..n]).for_each(|(g, s)| *g += s);
-                        }
-                        written[i] = true;
+                    if let Some(r) = sink {
+                        sinks.commit(r, rows * width(self.shape(r)));
                     }
                 }
                 Op::Merge(m) => {
                     let inputs: SmallVec<[&[f32]; 4]> = node.inputs.iter().map(value_of).collect();
                     for (k, r) in node.inputs.iter().enumerate() {
-                        let Some((i, again)) = target(r, written) else { continue };
-                        let n = rows * width(&self.nodes[i].shape);
-                        if again {
-                            m.backward_input(k, &inputs, &outputs[j], &rest[0], scratch, rows);
-                            below[i][..n].iter_mut().zip(&scratch[..n]).for_each(|(g, s)| *g += s);
-                        } else {
-                            m.backward_input(k, &inputs, &outputs[j], &rest[0], &mut below[i], rows);
-                            written[i] = true;
-                        }
+                        let Some(r) = sink_of(r) else { continue };
+                        m.backward_input(k, &inputs, &outputs[j], &rest[0], sinks.target(r), rows);
+                        sinks.commit(r, rows * width(self.shape(r)));
                     }
                 }
             }
@@ -521,6 +558,45 @@ impl Graph {
                 grads[l.values.clone()].fill(0.0);
             }
         }
+    }
+}
+
+/// The gradient buffers of the tensors a node's backward writes into: earlier nodes' outputs and
+/// the graph's inputs, with the flags saying which already hold a contribution.
+struct Sinks<'a> {
+    below: &'a mut [Vec<f32>],
+    inputs: &'a mut [Vec<f32>],
+    written: &'a mut [bool],
+    input_written: &'a mut [bool],
+    scratch: &'a mut [f32],
+}
+
+impl Sinks<'_> {
+    /// Where the gradient for `r` is written: its buffer on the first contribution, else the
+    /// scratch.
+    fn target(&mut self, r: TensorRef) -> &mut [f32] {
+        let again = match r {
+            TensorRef::Node(i) => self.written[i],
+            TensorRef::Input(k) => self.input_written[k],
+        };
+        match r {
+            _ if again => &mut *self.scratch,
+            TensorRef::Node(i) => &mut self.below[i],
+            TensorRef::Input(k) => &mut self.inputs[k],
+        }
+    }
+
+    /// After a write to [`Sinks::target`]: adds the scratch when it was used (`n` values).
+    fn commit(&mut self, r: TensorRef, n: usize) {
+        let scratch: &[f32] = self.scratch;
+        let (buf, again) = match r {
+            TensorRef::Node(i) => (&mut self.below[i], &mut self.written[i]),
+            TensorRef::Input(k) => (&mut self.inputs[k], &mut self.input_written[k]),
+        };
+        if *again {
+            buf[..n].iter_mut().zip(&scratch[..n]).for_each(|(g, s)| *g += s);
+        }
+        *again = true;
     }
 }
 

@@ -5,7 +5,6 @@
 //! Nothing here knows about Python: the binding crate borrows numpy arrays and calls in.
 
 pub mod activation;
-pub mod chain;
 pub mod error;
 pub mod gemm;
 pub mod graph;

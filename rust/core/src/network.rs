@@ -3,9 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chain::width;
 use crate::error::{invalid, Result};
-use crate::graph::{Graph, GraphSpec, GraphWorkspace, TensorRef};
+use crate::graph::{width, Graph, GraphSpec, GraphWorkspace, TensorRef};
 use crate::layers::LayerSpec;
 use crate::params::ParamStore;
 use crate::rng::Stream;

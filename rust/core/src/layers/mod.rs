@@ -39,8 +39,8 @@ pub use residual::Residual;
 use serde::{Deserialize, Serialize};
 
 use crate::activation::Activation;
-use crate::chain::Workspace;
 use crate::error::Result;
+use crate::graph::GraphWorkspace;
 use crate::init::Initializer;
 use crate::params::ParamStore;
 use crate::regularizer::Regularizer;
@@ -327,7 +327,7 @@ pub struct ForwardPass<'a> {
     /// Random stream for dropout masks and noise.
     pub rng: &'a mut Stream,
     /// Workspaces of the chains nested in this layer (residual branches).
-    pub nested: &'a mut Vec<Workspace>,
+    pub nested: &'a mut Vec<GraphWorkspace>,
 }
 
 /// Everything `backward` of one layer reads and writes.
@@ -344,7 +344,7 @@ pub struct BackwardPass<'a> {
     /// Where `dL/d(in)` goes; `None` for the first layer (nobody needs it).
     pub grad_in: Option<&'a mut [f32]>,
     /// Workspaces of the chains nested in this layer (residual branches).
-    pub nested: &'a mut Vec<Workspace>,
+    pub nested: &'a mut Vec<GraphWorkspace>,
     pub rows: usize,
     /// The loss already produced `dL/dz` for this layer's activation (fused softmax + CE).
     pub skip_activation: bool,
@@ -587,15 +587,14 @@ impl Layer {
             Layer::GlobalPool(l) => l.saved_width(),
             Layer::Noise(l) => l.saved_width(),
             Layer::Norm(l) => l.saved_width(),
-            Layer::Residual(l) => l.saved_width(),
             Layer::Augment(l) => l.saved_width(),
-            Layer::Scale(_) => 0,
+            Layer::Scale(_) | Layer::Residual(_) => 0,
             Layer::Activation(_) | Layer::PRelu(_) | Layer::Reshape(_) => 0,
         }
     }
 
     /// Workspaces for the chains nested in this layer, for batches of `rows` samples.
-    pub fn nested_workspaces(&self, rows: usize) -> Vec<Workspace> {
+    pub fn nested_workspaces(&self, rows: usize) -> Vec<GraphWorkspace> {
         match self {
             Layer::Residual(l) => l.workspaces(rows),
             _ => Vec::new(),

@@ -1,23 +1,26 @@
 //! Residual block (He et al. 2016; note 004 "conexiones residuales"): `y = F(x) + S(x)` with `F`
-//! a chain of layers and `S` the identity or a projection (e.g. a 1x1 Conv2D when the shapes
+//! a line of layers and `S` the identity or a projection (e.g. a 1x1 Conv2D when the shapes
 //! change). The identity path gives the gradient a route around `F`, so deep stacks keep
 //! learning where plain ones see their gradients vanish.
 //!
-//! Backward: `dx = dF/dx^T g + dS/dx^T g` (`+ g` for the identity).
+//! `F` and `S` are graphs of the engine ([`Graph::build_nested`]), so they run and differentiate
+//! exactly as a model's layers do. Backward: `dx = dF/dx^T g + dS/dx^T g` (`+ g` for the
+//! identity).
 
-use crate::chain::{width, Chain, Workspace};
 use crate::error::{invalid, Result};
+use crate::graph::{width, Graph, GraphSpec, GraphWorkspace};
 use crate::params::ParamStore;
 
 use super::{BackwardPass, ForwardPass, LayerSpec};
 
 #[derive(Clone, Debug)]
 pub struct Residual {
-    pub block: Chain,
-    /// Empty for the identity shortcut.
-    pub shortcut: Chain,
-    in_width: usize,
+    pub block: Graph,
+    /// `None` for the identity shortcut.
+    pub shortcut: Option<Graph>,
     out_width: usize,
+    /// No fusion with a loss inside a block (one flag per node of each graph).
+    unfused: Vec<bool>,
 }
 
 impl Residual {
@@ -32,67 +35,82 @@ impl Residual {
         if layers.is_empty() {
             return Err(invalid(format!("Residual '{name}': the block needs at least one layer")));
         }
-        let block = Chain::build(layers, input_shape, params, seed)?;
-        let shortcut = Chain::build(shortcut.map(std::slice::from_ref).unwrap_or(&[]), input_shape, params, seed)?;
-        let (out, short) = (block.output_shape(input_shape).to_vec(), shortcut.output_shape(input_shape).to_vec());
+        let line = |specs: Vec<LayerSpec>| GraphSpec::sequential(input_shape.to_vec(), specs);
+        let block = Graph::build_nested(&line(layers.to_vec()), params, seed)?;
+        let shortcut = shortcut.map(|s| Graph::build_nested(&line(vec![s.clone()]), params, seed)).transpose()?;
+        let out = block.shape(block.outputs[0]).to_vec();
+        let short = shortcut.as_ref().map_or(input_shape, |s| s.shape(s.outputs[0]));
         if out != short {
             return Err(invalid(format!(
                 "Residual '{name}': the block outputs shape {out:?} but the shortcut gives {short:?}; \
                  pass a shortcut layer that projects to the block's shape (e.g. a 1x1 Conv2D or a Dense)"
             )));
         }
-        let r = Self { block, shortcut, in_width: width(input_shape), out_width: width(&out) };
-        Ok((r, out))
+        let unfused = vec![false; layers.len().max(1)];
+        Ok((Self { block, shortcut, out_width: width(&out), unfused }, out))
+    }
+
+    /// The layers inside the block and the shortcut.
+    pub fn layers(&self) -> impl Iterator<Item = &super::Layer> {
+        let graphs = std::iter::once(&self.block).chain(self.shortcut.as_ref());
+        graphs.flat_map(|g| g.layers.iter()).filter_map(|l| match &l.op {
+            crate::graph::Op::Unary(l) => Some(l),
+            crate::graph::Op::Merge(_) => None,
+        })
     }
 
     /// Branch workspaces: the block's, then the shortcut's.
-    pub fn workspaces(&self, _rows: usize) -> Vec<Workspace> {
-        vec![Workspace::default(), Workspace::default()]
-    }
-
-    /// Scratch for the projection shortcut's input gradient.
-    pub fn saved_width(&self) -> usize {
-        if self.shortcut.layers.is_empty() {
-            0
-        } else {
-            self.in_width
-        }
+    pub fn workspaces(&self, _rows: usize) -> Vec<GraphWorkspace> {
+        vec![GraphWorkspace::default(), GraphWorkspace::default()]
     }
 
     pub fn forward(&self, p: ForwardPass<'_>) {
         let n = p.rows * self.out_width;
+        let feeds = [p.input];
         let (wb, ws) = p.nested.split_at_mut(1);
-        self.block.forward(p.params, &mut wb[0], p.input, p.rows, p.training, p.rng);
-        let f = &wb[0].outputs.last().expect("non-empty block")[..n];
-        let y = &mut p.output[..n];
-        if self.shortcut.layers.is_empty() {
-            y.iter_mut().zip(f).zip(&p.input[..n]).for_each(|((y, a), b)| *y = a + b);
-        } else {
-            self.shortcut.forward(p.params, &mut ws[0], p.input, p.rows, p.training, p.rng);
-            let s = &ws[0].outputs.last().expect("non-empty shortcut")[..n];
-            y.iter_mut().zip(f).zip(s).for_each(|((y, a), b)| *y = a + b);
-        }
+        self.block.forward(p.params, &mut wb[0], &feeds, p.rows, p.training, p.rng);
+        let f = self.block.tensor(&wb[0], &feeds, self.block.outputs[0], p.rows);
+        let s = match &self.shortcut {
+            None => &p.input[..n],
+            Some(short) => {
+                short.forward(p.params, &mut ws[0], &feeds, p.rows, p.training, p.rng);
+                short.tensor(&ws[0], &feeds, short.outputs[0], p.rows)
+            }
+        };
+        p.output[..n].iter_mut().zip(f).zip(s).for_each(|((y, a), b)| *y = a + b);
     }
 
     pub fn backward(&self, p: BackwardPass<'_>) {
         let (rows, n) = (p.rows, p.rows * self.out_width);
         let g = &p.grad_out[..n];
+        let feeds = [p.input];
         let (wb, ws) = p.nested.split_at_mut(1);
-        wb[0].grads.last_mut().expect("non-empty block")[..n].copy_from_slice(g);
-        let mut grad_in = p.grad_in;
-        self.block.backward(p.params, p.grads, &mut wb[0], p.input, grad_in.as_deref_mut(), rows, false, p.training);
-        if self.shortcut.layers.is_empty() {
-            if let Some(dx) = grad_in {
+        let branches =
+            std::iter::once((&self.block, &mut wb[0])).chain(self.shortcut.as_ref().map(|s| (s, &mut ws[0])));
+        let mut dx = p.grad_in;
+        let mut first = true;
+        for (graph, w) in branches {
+            // Both branches receive `g` as the gradient of their output.
+            graph.begin_backward(w);
+            if let (_, Some((grad, _))) = graph.output_and_grad(w, &feeds, graph.outputs[0], rows) {
+                grad[..n].copy_from_slice(g);
+            }
+            graph.backward(p.params, p.grads, w, &feeds, rows, &self.unfused, p.training);
+            if let Some(dx) = dx.as_deref_mut() {
+                let m = rows * width(&graph.inputs[0].shape);
+                match graph.input_grad(w, 0, rows) {
+                    Some(d) if first => dx[..m].copy_from_slice(d),
+                    Some(d) => dx[..m].iter_mut().zip(d).for_each(|(x, d)| *x += d),
+                    None if first => dx[..m].fill(0.0),
+                    None => {}
+                }
+            }
+            first = false;
+        }
+        if self.shortcut.is_none() {
+            if let Some(dx) = dx {
                 dx[..n].iter_mut().zip(g).for_each(|(d, g)| *d += g);
             }
-            return;
-        }
-        ws[0].grads.last_mut().expect("non-empty shortcut")[..n].copy_from_slice(g);
-        let m = rows * self.in_width;
-        let scratch = grad_in.as_ref().map(|_| &mut p.saved[..m]);
-        self.shortcut.backward(p.params, p.grads, &mut ws[0], p.input, scratch, rows, false, p.training);
-        if let Some(dx) = grad_in {
-            dx[..m].iter_mut().zip(&p.saved[..m]).for_each(|(d, s)| *d += s);
         }
     }
 }
