@@ -11,7 +11,7 @@ _counts: dict[str, int] = defaultdict(int)
 def snake_case(name: str) -> str:
     """``BatchNormalization`` -> ``batch_normalization``."""
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 def unique_name(prefix: str) -> str:

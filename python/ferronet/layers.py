@@ -1,17 +1,21 @@
-"""Layers of a ``Sequential`` model (Keras 3 names, arguments and weight shapes).
+"""Layers (Keras 3 names, arguments and weight shapes).
 
-A layer here is a description: its arguments and, once its model is built, a window onto its
-weights. The engine builds the real layer from ``_spec()``.
+A layer here is a description: its arguments (``get_config``) and, once built, a window onto its
+weights. The engine's spec of a layer is its ``get_config`` plus the ``engine_type`` it is
+registered under in the engine (``rust/core/src/layers/registry.rs``); the engine is the one
+authority on the arguments: it validates them when the layer is created and fills Keras'
+defaults.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 import numpy as np
 
-from . import activations, initializers, regularizers
+from . import _core, activations, initializers, regularizers
 from ._naming import snake_case, unique_name
 
 __all__ = [
@@ -75,8 +79,34 @@ class Layer:
     def from_config(cls, config: dict[str, Any]) -> Layer:
         return cls(**config)
 
+    #: The type the engine registers this layer's configuration under ("" for layers the engine
+    #: does not run, such as ``InputLayer``).
+    engine_type = ""
+
     def _spec(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The engine's spec: the layer's config, tagged with its engine type."""
+        return {"type": self.engine_type, **self.get_config()}
+
+    def __init_subclass__(cls, **kwargs):
+        """Wraps each subclass ``__init__`` so that, once the outermost one has run, the engine
+        validates the arguments (Keras raises for bad arguments at construction too)."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)
+        def validated_init(self, *args, **kw):
+            depth = self.__dict__.get("_init_depth", 0)
+            self._init_depth = depth + 1
+            try:
+                init(self, *args, **kw)
+            finally:
+                self._init_depth = depth
+            if depth == 0 and self.engine_type:
+                _core.Model.validate_layer(json.dumps(self._spec()))
+
+        cls.__init__ = validated_init
 
     # -- freezing ----------------------------------------------------------------------------
     @property
@@ -124,8 +154,6 @@ class Layer:
     def _output_shape_for(self, shapes: list[tuple]) -> tuple:
         """Per-sample output shape for per-sample input ``shapes``: the engine's inference, which
         also validates the layer's arguments against the shapes."""
-        from . import _core
-
         for s in shapes:
             if any(d is None for d in s):
                 raise ValueError(
@@ -354,10 +382,6 @@ def _activation_config(spec: dict[str, Any]):
     return spec["name"] if len(spec) == 1 else dict(spec)
 
 
-def _reg_spec(r):
-    return None if r is None else r._spec()
-
-
 def _reg_config(r):
     return None if r is None else {"class_name": type(r).__name__, "config": r.get_config()}
 
@@ -375,15 +399,14 @@ class _KernelLayer(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
 
-    def _kernel_args(self, for_engine: bool) -> dict[str, Any]:
-        reg = _reg_spec if for_engine else _reg_config
+    def _kernel_args(self) -> dict[str, Any]:
         return {
-            "activation": self.activation if for_engine else _activation_config(self.activation),
+            "activation": _activation_config(self.activation),
             "use_bias": self.use_bias,
             "kernel_initializer": self.kernel_initializer._spec(),
             "bias_initializer": self.bias_initializer._spec(),
-            "kernel_regularizer": reg(self.kernel_regularizer),
-            "bias_regularizer": reg(self.bias_regularizer),
+            "kernel_regularizer": _reg_config(self.kernel_regularizer),
+            "bias_regularizer": _reg_config(self.bias_regularizer),
         }
 
 
@@ -395,6 +418,8 @@ class Dense(_KernelLayer):
     ``dW = X^T dZ``, ``db = sum(dZ)``, ``dX = dZ W^T``. Regularizer penalties (note 002) are
     added to the loss and their gradients to ``dW``/``db``.
     """
+
+    engine_type = "dense"
 
     def __init__(
         self,
@@ -409,17 +434,14 @@ class Dense(_KernelLayer):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units <= 0:
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)):
             raise ValueError(f"Dense: units must be a positive integer; got {units!r}")
         self.units = int(units)
         self._set_kernel_args(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
                               bias_regularizer)  # fmt: skip
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "units": self.units, **self._kernel_args(for_engine=False)}
-
-    def _spec(self) -> dict[str, Any]:
-        return {"type": "dense", "name": self.name, "units": self.units, **self._kernel_args(for_engine=True)}
+        return {**super().get_config(), "units": self.units, **self._kernel_args()}
 
     def __repr__(self) -> str:
         return f"<Dense name={self.name} units={self.units} activation={self.activation['name']}>"
@@ -428,6 +450,8 @@ class Dense(_KernelLayer):
 class Activation(Layer):
     """Applies an activation function (``"relu"``, ``"softmax"``...) to its input."""
 
+    engine_type = "activation"
+
     def __init__(self, activation, name: str | None = None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.activation = activations.get(activation)
@@ -435,12 +459,11 @@ class Activation(Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "activation": _activation_config(self.activation)}
 
-    def _spec(self) -> dict[str, Any]:
-        return {"type": "activation", "name": self.name, "activation": self.activation}
-
 
 class ReLU(Activation):
     """``max(0, z)``; with ``negative_slope`` it is a leaky ReLU."""
+
+    engine_type = "relu"
 
     def __init__(self, negative_slope: float = 0.0, name: str | None = None, **kwargs):
         for unsupported in ("max_value", "threshold"):
@@ -460,6 +483,8 @@ class LeakyReLU(Activation):
     """``z`` for ``z > 0``, else ``negative_slope * z``. Default slope 0.01 as the notes use
     (Keras' default is 0.3)."""
 
+    engine_type = "leaky_relu"
+
     def __init__(self, negative_slope: float = 0.01, name: str | None = None, **kwargs):
         self.negative_slope = float(negative_slope)
         super().__init__({"name": "leaky_relu", "negative_slope": self.negative_slope}, name=name, **kwargs)
@@ -471,11 +496,9 @@ class LeakyReLU(Activation):
 class Softmax(Activation):
     """Softmax over the last axis, with an optional ``temperature`` (note 002 appendix B)."""
 
+    engine_type = "softmax"
+
     def __init__(self, axis: int = -1, temperature: float = 1.0, name: str | None = None, **kwargs):
-        if axis != -1:
-            raise ValueError("Softmax: only axis=-1 (the last axis) is supported")
-        if not temperature > 0:
-            raise ValueError(f"Softmax: temperature must be positive; got {temperature}")
         self.axis, self.temperature = axis, float(temperature)
         super().__init__({"name": "softmax", "temperature": self.temperature}, name=name, **kwargs)
 
@@ -488,6 +511,8 @@ class PReLU(Layer):
     learnable ``alpha`` per unit, shared along ``shared_axes`` (1-based, as in Keras). ``alpha``
     starts at 0.25 as in the paper and PyTorch (Keras starts at 0) and is a trained weight in
     ``get_weights()``."""
+
+    engine_type = "prelu"
 
     def __init__(
         self,
@@ -514,15 +539,6 @@ class PReLU(Layer):
             "alpha_initializer": self.alpha_initializer._spec(),
             "alpha_regularizer": _reg_config(self.alpha_regularizer),
             "shared_axes": self.shared_axes or None,
-        }
-
-    def _spec(self) -> dict[str, Any]:
-        return {
-            "type": "prelu",
-            "name": self.name,
-            "alpha_initializer": self.alpha_initializer._spec(),
-            "shared_axes": self.shared_axes,
-            "alpha_regularizer": _reg_spec(self.alpha_regularizer),
         }
 
 
@@ -559,6 +575,8 @@ class Conv2D(_KernelLayer):
     Computed as one matrix product over im2col patches, multithreaded.
     """
 
+    engine_type = "conv2d"
+
     def __init__(
         self,
         filters: int,
@@ -578,7 +596,7 @@ class Conv2D(_KernelLayer):
     ):
         super().__init__(name=name, **kwargs)
         _channels_last(data_format)
-        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters <= 0:
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)):
             raise ValueError(f"Conv2D: filters must be a positive integer; got {filters!r}")
         self.filters = int(filters)
         self.kernel_size = _pair("kernel_size", kernel_size)
@@ -596,25 +614,11 @@ class Conv2D(_KernelLayer):
             "strides": tuple(self.strides),
             "padding": self.padding,
             "dilation_rate": tuple(self.dilation_rate),
-            **self._kernel_args(for_engine=False),
-        }
-
-    def _spec(self) -> dict[str, Any]:
-        return {
-            "type": "conv2d",
-            "name": self.name,
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "dilation_rate": self.dilation_rate,
-            **self._kernel_args(for_engine=True),
+            **self._kernel_args(),
         }
 
 
 class _Pooling2D(Layer):
-    engine_type = ""
-
     def __init__(
         self, pool_size=(2, 2), strides=None, padding="valid", data_format=None, name=None, **kwargs
     ):
@@ -628,10 +632,6 @@ class _Pooling2D(Layer):
         strides = None if self.strides is None else tuple(self.strides)
         return {**super().get_config(), "pool_size": tuple(self.pool_size), "strides": strides,
                 "padding": self.padding}  # fmt: skip
-
-    def _spec(self) -> dict[str, Any]:
-        return {"type": self.engine_type, "name": self.name, "pool_size": self.pool_size,
-                "strides": self.strides, "padding": self.padding}  # fmt: skip
 
 
 class MaxPooling2D(_Pooling2D):
@@ -647,16 +647,11 @@ class AveragePooling2D(_Pooling2D):
 
 
 class _ImageToFlat(Layer):
-    """A parameterless layer of channels-last images whose engine spec is just its type."""
-
-    engine_type = ""
+    """A parameterless layer of channels-last images."""
 
     def __init__(self, data_format=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         _channels_last(data_format)
-
-    def _spec(self):
-        return {"type": self.engine_type, "name": self.name}
 
 
 class GlobalAveragePooling2D(_ImageToFlat):
@@ -680,6 +675,8 @@ class Flatten(_ImageToFlat):
 class Reshape(Layer):
     """Reshapes each sample to ``target_shape`` (one entry may be -1)."""
 
+    engine_type = "reshape"
+
     def __init__(self, target_shape, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.target_shape = tuple(int(d) for d in target_shape)
@@ -687,13 +684,10 @@ class Reshape(Layer):
     def get_config(self):
         return {**super().get_config(), "target_shape": self.target_shape}
 
-    def _spec(self):
-        return {"type": "reshape", "name": self.name, "target_shape": list(self.target_shape)}
-
 
 def _rate(name: str, rate) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise ValueError(f"{name}: rate must be in [0, 1); got {rate!r}")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        raise ValueError(f"{name}: rate must be a number in [0, 1); got {rate!r}")
     return float(rate)
 
 
@@ -701,6 +695,8 @@ class Dropout(Layer):
     """Inverted dropout (note 002, note 004): in training each value is zeroed with probability
     ``rate`` and the rest scaled by ``1 / (1 - rate)``; in inference, the identity. (The original
     form scales at inference by ``1 - rate`` instead; the expected activations are the same.)"""
+
+    engine_type = "dropout"
 
     def __init__(self, rate: float, noise_shape=None, seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -711,40 +707,30 @@ class Dropout(Layer):
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}
 
-    def _spec(self):
-        return {"type": "dropout", "name": self.name, "rate": self.rate}
-
 
 class SpatialDropout2D(Dropout):
     """Drops whole channels of a ``(H, W, C)`` map (one draw per sample and channel)."""
+
+    engine_type = "spatial_dropout2d"
 
     def __init__(self, rate: float, data_format=None, name=None, **kwargs):
         _channels_last(data_format)
         super().__init__(rate, name=name, **kwargs)
 
-    def _spec(self):
-        return {"type": "spatial_dropout2d", "name": self.name, "rate": self.rate}
-
 
 class GaussianNoise(Layer):
     """Adds ``N(0, stddev^2)`` noise in training only (note 004, noise as regularization)."""
 
+    engine_type = "gaussian_noise"
+
     def __init__(self, stddev: float, seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
-        if isinstance(stddev, bool) or not isinstance(stddev, (int, float)) or not stddev >= 0:
-            raise ValueError(f"GaussianNoise: stddev must be >= 0; got {stddev!r}")
+        if isinstance(stddev, bool) or not isinstance(stddev, (int, float)):
+            raise ValueError(f"GaussianNoise: stddev must be a number >= 0; got {stddev!r}")
         self.stddev = float(stddev)
 
     def get_config(self):
         return {**super().get_config(), "stddev": self.stddev}
-
-    def _spec(self):
-        return {"type": "gaussian_noise", "name": self.name, "stddev": self.stddev}
-
-
-def _last_axis(name: str, axis) -> None:
-    if axis not in (-1,):
-        raise ValueError(f"{name}: only axis=-1 (the last, channel axis) is supported")
 
 
 class BatchNormalization(Layer):
@@ -753,13 +739,10 @@ class BatchNormalization(Layer):
     ``m = momentum * m + (1 - momentum) * batch_stat`` used in inference. Weights: gamma, beta,
     moving_mean, moving_variance (Keras order; the last two are not trained)."""
 
+    engine_type = "batch_normalization"
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
-        _last_axis("BatchNormalization", axis)
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"BatchNormalization: momentum must be in [0, 1]; got {momentum!r}")
-        if not epsilon > 0:
-            raise ValueError(f"BatchNormalization: epsilon must be positive; got {epsilon!r}")
         self.axis, self.momentum, self.epsilon = axis, float(momentum), float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
 
@@ -767,29 +750,20 @@ class BatchNormalization(Layer):
         return {**super().get_config(), "axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
                 "center": self.center, "scale": self.scale}  # fmt: skip
 
-    def _spec(self):
-        return {"type": "batch_normalization", "name": self.name, "momentum": self.momentum,
-                "epsilon": self.epsilon, "center": self.center, "scale": self.scale}  # fmt: skip
-
 
 class LayerNormalization(Layer):
     """Layer normalization (note 004): per sample over the last axis, the same in training and
     inference; gamma and beta per feature."""
 
+    engine_type = "layer_normalization"
+
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
-        _last_axis("LayerNormalization", axis)
-        if not epsilon > 0:
-            raise ValueError(f"LayerNormalization: epsilon must be positive; got {epsilon!r}")
         self.axis, self.epsilon, self.center, self.scale = axis, float(epsilon), bool(center), bool(scale)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon, "center": self.center,
                 "scale": self.scale}  # fmt: skip
-
-    def _spec(self):
-        return {"type": "layer_normalization", "name": self.name, "epsilon": self.epsilon,
-                "center": self.center, "scale": self.scale}  # fmt: skip
 
 
 class Residual(Layer):
@@ -797,6 +771,8 @@ class Residual(Layer):
     layers and ``shortcut`` the identity (``None``) or a layer projecting ``x`` to the block's
     output shape (e.g. ``Conv2D(filters, 1)`` when the channels change). Usable inside
     ``Sequential``; its weights are those of its layers, block first."""
+
+    engine_type = "residual"
 
     def __init__(self, layers, shortcut=None, name: str | None = None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -832,9 +808,10 @@ class Residual(Layer):
         return cls(block, shortcut=None if short is None else deserialize_layer(short), **config)
 
     def _spec(self):
+        # The block's layers go to the engine as their own specs (the config holds them in
+        # Keras' serialized form).
         return {
-            "type": "residual",
-            "name": self.name,
+            **super()._spec(),
             "layers": [la._spec() for la in self.block],
             "shortcut": None if self.shortcut is None else self.shortcut._spec(),
         }
@@ -845,11 +822,10 @@ class GroupNormalization(Layer):
     over groups of ``channels / groups`` consecutive channels and every position; the same in
     training and inference. gamma and beta per channel."""
 
+    engine_type = "group_normalization"
+
     def __init__(self, groups=32, axis=-1, epsilon=1e-3, center=True, scale=True, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
-        _last_axis("GroupNormalization", axis)
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ValueError(f"GroupNormalization: groups must be a positive integer; got {groups!r}")
         self.groups, self.axis, self.epsilon = groups, axis, float(epsilon)
         self.center, self.scale = bool(center), bool(scale)
 
@@ -857,13 +833,11 @@ class GroupNormalization(Layer):
         return {**super().get_config(), "groups": self.groups, "axis": self.axis, "epsilon": self.epsilon,
                 "center": self.center, "scale": self.scale}  # fmt: skip
 
-    def _spec(self):
-        return {"type": "group_normalization", "name": self.name, "groups": self.groups,
-                "epsilon": self.epsilon, "center": self.center, "scale": self.scale}  # fmt: skip
-
 
 class Rescaling(Layer):
     """``y = x * scale + offset`` (e.g. ``Rescaling(1/255)`` for 8-bit images, note 000)."""
+
+    engine_type = "rescaling"
 
     def __init__(self, scale, offset=0.0, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -872,20 +846,14 @@ class Rescaling(Layer):
     def get_config(self):
         return {**super().get_config(), "scale": self.scale, "offset": self.offset}
 
-    def _spec(self):
-        return {"type": "rescaling", "name": self.name, "scale": self.scale, "offset": self.offset}
-
 
 class _Adaptive(Layer):
     """A preprocessing layer whose statistics come from ``adapt(data)``, computed per feature of
     the last axis (per channel for images) over the training data only (note 000), and stored as
     non-trained weights so they are saved with the model."""
 
-    engine_type = ""
-
     def __init__(self, axis=-1, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
-        _last_axis(type(self).__name__, axis)
         self.axis = axis
         self._adapted: list[np.ndarray] | None = None
 
@@ -914,9 +882,6 @@ class _Adaptive(Layer):
         else:
             self._pending = [a.copy() for a in self._adapted]
 
-    def _spec(self):
-        return {"type": self.engine_type, "name": self.name}
-
 
 class Normalization(_Adaptive):
     """z-score per feature: ``(x - mean) / sqrt(variance)``; weights ``[mean, variance]``."""
@@ -938,16 +903,14 @@ class MinMaxNormalization(_Adaptive):
 
 
 def _factor_range(name: str, factor) -> list[float]:
-    """Keras' factor convention: ``f`` means ``[-f, f]``; a pair is ``[lo, hi]``."""
+    """Keras' factor convention: ``f`` means ``[-f, f]``; a pair is ``[lo, hi]`` (the engine
+    checks the range)."""
     if isinstance(factor, (int, float)) and not isinstance(factor, bool):
-        lo, hi = -abs(float(factor)), abs(float(factor))
-    else:
-        try:
-            lo, hi = (float(v) for v in factor)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name}: factor must be a number or a pair (lo, hi); got {factor!r}") from None
-    if lo > hi:
-        raise ValueError(f"{name}: factor range must have lo <= hi; got {factor!r}")
+        return [-abs(float(factor)), abs(float(factor))]
+    try:
+        lo, hi = (float(v) for v in factor)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: factor must be a number or a pair (lo, hi); got {factor!r}") from None
     return [lo, hi]
 
 
@@ -955,34 +918,24 @@ class _RandomTransform(Layer):
     """Image augmentation in training only (note 002 §4.1, note 004), one random transform per
     sample, bilinear sampling with zeros outside the image (Keras' default fill is reflection)."""
 
-    def _transform(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _spec(self):
-        return {"type": "random_transform", "name": self.name, **self._transform()}
-
 
 class RandomFlip(_RandomTransform):
     """Flips each image left-right and/or up-down with probability 1/2 each."""
 
+    engine_type = "random_flip"
+
     def __init__(self, mode="horizontal_and_vertical", seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
-        if mode not in ("horizontal", "vertical", "horizontal_and_vertical"):
-            raise ValueError(
-                "RandomFlip: mode must be 'horizontal', 'vertical' or 'horizontal_and_vertical'; "
-                f"got {mode!r}"
-            )
         self.mode = mode
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
 
-    def _transform(self):
-        return {"flip_horizontal": "horizontal" in self.mode, "flip_vertical": "vertical" in self.mode}
-
 
 class RandomTranslation(_RandomTransform):
     """Shifts each image by a random fraction of its height and width."""
+
+    engine_type = "random_translation"
 
     def __init__(self, height_factor, width_factor, fill_mode="constant", seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -998,12 +951,11 @@ class RandomTranslation(_RandomTransform):
             "width_factor": self.width_factor,
         }
 
-    def _transform(self):
-        return {"translate": [self.height_factor, self.width_factor]}
-
 
 class RandomRotation(_RandomTransform):
     """Rotates each image by a random angle, ``factor`` being a fraction of a full turn."""
+
+    engine_type = "random_rotation"
 
     def __init__(self, factor, fill_mode="constant", seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -1014,13 +966,12 @@ class RandomRotation(_RandomTransform):
     def get_config(self):
         return {**super().get_config(), "factor": self.factor}
 
-    def _transform(self):
-        return {"rotate": self.factor}
-
 
 class RandomZoom(_RandomTransform):
     """Zooms each image by a random factor (positive zooms out, as in Keras); ``width_factor=None``
     keeps the aspect ratio."""
+
+    engine_type = "random_zoom"
 
     def __init__(
         self, height_factor, width_factor=None, fill_mode="constant", seed=None, name=None, **kwargs
@@ -1030,8 +981,6 @@ class RandomZoom(_RandomTransform):
             raise ValueError("RandomZoom: only fill_mode='constant' (zeros) is supported")
         self.height_factor = _factor_range("RandomZoom", height_factor)
         self.width_factor = None if width_factor is None else _factor_range("RandomZoom", width_factor)
-        if min(self.height_factor + (self.width_factor or [0.0])) <= -1:
-            raise ValueError("RandomZoom: factors must be > -1")
 
     def get_config(self):
         return {
@@ -1040,23 +989,16 @@ class RandomZoom(_RandomTransform):
             "width_factor": self.width_factor,
         }
 
-    def _transform(self):
-        return {"zoom": [self.height_factor, self.width_factor or self.height_factor],
-                "zoom_keeps_aspect": self.width_factor is None}  # fmt: skip
-
 
 class Identity(Layer):
     """Returns its input unchanged (``keras.layers.Identity``)."""
 
-    def _spec(self):
-        return {"type": "identity", "name": self.name}
+    engine_type = "identity"
 
 
 class _Merge(Layer):
     """Base of the layers called on a list of tensors. Elementwise merges broadcast as Keras:
     shapes align on the right and size-1 dimensions stretch (``(3, 1)`` with ``(3, 4)``)."""
-
-    engine_type = ""
 
     def __call__(self, inputs, training=None, **kwargs):
         if not isinstance(inputs, (list, tuple)):
@@ -1066,9 +1008,6 @@ class _Merge(Layer):
                 f"Received: input_shape={shape} (not a list of shapes)"
             )
         return super().__call__(list(inputs), training=training, **kwargs)
-
-    def _spec(self):
-        return {"type": self.engine_type, "name": self.name}
 
 
 class Add(_Merge):
@@ -1110,6 +1049,8 @@ class Minimum(_Merge):
 class Concatenate(_Merge):
     """Joins its inputs along ``axis`` (counted with the batch axis, as Keras; default last)."""
 
+    engine_type = "concatenate"
+
     def __init__(self, axis: int = -1, name: str | None = None, **kwargs):
         super().__init__(name=name, **kwargs)
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
@@ -1119,14 +1060,13 @@ class Concatenate(_Merge):
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
 
-    def _spec(self):
-        return {"type": "concatenate", "name": self.name, "axis": self.axis}
-
 
 class Dot(_Merge):
     """Batched dot product of two inputs along ``axes`` (an int or a pair, counted with the batch
     axis): ``out[b] = sum_k x[b, ..., k] y[b, ..., k]``. With ``normalize``, each input is first
     L2-normalized along its axis, so the result is the cosine similarity."""
+
+    engine_type = "dot"
 
     def __init__(self, axes, normalize: bool = False, name: str | None = None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -1134,14 +1074,10 @@ class Dot(_Merge):
         if len(pair) != 2 or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in pair):
             raise TypeError(f"Dot: axes must be an integer or a pair of integers; got {axes!r}")
         self.axes = axes if isinstance(axes, int) else [int(a) for a in pair]
-        self._pair = [int(a) for a in pair]
         self.normalize = bool(normalize)
 
     def get_config(self):
         return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
-
-    def _spec(self):
-        return {"type": "dot", "name": self.name, "axes": self._pair, "normalize": self.normalize}
 
 
 def add(inputs, **kwargs):

@@ -7,7 +7,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ferronet_core::activation::Activation;
-use ferronet_core::layers::{InitSpec, LayerSpec, Padding};
+use ferronet_core::layers::{Conv2DConfig, GlobalAveragePooling2DConfig, LayerSpec, Padding, RescalingConfig};
 use ferronet_core::loss::Loss;
 use ferronet_core::optim::{OptimizerSpec, Rule};
 use ferronet_core::rng::Stream;
@@ -19,24 +19,11 @@ const LAYERS: [(&str, usize, usize, usize); 3] =
 const BATCH: usize = 64;
 
 fn model(side: usize, channels: usize, filters: usize) -> Model {
-    let conv = LayerSpec::Conv2D {
-        name: "conv".into(),
-        filters,
-        kernel_size: [3, 3],
-        strides: [1, 1],
-        padding: Padding::Same,
-        dilation_rate: [1, 1],
-        activation: Activation::Relu,
-        use_bias: true,
-        kernel_initializer: Default::default(),
-        bias_initializer: InitSpec { init: ferronet_core::init::Initializer::Zeros, seed: None },
-        kernel_regularizer: None,
-        bias_regularizer: None,
-    };
+    let conv = Conv2DConfig { padding: Padding::Same, ..Conv2DConfig::new(filters, [3, 3], Activation::Relu) };
     let layers = vec![
-        LayerSpec::Rescaling { name: "scale".into(), scale: 1.0, offset: 0.0 },
-        conv,
-        LayerSpec::GlobalAveragePooling2D { name: "pool".into() },
+        LayerSpec::new("scale", RescalingConfig { scale: 1.0, offset: 0.0 }),
+        LayerSpec::new("conv", conv),
+        LayerSpec::new("pool", GlobalAveragePooling2DConfig::default()),
     ];
     let mut m = Model::new(&ModelSpec { input_shape: vec![side, side, channels], layers }, 0).unwrap();
     m.compile(&CompileSpec::single(

@@ -6,24 +6,14 @@
 use std::time::Instant;
 
 use ferronet_core::activation::Activation;
-use ferronet_core::init::Initializer;
-use ferronet_core::layers::{InitSpec, LayerSpec};
+use ferronet_core::layers::{DenseConfig, LayerSpec};
 use ferronet_core::loss::Loss;
 use ferronet_core::optim::{OptimizerSpec, Rule};
 use ferronet_core::rng::Stream;
 use ferronet_core::{threads, CompileSpec, Dataset, Model, ModelSpec};
 
 fn dense(name: &str, units: usize, activation: Activation) -> LayerSpec {
-    LayerSpec::Dense {
-        name: name.into(),
-        units,
-        activation,
-        use_bias: true,
-        kernel_initializer: Default::default(),
-        bias_initializer: InitSpec { init: Initializer::Zeros, seed: None },
-        kernel_regularizer: None,
-        bias_regularizer: None,
-    }
+    LayerSpec::new(name, DenseConfig::new(units, activation))
 }
 
 fn main() {

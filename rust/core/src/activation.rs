@@ -64,6 +64,19 @@ pub enum Activation {
     LogSoftmax,
 }
 
+/// Reads an activation as a layer's `get_config` holds it: a name (`"relu"`) or a spec with
+/// arguments (`{"name": "leaky_relu", "negative_slope": 0.2}`); `null` is linear, as in Keras.
+pub fn name_or_spec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Activation, D::Error> {
+    use serde::de::Error;
+    let value = serde_json::Value::deserialize(d)?;
+    let value = match value {
+        serde_json::Value::Null => return Ok(Activation::Linear),
+        serde_json::Value::String(name) => serde_json::json!({ "name": name }),
+        other => other,
+    };
+    serde_json::from_value(value).map_err(D::Error::custom)
+}
+
 fn leaky_slope() -> f32 {
     0.01
 }

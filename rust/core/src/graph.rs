@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::error::{invalid, Result};
-use crate::layers::{BackwardPass, ForwardPass, Layer, LayerSpec, Merge, NormKind};
+use crate::layers::{BackwardPass, ForwardPass, LayerKernel, LayerSpec, Op};
 use crate::params::ParamStore;
 use crate::rng::Stream;
 
@@ -79,13 +79,6 @@ impl GraphSpec {
     }
 }
 
-/// What a layer computes: one input (every layer of the `layers` module) or several (merges).
-#[derive(Clone, Debug)]
-pub enum Op {
-    Unary(Layer),
-    Merge(Merge),
-}
-
 /// A built layer and where its weights are.
 #[derive(Clone, Debug)]
 pub struct GraphLayer {
@@ -110,14 +103,7 @@ impl GraphLayer {
 
     /// Whether its training behaviour uses batch statistics (what freezing turns off).
     fn uses_batch_statistics(&self) -> bool {
-        fn check(l: &Layer) -> bool {
-            match l {
-                Layer::Norm(n) => matches!(n.kind, NormKind::Batch { .. }),
-                Layer::Residual(r) => r.layers().any(check),
-                _ => false,
-            }
-        }
-        matches!(&self.op, Op::Unary(l) if check(l))
+        matches!(&self.op, Op::Unary(l) if l.uses_batch_statistics())
     }
 }
 
@@ -225,7 +211,7 @@ impl Graph {
                 }
                 None => {
                     let (tensors0, values0) = (params.tensors.len(), params.len());
-                    let (op, out) = build_op(lspec, &shapes, params, seed)?;
+                    let (op, out) = lspec.build(&shapes, params, seed)?;
                     layers[n.layer] = Some(GraphLayer {
                         name: lspec.name().to_string(),
                         op,
@@ -278,7 +264,7 @@ impl Graph {
                 show(input_shapes)
             )));
         }
-        build_op(layer, input_shapes, &mut ParamStore::default(), 0).map(|(_, shape)| shape)
+        layer.build(input_shapes, &mut ParamStore::default(), 0).map(|(_, shape)| shape)
     }
 
     /// Freezes (or unfreezes) the layers whose flags are `true` (index = layer), marking their
@@ -598,22 +584,6 @@ impl Sinks<'_> {
         }
         *again = true;
     }
-}
-
-fn build_op(spec: &LayerSpec, shapes: &[Vec<usize>], params: &mut ParamStore, seed: u64) -> Result<(Op, Vec<usize>)> {
-    if let Some(kind) = spec.merge_kind() {
-        let (m, out) = Merge::build(spec.name(), kind, shapes)?;
-        return Ok((Op::Merge(m), out));
-    }
-    let [shape] = shapes else {
-        return Err(invalid(format!(
-            "layer '{}' takes one input; it was called on {} tensors",
-            spec.name(),
-            shapes.len()
-        )));
-    };
-    let (l, out) = Layer::build(spec, shape, params, seed)?;
-    Ok((Op::Unary(l), out))
 }
 
 fn shape_of(spec: &GraphSpec, nodes: &[Node], r: TensorRef) -> Option<Vec<usize>> {

@@ -35,6 +35,37 @@ pub enum Regularizer {
     },
 }
 
+/// Reads a regularizer as a layer's `get_config` holds it: Keras' serialized form
+/// (`{"class_name": "L2", "config": {"l2": 0.01}}`), the engine's (`{"name": "l2", "l2": 0.01}`)
+/// or `null`.
+pub fn keras_or_engine<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Regularizer>, D::Error> {
+    use serde::de::Error;
+    use serde_json::Value;
+    let value = Value::deserialize(d)?;
+    let value = match value {
+        Value::Null => return Ok(None),
+        Value::Object(mut map) if map.contains_key("class_name") => {
+            let class = map.remove("class_name").unwrap_or_default();
+            let name = match class.as_str() {
+                Some("L1") => "l1",
+                Some("L2") => "l2",
+                Some("L1L2") => "l1l2",
+                Some("Lp") => "lp",
+                _ => return Err(D::Error::custom(format!("unknown regularizer class {class}"))),
+            };
+            let mut spec = match map.remove("config") {
+                Some(Value::Object(config)) => config,
+                None | Some(Value::Null) => serde_json::Map::new(),
+                Some(other) => return Err(D::Error::custom(format!("regularizer config must be a map; got {other}"))),
+            };
+            spec.insert("name".into(), Value::String(name.into()));
+            Value::Object(spec)
+        }
+        other => other,
+    };
+    serde_json::from_value(value).map(Some).map_err(D::Error::custom)
+}
+
 fn default_factor() -> f32 {
     0.01
 }

@@ -2,7 +2,7 @@
 //! every parameter gradient.
 
 use crate::activation::Activation;
-use crate::layers::LayerSpec;
+use crate::layers::{DenseConfig, InitSpec, LayerSpec};
 use crate::loss::Loss;
 use crate::model::{CompileSpec, Dataset, Model};
 use crate::network::ModelSpec;
@@ -10,17 +10,10 @@ use crate::optim::OptimizerSpec;
 use crate::rng::Stream;
 
 pub fn dense(name: &str, units: usize, activation: Activation) -> LayerSpec {
-    LayerSpec::Dense {
-        name: name.into(),
-        units,
-        activation,
-        use_bias: true,
-        kernel_initializer: Default::default(),
-        // Random biases, so the checks also exercise the bias gradient.
-        bias_initializer: crate::layers::InitSpec { init: crate::init::Initializer::GlorotUniform, seed: None },
-        kernel_regularizer: None,
-        bias_regularizer: None,
-    }
+    // Random biases, so the checks also exercise the bias gradient.
+    let mut config = DenseConfig::new(units, activation);
+    config.kernel.bias_initializer = InitSpec { init: crate::init::Initializer::GlorotUniform, seed: None };
+    LayerSpec::new(name, config)
 }
 
 pub fn model(layers: Vec<LayerSpec>, loss: Loss, input: usize) -> Model {

@@ -40,6 +40,14 @@ impl PyModel {
         guard(|| ferronet_core::graph::Graph::layer_output_shape(&layer, &input_shapes))
     }
 
+    /// Checks a layer's JSON spec (its `get_config` with a `type`) without input shapes: the
+    /// arguments' types, ranges and combinations. Raises `ValueError` naming the problem.
+    #[staticmethod]
+    fn validate_layer(spec_json: &str) -> PyResult<()> {
+        let layer: ferronet_core::layers::LayerSpec = parse("layer", spec_json)?;
+        guard(|| layer.validate())
+    }
+
     /// Sets loss, optimizer and metrics from a JSON `CompileSpec`; optimizer state starts afresh.
     fn compile(&mut self, spec_json: &str) -> PyResult<()> {
         let spec: CompileSpec = parse("compile", spec_json)?;

@@ -11,10 +11,147 @@
 use std::f32::consts::TAU;
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
+use crate::error::{invalid, Result};
 use crate::rng::Stream;
 
-use super::BackwardPass;
+use super::spec::{BuildContext, BuildLayer};
+use super::{BackwardPass, ForwardPass, LayerKernel, Op};
+
+/// A Keras factor: `f` means the range `[-|f|, |f|]`; a pair is `[lo, hi]`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Factor {
+    Symmetric(f32),
+    Range([f32; 2]),
+}
+
+impl Factor {
+    fn range(self) -> [f32; 2] {
+        match self {
+            Factor::Symmetric(f) => [-f.abs(), f.abs()],
+            Factor::Range(r) => r,
+        }
+    }
+
+    fn check(self, layer: &str, name: &str) -> Result<()> {
+        let [lo, hi] = self.range();
+        if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+            return Err(invalid(format!("{layer} '{name}': factor range must be finite with lo <= hi; got {self:?}")));
+        }
+        Ok(())
+    }
+}
+
+/// `keras.layers.RandomFlip` arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandomFlipConfig {
+    #[serde(default = "both_flips")]
+    pub mode: String,
+}
+
+fn both_flips() -> String {
+    "horizontal_and_vertical".into()
+}
+
+/// `keras.layers.RandomTranslation` arguments (fractions of the height and width).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandomTranslationConfig {
+    pub height_factor: Factor,
+    pub width_factor: Factor,
+}
+
+/// `keras.layers.RandomRotation` arguments (a fraction of a full turn).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandomRotationConfig {
+    pub factor: Factor,
+}
+
+/// `keras.layers.RandomZoom` arguments; no `width_factor` keeps the aspect ratio.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandomZoomConfig {
+    pub height_factor: Factor,
+    #[serde(default)]
+    pub width_factor: Option<Factor>,
+}
+
+/// Builds the transform layer with `ranges` on an image input.
+fn build_transform(ctx: &BuildContext<'_>, inputs: &[Vec<usize>], ranges: Augment) -> Result<(Op, Vec<usize>)> {
+    let shape = ctx.one_input(inputs)?;
+    let &[height, width, channels] = shape else {
+        return Err(invalid(format!(
+            "augmentation layer '{}' expects images (height, width, channels); got {shape:?}",
+            ctx.name
+        )));
+    };
+    Ok((Op::unary(RandomTransform { ranges, height, width, channels }), shape.to_vec()))
+}
+
+impl BuildLayer for RandomFlipConfig {
+    fn validate(&self, name: &str) -> Result<()> {
+        if !["horizontal", "vertical", "horizontal_and_vertical"].contains(&self.mode.as_str()) {
+            return Err(invalid(format!(
+                "RandomFlip '{name}': mode must be 'horizontal', 'vertical' or 'horizontal_and_vertical'; got {:?}",
+                self.mode
+            )));
+        }
+        Ok(())
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let ranges = Augment {
+            flip_horizontal: self.mode.contains("horizontal"),
+            flip_vertical: self.mode.contains("vertical"),
+            ..Augment::default()
+        };
+        build_transform(ctx, inputs, ranges)
+    }
+}
+
+impl BuildLayer for RandomTranslationConfig {
+    fn validate(&self, name: &str) -> Result<()> {
+        self.height_factor.check("RandomTranslation", name)?;
+        self.width_factor.check("RandomTranslation", name)
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let translate = [self.height_factor.range(), self.width_factor.range()];
+        build_transform(ctx, inputs, Augment { translate, ..Augment::default() })
+    }
+}
+
+impl BuildLayer for RandomRotationConfig {
+    fn validate(&self, name: &str) -> Result<()> {
+        self.factor.check("RandomRotation", name)
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        build_transform(ctx, inputs, Augment { rotate: self.factor.range(), ..Augment::default() })
+    }
+}
+
+impl BuildLayer for RandomZoomConfig {
+    fn validate(&self, name: &str) -> Result<()> {
+        for f in std::iter::once(self.height_factor).chain(self.width_factor) {
+            f.check("RandomZoom", name)?;
+            if f.range()[0] <= -1.0 {
+                return Err(invalid(format!("RandomZoom '{name}': factors must be > -1")));
+            }
+        }
+        Ok(())
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let height = self.height_factor.range();
+        let ranges = Augment {
+            zoom: [height, self.width_factor.map_or(height, Factor::range)],
+            zoom_keeps_aspect: self.width_factor.is_none(),
+            ..Augment::default()
+        };
+        build_transform(ctx, inputs, ranges)
+    }
+}
 
 /// Ranges of the random transforms (all zero / false = no change).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -48,10 +185,6 @@ fn draw(rng: &mut Stream, [lo, hi]: [f32; 2]) -> f32 {
 impl RandomTransform {
     fn per_sample(&self) -> usize {
         self.height * self.width * self.channels
-    }
-
-    pub fn saved_width(&self) -> usize {
-        MAP
     }
 
     /// Draws one sample's map.
@@ -95,16 +228,15 @@ impl RandomTransform {
             }
         }
     }
+}
 
-    pub fn forward(
-        &self,
-        input: &[f32],
-        output: &mut [f32],
-        saved: &mut [f32],
-        rows: usize,
-        training: bool,
-        rng: &mut Stream,
-    ) {
+impl LayerKernel for RandomTransform {
+    fn saved_width(&self) -> usize {
+        MAP
+    }
+
+    fn forward(&self, p: ForwardPass<'_>) {
+        let ForwardPass { input, output, saved, rows, training, rng, .. } = p;
         let (ps, c) = (self.per_sample(), self.channels);
         let n = rows * ps;
         if !training {
@@ -128,7 +260,7 @@ impl RandomTransform {
             });
     }
 
-    pub fn backward(&self, p: BackwardPass<'_>) {
+    fn backward(&self, p: BackwardPass<'_>) {
         let Some(dx) = p.grad_in else { return };
         let (ps, c) = (self.per_sample(), self.channels);
         dx[..p.rows * ps]

@@ -11,13 +11,79 @@
 //! `dpatches = dZ Wᵀ`, scattered back (col2im) into `dX`.
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::activation::{for_each_row, Activation};
 use crate::error::{invalid, Result};
 use crate::gemm::{self, gemm, MatRef};
 use crate::params::{ParamStore, Role};
 
-use super::BackwardPass;
+use super::spec::{defaults, BuildContext, BuildLayer, KernelArgs, Padding};
+use super::{BackwardPass, ForwardPass, LayerKernel, Op};
+
+/// `keras.layers.Conv2D` arguments (channels last).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Conv2DConfig {
+    pub filters: usize,
+    pub kernel_size: [usize; 2],
+    #[serde(default = "defaults::ones2")]
+    pub strides: [usize; 2],
+    #[serde(default)]
+    pub padding: Padding,
+    #[serde(default = "defaults::ones2")]
+    pub dilation_rate: [usize; 2],
+    #[serde(flatten)]
+    pub kernel: KernelArgs,
+}
+
+impl Conv2DConfig {
+    /// `filters` of `kernel_size`, stride 1, `valid` padding, Keras' defaults for the rest.
+    pub fn new(filters: usize, kernel_size: [usize; 2], activation: Activation) -> Self {
+        Self {
+            filters,
+            kernel_size,
+            strides: [1, 1],
+            padding: Padding::Valid,
+            dilation_rate: [1, 1],
+            kernel: KernelArgs::new(activation),
+        }
+    }
+}
+
+impl BuildLayer for Conv2DConfig {
+    fn validate(&self, name: &str) -> Result<()> {
+        let sizes = [self.kernel_size, self.strides, self.dilation_rate];
+        if self.filters == 0 || sizes.iter().flatten().any(|&d| d == 0) {
+            return Err(invalid(format!(
+                "Conv2D '{name}': filters, kernel_size, strides and dilation must be positive"
+            )));
+        }
+        if self.dilation_rate != [1, 1] && self.strides != [1, 1] {
+            return Err(invalid(format!("Conv2D '{name}': dilation_rate > 1 requires strides = 1 (as in Keras)")));
+        }
+        self.kernel.validate()
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let input = ctx.one_input(inputs)?;
+        let k = &self.kernel;
+        let l = Conv2D::build(
+            ctx.name,
+            input,
+            self.filters,
+            self.kernel_size,
+            self.strides,
+            self.dilation_rate,
+            self.padding == Padding::Same,
+            k.activation,
+            k.use_bias,
+            ctx.params,
+        )?;
+        k.init(ctx, l.kernel, l.bias);
+        let shape = l.output_shape();
+        Ok((Op::unary(l), shape))
+    }
+}
 
 /// Geometry shared by convolution and pooling along one spatial axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,14 +253,6 @@ impl Conv2D {
                 "Conv2D '{name}' expects images of shape (height, width, channels); got per-sample shape {input_shape:?}"
             )));
         };
-        if filters == 0 || kernel_size.contains(&0) || strides.contains(&0) || dilation.contains(&0) {
-            return Err(invalid(format!(
-                "Conv2D '{name}': filters, kernel_size, strides and dilation must be positive"
-            )));
-        }
-        if dilation != [1, 1] && strides != [1, 1] {
-            return Err(invalid(format!("Conv2D '{name}': dilation_rate > 1 requires strides = 1 (as in Keras)")));
-        }
         let too_small = || {
             invalid(format!("Conv2D '{name}': input {h}x{w} is smaller than the (dilated) kernel with padding='valid'"))
         };
@@ -236,14 +294,6 @@ impl Conv2D {
         self.rows.input * self.cols.input * self.channels
     }
 
-    /// Scratch per sample: the patch matrix (or, in backward, the padded grid of the implicit
-    /// input gradient), plus `z` when the activation's derivative needs it.
-    pub fn saved_width(&self) -> usize {
-        self.patch_region()
-            + self.dz_panels()
-            + if self.activation.needs_input() { self.positions() * self.filters } else { 0 }
-    }
-
     /// Per sample: the patch matrix or the input grid (forward to backward), then the `dZ` grid
     /// of the implicit input gradient (backward, once the weight gradient is done).
     fn patch_region(&self) -> usize {
@@ -258,12 +308,6 @@ impl Conv2D {
     /// Per sample: `dZ` packed for the implicit weight gradient.
     fn dz_panels(&self) -> usize {
         self.implicit.as_ref().map_or(0, |_| gemm::packed_len(self.positions(), self.filters))
-    }
-
-    /// Scratch per batch: the packed kernel (implicit forward), then the packed flipped kernel
-    /// (implicit input gradient).
-    pub fn saved_extra(&self) -> usize {
-        self.forward_panels() + self.implicit_dx.as_ref().map_or(0, |_| self.flipped_panels())
     }
 
     fn forward_panels(&self) -> usize {
@@ -335,8 +379,29 @@ impl Conv2D {
             }
         }
     }
+}
 
-    pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
+impl LayerKernel for Conv2D {
+    /// Scratch per sample: the patch matrix (or, in backward, the padded grid of the implicit
+    /// input gradient), plus `z` when the activation's derivative needs it.
+    fn saved_width(&self) -> usize {
+        self.patch_region()
+            + self.dz_panels()
+            + if self.activation.needs_input() { self.positions() * self.filters } else { 0 }
+    }
+
+    /// Scratch per batch: the packed kernel (implicit forward), then the packed flipped kernel
+    /// (implicit input gradient).
+    fn saved_extra(&self) -> usize {
+        self.forward_panels() + self.implicit_dx.as_ref().map_or(0, |_| self.flipped_panels())
+    }
+
+    fn final_activation(&self) -> Activation {
+        self.activation
+    }
+
+    fn forward(&self, fp: ForwardPass<'_>) {
+        let ForwardPass { params, input, output, saved, rows, .. } = fp;
         let (p, k, f, iw) = (self.positions(), self.patch(), self.filters, self.in_width());
         let m = rows * p;
         let (per_sample, extra) = saved.split_at_mut(rows * self.saved_width());
@@ -375,7 +440,7 @@ impl Conv2D {
         self.activation.forward(&mut output[..m * f], f);
     }
 
-    pub fn backward(&self, bp: BackwardPass<'_>) {
+    fn backward(&self, bp: BackwardPass<'_>) {
         let (p, k, f, iw) = (self.positions(), self.patch(), self.filters, self.in_width());
         let (rows, m) = (bp.rows, bp.rows * self.positions());
         let (per_sample, extra) = bp.saved.split_at_mut(rows * self.saved_width());

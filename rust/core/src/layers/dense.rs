@@ -3,12 +3,47 @@
 //! Backward (note 002 "backpropagation en forma matricial"), for a batch `X` (rows x in):
 //! `dZ = dA ⊙ act'(Z)`, `dW = Xᵀ dZ`, `db = sum_rows dZ`, `dX = dZ Wᵀ`.
 
+use serde::{Deserialize, Serialize};
+
 use crate::activation::{for_each_row, Activation};
 use crate::error::{invalid, Result};
 use crate::gemm::{gemm, MatRef};
 use crate::params::{ParamStore, Role};
 
-use super::BackwardPass;
+use super::spec::{BuildContext, BuildLayer, KernelArgs};
+use super::{BackwardPass, ForwardPass, LayerKernel, Op};
+
+/// `keras.layers.Dense` arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DenseConfig {
+    pub units: usize,
+    #[serde(flatten)]
+    pub kernel: KernelArgs,
+}
+
+impl DenseConfig {
+    /// `units` outputs with `activation` and Keras' defaults for the rest.
+    pub fn new(units: usize, activation: Activation) -> Self {
+        Self { units, kernel: KernelArgs::new(activation) }
+    }
+}
+
+impl BuildLayer for DenseConfig {
+    fn validate(&self, name: &str) -> Result<()> {
+        if self.units == 0 {
+            return Err(invalid(format!("Dense '{name}': units must be a positive integer")));
+        }
+        self.kernel.validate()
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let input = ctx.one_input(inputs)?;
+        let k = &self.kernel;
+        let d = Dense::build(ctx.name, input, self.units, k.activation, k.use_bias, ctx.params)?;
+        k.init(ctx, d.kernel, d.bias);
+        Ok((Op::unary(d), vec![self.units]))
+    }
+}
 
 /// A built Dense layer: its sizes and where its tensors live in the parameter store.
 #[derive(Clone, Debug)]
@@ -33,9 +68,6 @@ impl Dense {
         use_bias: bool,
         params: &mut ParamStore,
     ) -> Result<Self> {
-        if units == 0 {
-            return Err(invalid(format!("Dense '{name}': units must be a positive integer")));
-        }
         let &[in_dim] = input_shape else {
             return Err(invalid(format!(
                 "Dense '{name}' expects a flat input of shape (features,); got per-sample shape {input_shape:?}"
@@ -60,10 +92,12 @@ impl Dense {
     fn w<'p>(&self, params: &'p [f32]) -> &'p [f32] {
         &params[self.kernel_offset..self.kernel_offset + self.in_dim * self.units]
     }
+}
 
+impl LayerKernel for Dense {
     /// Values per sample this layer keeps for backward besides its output: the pre-activation
     /// `z`, only when the activation's derivative needs it.
-    pub fn saved_width(&self) -> usize {
+    fn saved_width(&self) -> usize {
         if self.activation.needs_input() {
             self.units
         } else {
@@ -71,7 +105,12 @@ impl Dense {
         }
     }
 
-    pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
+    fn final_activation(&self) -> Activation {
+        self.activation
+    }
+
+    fn forward(&self, p: ForwardPass<'_>) {
+        let ForwardPass { params, input, output, saved, rows, .. } = p;
         let (n_in, n_out) = (self.in_dim, self.units);
         let bias = self.bias_offset.map(|o| &params[o..o + n_out]);
         let act = self.activation;
@@ -103,7 +142,7 @@ impl Dense {
         });
     }
 
-    pub fn backward(&self, p: BackwardPass<'_>) {
+    fn backward(&self, p: BackwardPass<'_>) {
         let (rows, n_in, n_out) = (p.rows, self.in_dim, self.units);
         let dz = &mut p.grad_out[..rows * n_out];
         if !p.skip_activation {

@@ -11,10 +11,68 @@
 //! The mask of each training pass is kept for backward (`dx = g * mask`).
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
+use crate::error::{invalid, Result};
 use crate::rng::Stream;
 
-use super::BackwardPass;
+use super::spec::{BuildContext, BuildLayer};
+use super::{BackwardPass, ForwardPass, LayerKernel, Op};
+
+/// `keras.layers.Dropout` (`SPATIAL = false`) and `SpatialDropout2D` arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DropoutArgs<const SPATIAL: bool> {
+    pub rate: f32,
+}
+
+pub type DropoutConfig = DropoutArgs<false>;
+pub type SpatialDropout2DConfig = DropoutArgs<true>;
+
+/// `keras.layers.GaussianNoise` arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GaussianNoiseConfig {
+    pub stddev: f32,
+}
+
+impl<const SPATIAL: bool> BuildLayer for DropoutArgs<SPATIAL> {
+    fn validate(&self, name: &str) -> Result<()> {
+        if !(0.0..1.0).contains(&self.rate) {
+            return Err(invalid(format!("dropout layer '{name}': rate must be in [0, 1); got {}", self.rate)));
+        }
+        Ok(())
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let shape = ctx.one_input(inputs)?;
+        let rate = self.rate;
+        let kind = match *shape {
+            _ if !SPATIAL => NoiseKind::Dropout { rate },
+            [_, _, channels] => NoiseKind::SpatialDropout { rate, channels },
+            _ => {
+                return Err(invalid(format!(
+                    "SpatialDropout2D '{}' expects (height, width, channels); got {shape:?}",
+                    ctx.name
+                )))
+            }
+        };
+        Ok((Op::unary(Noise { kind, per_sample: shape.iter().product() }), shape.to_vec()))
+    }
+}
+
+impl BuildLayer for GaussianNoiseConfig {
+    fn validate(&self, name: &str) -> Result<()> {
+        if !(self.stddev.is_finite() && self.stddev >= 0.0) {
+            return Err(invalid(format!("GaussianNoise '{name}': stddev must be >= 0; got {}", self.stddev)));
+        }
+        Ok(())
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let shape = ctx.one_input(inputs)?;
+        let kind = NoiseKind::Gaussian { stddev: self.stddev };
+        Ok((Op::unary(Noise { kind, per_sample: shape.iter().product() }), shape.to_vec()))
+    }
+}
 
 /// Values per independently seeded chunk of a dropout mask.
 const MASK_CHUNK: usize = 1 << 13;
@@ -35,23 +93,18 @@ pub struct Noise {
     pub per_sample: usize,
 }
 
-impl Noise {
-    pub fn saved_width(&self) -> usize {
+impl Noise {}
+
+impl LayerKernel for Noise {
+    fn saved_width(&self) -> usize {
         match self.kind {
             NoiseKind::Gaussian { .. } => 0,
             _ => self.per_sample,
         }
     }
 
-    pub fn forward(
-        &self,
-        input: &[f32],
-        output: &mut [f32],
-        saved: &mut [f32],
-        rows: usize,
-        training: bool,
-        rng: &mut Stream,
-    ) {
+    fn forward(&self, p: ForwardPass<'_>) {
+        let ForwardPass { input, output, saved, rows, training, rng, .. } = p;
         let n = rows * self.per_sample;
         let (x, y) = (&input[..n], &mut output[..n]);
         if !training {
@@ -115,7 +168,7 @@ impl Noise {
         }
     }
 
-    pub fn backward(&self, p: BackwardPass<'_>) {
+    fn backward(&self, p: BackwardPass<'_>) {
         let Some(dx) = p.grad_in else { return };
         let n = p.rows * self.per_sample;
         match self.kind {

@@ -31,6 +31,85 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result};
 
+use super::spec::{defaults, BuildContext, BuildLayer};
+use super::Op;
+
+fn build_merge(ctx: &BuildContext<'_>, kind: MergeKind, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+    let (m, out) = Merge::build(ctx.name, kind, inputs)?;
+    Ok((Op::Merge(m), out))
+}
+
+/// The configurations of the elementwise merges, which take no arguments.
+macro_rules! elementwise_configs {
+    ($($(#[$meta:meta])* $config:ident => $kind:ident),* $(,)?) => {
+        $(
+            $(#[$meta])*
+            #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+            pub struct $config {}
+
+            impl BuildLayer for $config {
+                fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+                    build_merge(ctx, MergeKind::$kind, inputs)
+                }
+            }
+        )*
+    };
+}
+
+elementwise_configs! {
+    /// `keras.layers.Add`.
+    AddConfig => Add,
+    /// `keras.layers.Subtract`.
+    SubtractConfig => Subtract,
+    /// `keras.layers.Multiply`.
+    MultiplyConfig => Multiply,
+    /// `keras.layers.Average`.
+    AverageConfig => Average,
+    /// `keras.layers.Maximum`.
+    MaximumConfig => Maximum,
+    /// `keras.layers.Minimum`.
+    MinimumConfig => Minimum,
+}
+
+/// `keras.layers.Concatenate` arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConcatenateConfig {
+    #[serde(default = "defaults::last_axis")]
+    pub axis: i64,
+}
+
+impl BuildLayer for ConcatenateConfig {
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        build_merge(ctx, MergeKind::Concatenate { axis: self.axis }, inputs)
+    }
+}
+
+/// `Dot`'s `axes`: one axis for both inputs, or one each.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DotAxes {
+    Both(i64),
+    Each([i64; 2]),
+}
+
+/// `keras.layers.Dot` arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DotConfig {
+    pub axes: DotAxes,
+    #[serde(default)]
+    pub normalize: bool,
+}
+
+impl BuildLayer for DotConfig {
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let axes = match self.axes {
+            DotAxes::Both(a) => [a, a],
+            DotAxes::Each(pair) => pair,
+        };
+        build_merge(ctx, MergeKind::Dot { axes, normalize: self.normalize }, inputs)
+    }
+}
+
 /// Keras 3's `backend.epsilon()`: `ops.normalize` caps the inverse norm at its reciprocal.
 const NORM_EPSILON: f32 = 1e-7;
 

@@ -16,11 +16,131 @@
 //! `dx = (1/sigma) (dx_hat - mean(dx_hat) - x_hat mean(dx_hat x_hat))`, `dx_hat = g gamma`,
 //! `dgamma = sum g x_hat`, `dbeta = sum g`.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{invalid, Result};
 use crate::params::{ParamStore, Role};
 
 use super::batch_norm;
-use super::BackwardPass;
+use super::spec::{check_last_axis, defaults, BuildContext, BuildLayer};
+use super::{BackwardPass, ForwardPass, LayerKernel, Op};
+
+/// The arguments every normalization layer has: the channel axis (the last), `epsilon`, and
+/// whether to learn a shift (`center`: beta) and a scale (`scale`: gamma).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NormArgs {
+    #[serde(default = "defaults::last_axis")]
+    pub axis: i64,
+    #[serde(default = "defaults::epsilon")]
+    pub epsilon: f32,
+    #[serde(default = "defaults::yes")]
+    pub center: bool,
+    #[serde(default = "defaults::yes")]
+    pub scale: bool,
+}
+
+impl Default for NormArgs {
+    fn default() -> Self {
+        Self { axis: -1, epsilon: defaults::epsilon(), center: true, scale: true }
+    }
+}
+
+impl NormArgs {
+    fn validate(&self, layer: &str, name: &str) -> Result<()> {
+        check_last_axis(layer, name, self.axis)?;
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
+            return Err(invalid(format!("{layer} '{name}': epsilon must be positive; got {}", self.epsilon)));
+        }
+        Ok(())
+    }
+
+    /// Builds a normalization of `kind` over the one input.
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>], kind: NormKind) -> Result<(Op, Vec<usize>)> {
+        let shape = ctx.one_input(inputs)?.to_vec();
+        let l = Normalization::build(ctx.name, kind, &shape, self.epsilon, self.center, self.scale, ctx.params)?;
+        Ok((Op::unary(l), shape))
+    }
+}
+
+/// `keras.layers.BatchNormalization` arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchNormalizationConfig {
+    #[serde(default = "bn_momentum")]
+    pub momentum: f32,
+    #[serde(flatten)]
+    pub norm: NormArgs,
+}
+
+impl Default for BatchNormalizationConfig {
+    fn default() -> Self {
+        Self { momentum: bn_momentum(), norm: NormArgs::default() }
+    }
+}
+
+fn bn_momentum() -> f32 {
+    0.99
+}
+
+/// `keras.layers.LayerNormalization` arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct LayerNormalizationConfig {
+    #[serde(flatten)]
+    pub norm: NormArgs,
+}
+
+/// `keras.layers.GroupNormalization` arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupNormalizationConfig {
+    #[serde(default = "thirty_two")]
+    pub groups: usize,
+    #[serde(flatten)]
+    pub norm: NormArgs,
+}
+
+fn thirty_two() -> usize {
+    32
+}
+
+impl BuildLayer for BatchNormalizationConfig {
+    fn validate(&self, name: &str) -> Result<()> {
+        self.norm.validate("BatchNormalization", name)?;
+        if !(0.0..=1.0).contains(&self.momentum) {
+            return Err(invalid(format!(
+                "BatchNormalization '{name}': momentum must be in [0, 1]; got {}",
+                self.momentum
+            )));
+        }
+        Ok(())
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        self.norm.build(ctx, inputs, NormKind::Batch { momentum: self.momentum })
+    }
+}
+
+impl BuildLayer for LayerNormalizationConfig {
+    fn validate(&self, name: &str) -> Result<()> {
+        self.norm.validate("LayerNormalization", name)
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        self.norm.build(ctx, inputs, NormKind::Layer)
+    }
+}
+
+impl BuildLayer for GroupNormalizationConfig {
+    fn validate(&self, name: &str) -> Result<()> {
+        self.norm.validate("GroupNormalization", name)?;
+        if self.groups == 0 {
+            return Err(invalid(format!("GroupNormalization '{name}': groups must be a positive integer")));
+        }
+        Ok(())
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        self.norm.build(ctx, inputs, NormKind::Group { groups: self.groups })
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum NormKind {
@@ -61,14 +181,6 @@ impl Normalization {
         let Some(&channels) = input_shape.last() else {
             return Err(invalid(format!("normalization layer '{name}' needs a non-empty input shape")));
         };
-        if !(epsilon.is_finite() && epsilon > 0.0) {
-            return Err(invalid(format!("normalization layer '{name}': epsilon must be positive")));
-        }
-        if let NormKind::Batch { momentum } = kind {
-            if !(0.0..=1.0).contains(&momentum) {
-                return Err(invalid(format!("BatchNormalization '{name}': momentum must be in [0, 1]")));
-            }
-        }
         if let NormKind::Group { groups } = kind {
             if groups == 0 || channels % groups != 0 {
                 return Err(invalid(format!(
@@ -93,25 +205,6 @@ impl Normalization {
         Ok(Self { kind, epsilon, channels, per_sample: input_shape.iter().product(), gamma, beta, moving })
     }
 
-    /// Kept for backward: `x_hat` for every value, then `1/sigma` per group.
-    pub fn saved_width(&self) -> usize {
-        self.per_sample
-            + match self.kind {
-                NormKind::Batch { .. } => 0,
-                NormKind::Layer => self.per_sample / self.channels,
-                NormKind::Group { groups } => groups,
-            }
-    }
-
-    /// Scratch beyond the per-sample part: batch normalization's `1/sigma`, mean and variance per
-    /// channel and the partial sums of its chunks (so no step allocates).
-    pub fn saved_extra(&self) -> usize {
-        match self.kind {
-            NormKind::Batch { .. } => (3 + 2 * batch_norm::STAT_CHUNKS) * self.channels,
-            NormKind::Layer | NormKind::Group { .. } => 0,
-        }
-    }
-
     /// Writes gamma (or 1) and beta (or 0) per channel.
     fn gamma_beta(&self, params: &[f32], scale: &mut [f32], shift: &mut [f32]) {
         let c = self.channels;
@@ -130,16 +223,35 @@ impl Normalization {
         let b = self.beta.map_or(0.0, |o| params[o + ch]);
         g * x_hat + b
     }
+}
 
-    pub fn forward(
-        &self,
-        params: &mut [f32],
-        input: &[f32],
-        output: &mut [f32],
-        saved: &mut [f32],
-        rows: usize,
-        training: bool,
-    ) {
+impl LayerKernel for Normalization {
+    /// Batch normalization: what freezing turns off (a frozen one runs in inference mode).
+    fn uses_batch_statistics(&self) -> bool {
+        matches!(self.kind, NormKind::Batch { .. })
+    }
+
+    /// Kept for backward: `x_hat` for every value, then `1/sigma` per group.
+    fn saved_width(&self) -> usize {
+        self.per_sample
+            + match self.kind {
+                NormKind::Batch { .. } => 0,
+                NormKind::Layer => self.per_sample / self.channels,
+                NormKind::Group { groups } => groups,
+            }
+    }
+
+    /// Scratch beyond the per-sample part: batch normalization's `1/sigma`, mean and variance per
+    /// channel and the partial sums of its chunks (so no step allocates).
+    fn saved_extra(&self) -> usize {
+        match self.kind {
+            NormKind::Batch { .. } => (3 + 2 * batch_norm::STAT_CHUNKS) * self.channels,
+            NormKind::Layer | NormKind::Group { .. } => 0,
+        }
+    }
+
+    fn forward(&self, p: ForwardPass<'_>) {
+        let ForwardPass { params, input, output, saved, rows, training, .. } = p;
         let (c, n) = (self.channels, rows * self.per_sample);
         let (x, y) = (&input[..n], &mut output[..n]);
         let (x_hat, inv) = saved.split_at_mut(n);
@@ -210,7 +322,7 @@ impl Normalization {
         }
     }
 
-    pub fn backward(&self, p: BackwardPass<'_>) {
+    fn backward(&self, p: BackwardPass<'_>) {
         let (c, n) = (self.channels, p.rows * self.per_sample);
         let g = &p.grad_out[..n];
         let (x_hat, rest) = p.saved.split_at_mut(n);

@@ -9,11 +9,72 @@
 //! Output sizes follow the same rule as convolution with the pool size as kernel.
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, Result};
 
 use super::conv2d::Axis;
-use super::BackwardPass;
+use super::spec::{BuildContext, BuildLayer, Padding};
+use super::{BackwardPass, ForwardPass, LayerKernel, Op};
+
+/// `keras.layers.MaxPooling2D` (`MAX`) and `AveragePooling2D` arguments; strides default to the
+/// pool size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pooling2DConfig<const MAX: bool> {
+    #[serde(default = "two2")]
+    pub pool_size: [usize; 2],
+    #[serde(default)]
+    pub strides: Option<[usize; 2]>,
+    #[serde(default)]
+    pub padding: Padding,
+}
+
+pub type MaxPooling2DConfig = Pooling2DConfig<true>;
+pub type AveragePooling2DConfig = Pooling2DConfig<false>;
+
+fn two2() -> [usize; 2] {
+    [2, 2]
+}
+
+impl<const MAX: bool> Pooling2DConfig<MAX> {
+    pub fn new(pool_size: [usize; 2], strides: Option<[usize; 2]>, padding: Padding) -> Self {
+        Self { pool_size, strides, padding }
+    }
+}
+
+impl<const MAX: bool> BuildLayer for Pooling2DConfig<MAX> {
+    fn validate(&self, name: &str) -> Result<()> {
+        if self.pool_size.contains(&0) || self.strides.is_some_and(|s| s.contains(&0)) {
+            return Err(invalid(format!("pooling layer '{name}': pool_size and strides must be positive")));
+        }
+        Ok(())
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let kind = if MAX { PoolKind::Max } else { PoolKind::Average };
+        let strides = self.strides.unwrap_or(self.pool_size);
+        let input = ctx.one_input(inputs)?;
+        let l = Pool2D::build(ctx.name, kind, input, self.pool_size, strides, self.padding == Padding::Same)?;
+        let shape = l.output_shape();
+        Ok((Op::unary(l), shape))
+    }
+}
+
+/// `keras.layers.GlobalMaxPooling2D` (`MAX`) and `GlobalAveragePooling2D`: no arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct GlobalPooling2DConfig<const MAX: bool> {}
+
+pub type GlobalMaxPooling2DConfig = GlobalPooling2DConfig<true>;
+pub type GlobalAveragePooling2DConfig = GlobalPooling2DConfig<false>;
+
+impl<const MAX: bool> BuildLayer for GlobalPooling2DConfig<MAX> {
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let kind = if MAX { PoolKind::Max } else { PoolKind::Average };
+        let l = GlobalPool2D::build(ctx.name, kind, ctx.one_input(inputs)?)?;
+        let shape = vec![l.channels];
+        Ok((Op::unary(l), shape))
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
@@ -43,9 +104,6 @@ impl Pool2D {
                 "pooling layer '{name}' expects (height, width, channels); got {input_shape:?}"
             )));
         };
-        if pool.contains(&0) || strides.contains(&0) {
-            return Err(invalid(format!("pooling layer '{name}': pool_size and strides must be positive")));
-        }
         let small =
             || invalid(format!("pooling layer '{name}': input {h}x{w} is smaller than the pool with padding='valid'"));
         let rows = Axis::new(h, pool[0], strides[0], 1, same).ok_or_else(small)?;
@@ -65,15 +123,6 @@ impl Pool2D {
         self.rows.output * self.cols.output * self.channels
     }
 
-    /// Max pooling keeps, per output value, the flat input index that won (as `f32` bits).
-    pub fn saved_width(&self) -> usize {
-        if self.kind == PoolKind::Max {
-            self.out_width()
-        } else {
-            0
-        }
-    }
-
     /// Visits every output cell `(oy, ox)` with the input cells `(iy, ix)` of its window.
     fn window(&self, oy: usize, ox: usize, mut f: impl FnMut(usize)) {
         for ky in 0..self.rows.kernel {
@@ -81,20 +130,6 @@ impl Pool2D {
                 if let (Some(iy), Some(ix)) = (self.rows.source(oy, ky), self.cols.source(ox, kx)) {
                     f(iy * self.cols.input + ix);
                 }
-            }
-        }
-    }
-
-    pub fn forward(&self, input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
-        let (iw, ow) = (self.in_width(), self.out_width());
-        let (x, y) = (&input[..rows * iw], &mut output[..rows * ow]);
-        match self.kind {
-            PoolKind::Max => x
-                .par_chunks(iw)
-                .zip(y.par_chunks_mut(ow).zip(saved[..rows * ow].par_chunks_mut(ow)))
-                .for_each(|(x, (y, s))| self.max_sample(x, y, s)),
-            PoolKind::Average => {
-                x.par_chunks(iw).zip(y.par_chunks_mut(ow)).for_each(|(x, y)| self.average_sample(x, y))
             }
         }
     }
@@ -140,8 +175,34 @@ impl Pool2D {
             }
         }
     }
+}
 
-    pub fn backward(&self, p: BackwardPass<'_>) {
+impl LayerKernel for Pool2D {
+    /// Max pooling keeps, per output value, the flat input index that won (as `f32` bits).
+    fn saved_width(&self) -> usize {
+        if self.kind == PoolKind::Max {
+            self.out_width()
+        } else {
+            0
+        }
+    }
+
+    fn forward(&self, p: ForwardPass<'_>) {
+        let ForwardPass { input, output, saved, rows, .. } = p;
+        let (iw, ow) = (self.in_width(), self.out_width());
+        let (x, y) = (&input[..rows * iw], &mut output[..rows * ow]);
+        match self.kind {
+            PoolKind::Max => x
+                .par_chunks(iw)
+                .zip(y.par_chunks_mut(ow).zip(saved[..rows * ow].par_chunks_mut(ow)))
+                .for_each(|(x, (y, s))| self.max_sample(x, y, s)),
+            PoolKind::Average => {
+                x.par_chunks(iw).zip(y.par_chunks_mut(ow)).for_each(|(x, y)| self.average_sample(x, y))
+            }
+        }
+    }
+
+    fn backward(&self, p: BackwardPass<'_>) {
         let Some(dx) = p.grad_in else { return };
         let (iw, ow, c) = (self.in_width(), self.out_width(), self.channels);
         let rows = p.rows;
@@ -196,8 +257,10 @@ impl GlobalPool2D {
         };
         Ok(Self { kind, cells: h * w, channels: c })
     }
+}
 
-    pub fn saved_width(&self) -> usize {
+impl LayerKernel for GlobalPool2D {
+    fn saved_width(&self) -> usize {
         if self.kind == PoolKind::Max {
             self.channels
         } else {
@@ -205,7 +268,8 @@ impl GlobalPool2D {
         }
     }
 
-    pub fn forward(&self, input: &[f32], output: &mut [f32], saved: &mut [f32], rows: usize) {
+    fn forward(&self, p: ForwardPass<'_>) {
+        let ForwardPass { input, output, saved, rows, .. } = p;
         let (c, iw) = (self.channels, self.cells * self.channels);
         for r in 0..rows {
             let x = &input[r * iw..(r + 1) * iw];
@@ -233,7 +297,7 @@ impl GlobalPool2D {
         }
     }
 
-    pub fn backward(&self, p: BackwardPass<'_>) {
+    fn backward(&self, p: BackwardPass<'_>) {
         let Some(dx) = p.grad_in else { return };
         let (c, iw) = (self.channels, self.cells * self.channels);
         for r in 0..p.rows {

@@ -5,10 +5,42 @@
 //! Backward: `dx = g` or `alpha g`; `d alpha = sum over the batch (and shared axes) of x g` where
 //! `x <= 0`.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{invalid, Result};
 use crate::params::{ParamStore, Role};
+use crate::regularizer::Regularizer;
 
-use super::BackwardPass;
+use super::spec::{validate_regularizer, BuildContext, BuildLayer, InitSpec};
+use super::{BackwardPass, ForwardPass, LayerKernel, Op};
+
+/// `keras.layers.PReLU` arguments (`shared_axes` 1-based, as in Keras).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PReluConfig {
+    #[serde(default = "quarter")]
+    pub alpha_initializer: InitSpec,
+    #[serde(default)]
+    pub shared_axes: Option<Vec<usize>>,
+    #[serde(default, deserialize_with = "crate::regularizer::keras_or_engine")]
+    pub alpha_regularizer: Option<Regularizer>,
+}
+
+fn quarter() -> InitSpec {
+    InitSpec::constant(0.25)
+}
+
+impl BuildLayer for PReluConfig {
+    fn validate(&self, _name: &str) -> Result<()> {
+        validate_regularizer(&self.alpha_regularizer)
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let shape = ctx.one_input(inputs)?.to_vec();
+        let l = PRelu::build(ctx.name, &shape, self.shared_axes.as_deref().unwrap_or(&[]), ctx.params)?;
+        ctx.init_weight(l.alpha, &self.alpha_initializer, self.alpha_regularizer);
+        Ok((Op::unary(l), shape))
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct PRelu {
@@ -40,8 +72,11 @@ impl PRelu {
         let t = &params.tensors[alpha];
         Ok(Self { alpha, alpha_offset: t.offset, alpha_index, alpha_len: t.len(), per_sample })
     }
+}
 
-    pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], rows: usize) {
+impl LayerKernel for PRelu {
+    fn forward(&self, p: ForwardPass<'_>) {
+        let ForwardPass { params, input, output, rows, .. } = p;
         let alpha = &params[self.alpha_offset..];
         let n = self.per_sample;
         for (xr, ar) in input[..rows * n].chunks_exact(n).zip(output[..rows * n].chunks_exact_mut(n)) {
@@ -51,7 +86,7 @@ impl PRelu {
         }
     }
 
-    pub fn backward(&self, p: BackwardPass<'_>) {
+    fn backward(&self, p: BackwardPass<'_>) {
         let n = self.per_sample;
         let alpha_len = self.alpha_len;
         let dalpha = &mut p.grads[self.alpha_offset..self.alpha_offset + alpha_len];

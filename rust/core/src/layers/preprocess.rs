@@ -8,10 +8,57 @@
 //!
 //! The statistics are non-trained weights, so `get_weights`, saving and loading carry them.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{invalid, Result};
 use crate::params::{ParamStore, Role};
 
-use super::BackwardPass;
+use super::spec::{check_last_axis, defaults, BuildContext, BuildLayer};
+use super::{BackwardPass, ForwardPass, LayerKernel, Op};
+
+/// `keras.layers.Rescaling` arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RescalingConfig {
+    pub scale: f32,
+    #[serde(default)]
+    pub offset: f32,
+}
+
+/// `keras.layers.Normalization` (`MIN_MAX = false`) and `MinMaxNormalization` arguments: the
+/// axis of the per-feature statistics (the last).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdaptiveConfig<const MIN_MAX: bool> {
+    #[serde(default = "defaults::last_axis")]
+    pub axis: i64,
+}
+
+pub type NormalizationConfig = AdaptiveConfig<false>;
+pub type MinMaxNormalizationConfig = AdaptiveConfig<true>;
+
+impl BuildLayer for RescalingConfig {
+    fn validate(&self, name: &str) -> Result<()> {
+        if !(self.scale.is_finite() && self.offset.is_finite()) {
+            return Err(invalid(format!("Rescaling '{name}': scale and offset must be finite")));
+        }
+        Ok(())
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let shape = ctx.one_input(inputs)?;
+        Ok((Op::unary(Scale::rescaling(shape, self.scale, self.offset)), shape.to_vec()))
+    }
+}
+
+impl<const MIN_MAX: bool> BuildLayer for AdaptiveConfig<MIN_MAX> {
+    fn validate(&self, name: &str) -> Result<()> {
+        check_last_axis(if MIN_MAX { "MinMaxNormalization" } else { "Normalization" }, name, self.axis)
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let shape = ctx.one_input(inputs)?.to_vec();
+        Ok((Op::unary(Scale::adaptive(ctx.name, &shape, MIN_MAX, ctx.params)?), shape))
+    }
+}
 
 const FLOOR: f32 = 1e-7;
 
@@ -73,8 +120,11 @@ impl Scale {
             }
         }
     }
+}
 
-    pub fn forward(&self, params: &[f32], input: &[f32], output: &mut [f32], rows: usize) {
+impl LayerKernel for Scale {
+    fn forward(&self, p: ForwardPass<'_>) {
+        let ForwardPass { params, input, output, rows, .. } = p;
         let (n, c) = (rows * self.per_sample, self.channels);
         for (xr, yr) in input[..n].chunks_exact(c).zip(output[..n].chunks_exact_mut(c)) {
             for ch in 0..c {
@@ -84,7 +134,7 @@ impl Scale {
         }
     }
 
-    pub fn backward(&self, p: BackwardPass<'_>) {
+    fn backward(&self, p: BackwardPass<'_>) {
         let Some(dx) = p.grad_in else { return };
         let (n, c) = (p.rows * self.per_sample, self.channels);
         for (dr, gr) in dx[..n].chunks_exact_mut(c).zip(p.grad_out[..n].chunks_exact(c)) {

@@ -7,11 +7,38 @@
 //! exactly as a model's layers do. Backward: `dx = dF/dx^T g + dS/dx^T g` (`+ g` for the
 //! identity).
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{invalid, Result};
 use crate::graph::{width, Graph, GraphSpec, GraphWorkspace};
 use crate::params::ParamStore;
 
-use super::{BackwardPass, ForwardPass, LayerSpec};
+use super::spec::{BuildContext, BuildLayer};
+use super::{BackwardPass, ForwardPass, LayerKernel, LayerSpec, Op};
+
+/// `Residual(layers, shortcut)` arguments: the block's layers in order, and the shortcut layer
+/// (`None`: the identity).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResidualConfig {
+    pub layers: Vec<LayerSpec>,
+    #[serde(default)]
+    pub shortcut: Option<Box<LayerSpec>>,
+}
+
+impl BuildLayer for ResidualConfig {
+    fn validate(&self, name: &str) -> Result<()> {
+        if self.layers.is_empty() {
+            return Err(invalid(format!("Residual '{name}': the block needs at least one layer")));
+        }
+        self.layers.iter().chain(self.shortcut.as_deref()).try_for_each(LayerSpec::validate)
+    }
+
+    fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
+        let shape = ctx.one_input(inputs)?.to_vec();
+        let (l, out) = Residual::build(ctx.name, &self.layers, self.shortcut.as_deref(), &shape, ctx.params, ctx.seed)?;
+        Ok((Op::unary(l), out))
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Residual {
@@ -32,9 +59,6 @@ impl Residual {
         params: &mut ParamStore,
         seed: u64,
     ) -> Result<(Self, Vec<usize>)> {
-        if layers.is_empty() {
-            return Err(invalid(format!("Residual '{name}': the block needs at least one layer")));
-        }
         let line = |specs: Vec<LayerSpec>| GraphSpec::sequential(input_shape.to_vec(), specs);
         let block = Graph::build_nested(&line(layers.to_vec()), params, seed)?;
         let shortcut = shortcut.map(|s| Graph::build_nested(&line(vec![s.clone()]), params, seed)).transpose()?;
@@ -49,22 +73,21 @@ impl Residual {
         let unfused = vec![false; layers.len().max(1)];
         Ok((Self { block, shortcut, out_width: width(&out), unfused }, out))
     }
+}
 
-    /// The layers inside the block and the shortcut.
-    pub fn layers(&self) -> impl Iterator<Item = &super::Layer> {
+impl LayerKernel for Residual {
+    /// Some layer of the block or the shortcut normalizes with batch statistics.
+    fn uses_batch_statistics(&self) -> bool {
         let graphs = std::iter::once(&self.block).chain(self.shortcut.as_ref());
-        graphs.flat_map(|g| g.layers.iter()).filter_map(|l| match &l.op {
-            crate::graph::Op::Unary(l) => Some(l),
-            crate::graph::Op::Merge(_) => None,
-        })
+        graphs.flat_map(|g| g.layers.iter()).any(|l| matches!(&l.op, Op::Unary(u) if u.uses_batch_statistics()))
     }
 
     /// Branch workspaces: the block's, then the shortcut's.
-    pub fn workspaces(&self, _rows: usize) -> Vec<GraphWorkspace> {
+    fn nested_workspaces(&self, _rows: usize) -> Vec<GraphWorkspace> {
         vec![GraphWorkspace::default(), GraphWorkspace::default()]
     }
 
-    pub fn forward(&self, p: ForwardPass<'_>) {
+    fn forward(&self, p: ForwardPass<'_>) {
         let n = p.rows * self.out_width;
         let feeds = [p.input];
         let (wb, ws) = p.nested.split_at_mut(1);
@@ -80,7 +103,7 @@ impl Residual {
         p.output[..n].iter_mut().zip(f).zip(s).for_each(|((y, a), b)| *y = a + b);
     }
 
-    pub fn backward(&self, p: BackwardPass<'_>) {
+    fn backward(&self, p: BackwardPass<'_>) {
         let (rows, n) = (p.rows, p.rows * self.out_width);
         let g = &p.grad_out[..n];
         let feeds = [p.input];

@@ -7,25 +7,24 @@ use crate::loss::Loss;
 use crate::model::Dataset;
 use crate::test_support::{check_gradients, dense, model_with_shape, random};
 
+/// A layer spec as the Python side sends it (`type`, `name` and the `get_config` keys).
+fn spec(value: serde_json::Value) -> LayerSpec {
+    serde_json::from_value(value).unwrap()
+}
+
 fn conv(name: &str, filters: usize, k: usize, s: usize, same: bool, d: usize, activation: Activation) -> LayerSpec {
-    LayerSpec::Conv2D {
-        name: name.into(),
-        filters,
-        kernel_size: [k, k],
+    let mut config = Conv2DConfig {
         strides: [s, s],
         padding: if same { Padding::Same } else { Padding::Valid },
         dilation_rate: [d, d],
-        activation,
-        use_bias: true,
-        kernel_initializer: Default::default(),
-        bias_initializer: InitSpec { init: crate::init::Initializer::GlorotUniform, seed: None },
-        kernel_regularizer: None,
-        bias_regularizer: None,
-    }
+        ..Conv2DConfig::new(filters, [k, k], activation)
+    };
+    config.kernel.bias_initializer = InitSpec { init: crate::init::Initializer::GlorotUniform, seed: None };
+    LayerSpec::new(name, config)
 }
 
 fn flatten() -> LayerSpec {
-    LayerSpec::Flatten { name: "flat".into() }
+    LayerSpec::new("flat", FlattenConfig {})
 }
 
 /// Direct convolution by the definition, NHWC, Keras' `same` padding split.
@@ -161,17 +160,14 @@ fn conv_input_gradients_through_stacked_convolutions() {
 fn pooling_gradients() {
     let rows = 3;
     let pools = vec![
-        LayerSpec::MaxPooling2D { name: "p".into(), pool_size: [2, 2], strides: None, padding: Padding::Valid },
-        LayerSpec::MaxPooling2D { name: "p".into(), pool_size: [3, 3], strides: Some([2, 2]), padding: Padding::Same },
-        LayerSpec::AveragePooling2D { name: "p".into(), pool_size: [2, 2], strides: None, padding: Padding::Valid },
-        LayerSpec::AveragePooling2D {
-            name: "p".into(),
-            pool_size: [2, 2],
-            strides: Some([2, 2]),
-            padding: Padding::Same,
-        },
-        LayerSpec::GlobalAveragePooling2D { name: "p".into() },
-        LayerSpec::GlobalMaxPooling2D { name: "p".into() },
+        spec(serde_json::json!({"type": "max_pooling2d", "name": "p", "pool_size": [2, 2]})),
+        spec(serde_json::json!({"type": "max_pooling2d", "name": "p", "pool_size": [3, 3], "strides": [2, 2],
+                                "padding": "same"})),
+        spec(serde_json::json!({"type": "average_pooling2d", "name": "p", "pool_size": [2, 2]})),
+        spec(serde_json::json!({"type": "average_pooling2d", "name": "p", "pool_size": [2, 2], "strides": [2, 2],
+                                "padding": "same"})),
+        spec(serde_json::json!({"type": "global_average_pooling2d", "name": "p"})),
+        spec(serde_json::json!({"type": "global_max_pooling2d", "name": "p"})),
     ];
     for pool in pools {
         let layers =
@@ -183,8 +179,7 @@ fn pooling_gradients() {
 
 #[test]
 fn average_pooling_with_same_padding_averages_inside_cells_only() {
-    let pool =
-        LayerSpec::AveragePooling2D { name: "p".into(), pool_size: [2, 2], strides: None, padding: Padding::Same };
+    let pool = LayerSpec::new("p", AveragePooling2DConfig::new([2, 2], None, Padding::Same));
     let mut m = model_with_shape(vec![pool], Loss::MeanSquaredError, vec![3, 3, 1]);
     let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
     let mut out = vec![0.0; 4];
@@ -193,7 +188,7 @@ fn average_pooling_with_same_padding_averages_inside_cells_only() {
 }
 
 fn batch_norm() -> LayerSpec {
-    LayerSpec::BatchNormalization { name: "bn".into(), momentum: 0.9, epsilon: 1e-3, center: true, scale: true }
+    LayerSpec::new("bn", BatchNormalizationConfig { momentum: 0.9, ..Default::default() })
 }
 
 #[test]
@@ -205,7 +200,7 @@ fn normalization_gradients_through_the_statistics() {
             vec![
                 dense("a", 4, Activation::Linear),
                 batch_norm(),
-                LayerSpec::Activation { name: "t".into(), activation: Activation::Tanh },
+                LayerSpec::new("t", ActivationConfig { activation: Activation::Tanh }),
                 dense("o", 2, Activation::Linear),
             ],
             vec![3],
@@ -222,7 +217,7 @@ fn normalization_gradients_through_the_statistics() {
         (
             vec![
                 dense("a", 5, Activation::Linear),
-                LayerSpec::LayerNormalization { name: "ln".into(), epsilon: 1e-3, center: true, scale: true },
+                LayerSpec::new("ln", LayerNormalizationConfig::default()),
                 dense("o", 2, Activation::Tanh),
             ],
             vec![3],
@@ -245,13 +240,7 @@ fn normalization_gradients_through_the_statistics() {
 #[test]
 fn batch_norm_moving_statistics_converge_and_drive_inference() {
     let rows = 200;
-    let layers = vec![LayerSpec::BatchNormalization {
-        name: "bn".into(),
-        momentum: 0.5,
-        epsilon: 1e-3,
-        center: true,
-        scale: true,
-    }];
+    let layers = vec![LayerSpec::new("bn", BatchNormalizationConfig { momentum: 0.5, ..Default::default() })];
     let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![2]);
     // Feature 0 ~ 3 + 2 U(-1,1) (mean 3, var 4/3); feature 1 ~ -1 + U(-1,1)/2 (mean -1, var 1/12).
     let u = random(rows * 2, 8);
@@ -287,7 +276,7 @@ fn batch_norm_moving_statistics_converge_and_drive_inference() {
 fn noise_layers_train_with_consistent_gradients_and_vanish_in_inference() {
     let rows = 8;
     for noise in
-        [LayerSpec::Dropout { name: "d".into(), rate: 0.3 }, LayerSpec::GaussianNoise { name: "g".into(), stddev: 0.2 }]
+        [LayerSpec::new("d", DropoutConfig { rate: 0.3 }), LayerSpec::new("g", GaussianNoiseConfig { stddev: 0.2 })]
     {
         let layers = vec![dense("a", 6, Activation::Tanh), noise.clone(), dense("o", 2, Activation::Linear)];
         let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![3]);
@@ -307,7 +296,7 @@ fn noise_layers_train_with_consistent_gradients_and_vanish_in_inference() {
     }
     let layers = vec![
         conv("c", 3, 2, 1, false, 1, Activation::Tanh),
-        LayerSpec::SpatialDropout2D { name: "s".into(), rate: 0.4 },
+        LayerSpec::new("s", SpatialDropout2DConfig { rate: 0.4 }),
         flatten(),
         dense("o", 2, Activation::Linear),
     ];
@@ -318,7 +307,7 @@ fn noise_layers_train_with_consistent_gradients_and_vanish_in_inference() {
 #[test]
 fn dropout_keeps_the_expected_scale_and_drops_whole_channels_spatially() {
     let rows = 2000;
-    let layers = vec![LayerSpec::Dropout { name: "d".into(), rate: 0.25 }];
+    let layers = vec![LayerSpec::new("d", DropoutConfig { rate: 0.25 })];
     let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![10]);
     let x = vec![1.0f32; rows * 10];
     let mut ws = crate::graph::GraphWorkspace::default();
@@ -332,7 +321,7 @@ fn dropout_keeps_the_expected_scale_and_drops_whole_channels_spatially() {
 #[test]
 fn shapes_of_flatten_reshape_and_bad_specs() {
     let m = model_with_shape(
-        vec![LayerSpec::Reshape { name: "r".into(), target_shape: vec![-1, 4] }, flatten()],
+        vec![LayerSpec::new("r", ReshapeConfig { target_shape: vec![-1, 4] }), flatten()],
         Loss::MeanSquaredError,
         vec![2, 6],
     );
@@ -340,7 +329,7 @@ fn shapes_of_flatten_reshape_and_bad_specs() {
     let bad = crate::model::Model::new(
         &crate::network::ModelSpec {
             input_shape: vec![2, 6],
-            layers: vec![LayerSpec::Reshape { name: "r".into(), target_shape: vec![5, -1] }],
+            layers: vec![LayerSpec::new("r", ReshapeConfig { target_shape: vec![5, -1] })],
         },
         0,
     );
@@ -368,25 +357,19 @@ fn residual_block_gradients_identity_and_projection() {
     let rows = 4;
     let block =
         |units| vec![dense("r1", units, Activation::Tanh), batch_norm(), dense("r2", units, Activation::Linear)];
-    let identity = LayerSpec::Residual { name: "res".into(), layers: block(4), shortcut: None };
+    let identity = LayerSpec::new("res", ResidualConfig { layers: block(4), shortcut: None });
     let layers = vec![dense("a", 4, Activation::Tanh), identity, dense("o", 2, Activation::Linear)];
     let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![3]);
     check_gradients(&mut m, &random(rows * 3, 20), &random(rows * 2, 21), rows);
 
-    let projected = LayerSpec::Residual {
-        name: "res".into(),
-        layers: block(5),
-        shortcut: Some(Box::new(dense("proj", 5, Activation::Linear))),
-    };
+    let shortcut = Some(Box::new(dense("proj", 5, Activation::Linear)));
+    let projected = LayerSpec::new("res", ResidualConfig { layers: block(5), shortcut });
     let layers = vec![dense("a", 4, Activation::Tanh), projected, dense("o", 2, Activation::Linear)];
     let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![3]);
     check_gradients(&mut m, &random(rows * 3, 22), &random(rows * 2, 23), rows);
 
-    let conv_block = LayerSpec::Residual {
-        name: "res".into(),
-        layers: vec![conv("c1", 2, 3, 1, true, 1, Activation::Relu), conv("c2", 2, 3, 1, true, 1, Activation::Linear)],
-        shortcut: None,
-    };
+    let layers = vec![conv("c1", 2, 3, 1, true, 1, Activation::Relu), conv("c2", 2, 3, 1, true, 1, Activation::Linear)];
+    let conv_block = LayerSpec::new("res", ResidualConfig { layers, shortcut: None });
     let layers = vec![conv_block, flatten(), dense("o", 2, Activation::Linear)];
     let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![4, 4, 2]);
     check_gradients(&mut m, &random(rows * 32, 24), &random(rows * 2, 25), rows);
@@ -394,8 +377,7 @@ fn residual_block_gradients_identity_and_projection() {
 
 #[test]
 fn residual_forward_adds_the_shortcut_and_rejects_mismatched_shapes() {
-    let res =
-        LayerSpec::Residual { name: "res".into(), layers: vec![dense("r", 3, Activation::Linear)], shortcut: None };
+    let res = LayerSpec::new("res", ResidualConfig { layers: vec![dense("r", 3, Activation::Linear)], shortcut: None });
     let mut m = model_with_shape(vec![res], Loss::MeanSquaredError, vec![3]);
     let x = random(6, 26);
     let mut out = [0.0; 6];
@@ -408,8 +390,7 @@ fn residual_forward_adds_the_shortcut_and_rejects_mismatched_shapes() {
             assert!((out[r * 3 + j] - (f + x[r * 3 + j])).abs() < 1e-5);
         }
     }
-    let bad =
-        LayerSpec::Residual { name: "res".into(), layers: vec![dense("r", 4, Activation::Linear)], shortcut: None };
+    let bad = LayerSpec::new("res", ResidualConfig { layers: vec![dense("r", 4, Activation::Linear)], shortcut: None });
     let e = crate::model::Model::new(&crate::network::ModelSpec { input_shape: vec![3], layers: vec![bad] }, 0)
         .err()
         .unwrap();
@@ -419,27 +400,29 @@ fn residual_forward_adds_the_shortcut_and_rejects_mismatched_shapes() {
 #[test]
 fn preprocessing_and_augmentation_gradients_and_inference_identity() {
     let rows = 3;
-    let aug = LayerSpec::RandomTransform {
-        name: "aug".into(),
-        flip_horizontal: true,
-        flip_vertical: true,
-        translate: [[-0.2, 0.2], [-0.2, 0.2]],
-        rotate: [-0.1, 0.1],
-        zoom: [[-0.2, 0.2], [0.0, 0.0]],
-        zoom_keeps_aspect: true,
-    };
-    // Input gradients through the transform are exercised by a conv layer in front of it.
+    let augment = [
+        serde_json::json!({"type": "random_flip", "name": "flip"}),
+        serde_json::json!({"type": "random_translation", "name": "shift", "height_factor": 0.2,
+                           "width_factor": [-0.2, 0.2]}),
+        serde_json::json!({"type": "random_rotation", "name": "turn", "factor": 0.1}),
+        serde_json::json!({"type": "random_zoom", "name": "zoom", "height_factor": [-0.2, 0.2]}),
+    ]
+    .map(spec);
+    // Input gradients through the transforms are exercised by a conv layer in front of them.
     let layers = vec![
         conv("c", 2, 1, 1, false, 1, Activation::Linear),
-        aug.clone(),
-        LayerSpec::Rescaling { name: "r".into(), scale: 0.5, offset: 0.1 },
+        augment[0].clone(),
+        augment[1].clone(),
+        augment[2].clone(),
+        augment[3].clone(),
+        LayerSpec::new("r", RescalingConfig { scale: 0.5, offset: 0.1 }),
         flatten(),
         dense("o", 2, Activation::Linear),
     ];
     let mut m = model_with_shape(layers, Loss::MeanSquaredError, vec![5, 5, 2]);
     check_gradients(&mut m, &random(rows * 50, 30), &random(rows * 2, 31), rows);
     // Inference: augmentation is the identity.
-    let mut m = model_with_shape(vec![aug], Loss::MeanSquaredError, vec![4, 4, 1]);
+    let mut m = model_with_shape(augment.to_vec(), Loss::MeanSquaredError, vec![4, 4, 1]);
     let x = random(16, 32);
     let mut out = vec![0.0; 16];
     m.predict(&[&x], 1, 1, &mut [&mut out[..]]).unwrap();
@@ -448,15 +431,7 @@ fn preprocessing_and_augmentation_gradients_and_inference_identity() {
 
 #[test]
 fn horizontal_flip_mirrors_rows_exactly() {
-    let aug = LayerSpec::RandomTransform {
-        name: "aug".into(),
-        flip_horizontal: true,
-        flip_vertical: false,
-        translate: [[0.0; 2]; 2],
-        rotate: [0.0; 2],
-        zoom: [[0.0; 2]; 2],
-        zoom_keeps_aspect: true,
-    };
+    let aug = LayerSpec::new("aug", RandomFlipConfig { mode: "horizontal".into() });
     let mut m = model_with_shape(vec![aug], Loss::MeanSquaredError, vec![2, 3, 1]);
     let x: Vec<f32> = (0..6 * 40).map(|v| (v % 6) as f32).collect();
     let mut out = vec![0.0; 6 * 40];
@@ -466,4 +441,32 @@ fn horizontal_flip_mirrors_rows_exactly() {
     let same = out.chunks(6).filter(|s| *s == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).count();
     assert_eq!(flips + same, 40);
     assert!(flips > 5 && same > 5);
+}
+
+#[test]
+fn specs_read_the_python_get_config_with_keras_forms() {
+    // What `Dense(4, activation="relu", kernel_regularizer=L2(0.1)).get_config()` sends, with the
+    // keys the engine ignores (`trainable`, `dtype`).
+    let dense = spec(serde_json::json!({
+        "type": "dense", "name": "d", "units": 4, "activation": "relu", "trainable": false, "dtype": "float32",
+        "kernel_regularizer": {"class_name": "L2", "config": {"l2": 0.1}}, "bias_regularizer": null,
+    }));
+    let LayerConfig::Dense(d) = &dense.config else { panic!("{dense:?}") };
+    assert_eq!((d.units, d.kernel.activation), (4, Activation::Relu));
+    assert_eq!(d.kernel.kernel_regularizer, Some(crate::regularizer::Regularizer::L2 { l2: 0.1 }));
+    assert_eq!(d.kernel.bias_regularizer, None);
+    // Keras' defaults fill what the config leaves out.
+    let bn = spec(serde_json::json!({"type": "batch_normalization", "name": "bn"}));
+    assert_eq!(bn.config, BatchNormalizationConfig::default().into());
+    let dot = spec(serde_json::json!({"type": "dot", "name": "dot", "axes": 1}));
+    assert_eq!(dot.config, DotConfig { axes: merge::DotAxes::Both(1), normalize: false }.into());
+    // Validation is the engine's, before any shape is known.
+    let bad = spec(serde_json::json!({"type": "dropout", "name": "drop", "rate": 1.5}));
+    assert!(bad.validate().unwrap_err().to_string().contains("rate must be in [0, 1)"));
+    assert!(serde_json::from_value::<LayerSpec>(serde_json::json!({"type": "no_such_layer", "name": "x"})).is_err());
+    // The registry lists every type once.
+    let mut types = LayerConfig::TYPES.to_vec();
+    types.sort_unstable();
+    types.dedup();
+    assert_eq!(types.len(), LayerConfig::TYPES.len());
 }

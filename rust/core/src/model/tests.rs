@@ -1,6 +1,6 @@
 use super::*;
 use crate::activation::Activation;
-use crate::layers::LayerSpec;
+use crate::layers::{ActivationConfig, BatchNormalizationConfig, InitSpec, LayerConfig, LayerSpec, PReluConfig};
 use crate::loss::Loss;
 use crate::network::ModelSpec;
 use crate::regularizer::Regularizer;
@@ -49,19 +49,18 @@ fn prelu_and_regularizer_gradients() {
     let rows = 6;
     let x = random(rows * 4, 7);
     let y = random(rows * 2, 8);
-    let prelu = |shared: Vec<usize>| LayerSpec::PRelu {
-        name: "p".into(),
-        alpha_initializer: crate::layers::InitSpec {
-            init: crate::init::Initializer::Constant { value: 0.25 },
-            seed: None,
-        },
-        shared_axes: shared,
-        alpha_regularizer: Some(Regularizer::L2 { l2: 0.1 }),
+    let prelu = |shared: Vec<usize>| {
+        let config = PReluConfig {
+            alpha_initializer: InitSpec::constant(0.25),
+            shared_axes: Some(shared),
+            alpha_regularizer: Some(Regularizer::L2 { l2: 0.1 }),
+        };
+        LayerSpec::new("p", config)
     };
     let mut a = dense("a", 5, Activation::Linear);
-    if let LayerSpec::Dense { kernel_regularizer, bias_regularizer, .. } = &mut a {
-        *kernel_regularizer = Some(Regularizer::L1l2 { l1: 0.01, l2: 0.02 });
-        *bias_regularizer = Some(Regularizer::Lp { p: 3.0, factor: 0.1 });
+    if let LayerConfig::Dense(d) = &mut a.config {
+        d.kernel.kernel_regularizer = Some(Regularizer::L1l2 { l1: 0.01, l2: 0.02 });
+        d.kernel.bias_regularizer = Some(Regularizer::Lp { p: 3.0, factor: 0.1 });
     }
     let mut m = model(vec![a.clone(), prelu(vec![]), dense("b", 2, Activation::Linear)], Loss::MeanSquaredError, 4);
     check_gradients(&mut m, &x, &y, rows);
@@ -95,13 +94,13 @@ fn standalone_activation_layer_fuses_like_a_dense_activation() {
     let layers = vec![
         dense("a", 5, Activation::Relu),
         dense("b", 3, Activation::Linear),
-        LayerSpec::Activation { name: "s".into(), activation: SOFTMAX },
+        LayerSpec::new("s", ActivationConfig { activation: SOFTMAX }),
     ];
     let mut m = model(layers.clone(), Loss::SparseCategoricalCrossentropy { from_logits: false }, 4);
     check_gradients(&mut m, &x, &labels, rows);
     let layers = vec![
         layers[0].clone(),
-        LayerSpec::Activation { name: "t".into(), activation: Activation::Tanh },
+        LayerSpec::new("t", ActivationConfig { activation: Activation::Tanh }),
         layers[1].clone(),
     ];
     let mut m = model(layers, Loss::MeanSquaredError, 4);
@@ -252,13 +251,7 @@ mod graphs {
             vec![3],
             vec![
                 dense("a", 4, Activation::Tanh),
-                LayerSpec::BatchNormalization {
-                    name: "bn".into(),
-                    momentum: 0.9,
-                    epsilon: 1e-3,
-                    center: true,
-                    scale: true,
-                },
+                LayerSpec::new("bn", BatchNormalizationConfig { momentum: 0.9, ..Default::default() }),
                 dense("b", 2, Activation::Linear),
             ],
         );
