@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 
 from . import _core, activations, initializers, regularizers
+from ._arrays import as_float32
+from ._graph import KerasTensor, Node
 from ._naming import snake_case, unique_name
+from ._serialization import deserialize_layer, layer_class, register_layer_class
 
 __all__ = [
     "Layer", "InputLayer", "Input", "Variable", "Identity", "Add", "Subtract", "Multiply", "Average",
@@ -91,6 +94,7 @@ class Layer:
         """Wraps each subclass ``__init__`` so that, once the outermost one has run, the engine
         validates the arguments (Keras raises for bad arguments at construction too)."""
         super().__init_subclass__(**kwargs)
+        register_layer_class(cls)
         init = cls.__dict__.get("__init__")
         if init is None:
             return
@@ -128,8 +132,6 @@ class Layer:
         return self._built_shapes is not None
 
     def __call__(self, inputs, training=None, **kwargs):
-        from ._graph import KerasTensor
-
         if kwargs:
             raise TypeError(f"{self.name}: unexpected call argument(s) {sorted(kwargs)}")
         flat = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
@@ -164,8 +166,6 @@ class Layer:
         return tuple(int(d) for d in out)
 
     def _symbolic_call(self, inputs):
-        from ._graph import KerasTensor, Node
-
         as_list = isinstance(inputs, (list, tuple))
         tensors = list(inputs) if as_list else [inputs]
         shapes = [tuple(t.shape[1:]) for t in tensors]
@@ -180,25 +180,21 @@ class Layer:
         return out
 
     def _standalone_model(self, shapes: list[tuple]):
-        """A one-layer model over inputs of per-sample ``shapes`` (how a layer runs on data)."""
-        from . import models
-
+        """A one-layer model over inputs of per-sample ``shapes`` (how a layer runs on data). The
+        ``Functional`` class comes from the class registry: models are layers, so ``models.py``
+        imports this module and not the other way round."""
         self._check_input_shapes(shapes)
         if self._standalone is None or self._standalone[0] != shapes:
-            from ._graph import KerasTensor
-
             inputs = [KerasTensor((None, *s)) for s in shapes]
             for t in inputs:
                 t._history = None
-            model = models.Functional._from_layer_call(self, inputs, list_call=len(shapes) > 1)
+            model = layer_class("Functional")._from_layer_call(self, inputs, list_call=len(shapes) > 1)
             self._standalone = (shapes, model)
         return self._standalone[1]
 
     def _eager_call(self, inputs, training):
-        from .models import _as_float32
-
         as_list = isinstance(inputs, (list, tuple))
-        arrays = [_as_float32("inputs", a) for a in (inputs if as_list else [inputs])]
+        arrays = [as_float32("inputs", a) for a in (inputs if as_list else [inputs])]
         if any(a.ndim < 2 for a in arrays):
             raise ValueError(
                 f"layer '{self.name}': inputs must have a batch axis; got shapes {[a.shape for a in arrays]}"
@@ -338,8 +334,6 @@ class InputLayer(Layer):
         self.dtype = "float32" if dtype is None else str(np.dtype(dtype))
         self._input_shape = self.shape
         self.output_shape = (batch_size, *self.shape)
-        from ._graph import KerasTensor, Node
-
         tensor = KerasTensor((batch_size, *self.shape), dtype=self.dtype, name=name, history=(self, 0, 0))
         self._inbound_nodes.append(Node(self, [], [tensor], False))
         self._built_shapes = [self.shape]
@@ -800,8 +794,6 @@ class Residual(Layer):
 
     @classmethod
     def from_config(cls, config):
-        from .saving import deserialize_layer
-
         config = dict(config)
         block = [deserialize_layer(e) for e in config.pop("layers")]
         short = config.pop("shortcut", None)

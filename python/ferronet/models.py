@@ -20,31 +20,20 @@ import numpy as np
 
 from . import _core, losses, optimizers
 from . import metrics as _metrics
-from ._graph import EngineGraph, KerasTensor, flatten_structure, topological_nodes
+from ._arrays import as_float32
+from ._graph import EngineGraph, KerasTensor, Node, flatten_structure, topological_nodes
 from ._naming import unique_name
+from ._serialization import deserialize_layer
 from .callbacks import Callback, CallbackList, History
-from .layers import InputLayer, Layer, Variable, _shape_tuple
+from .layers import Input, InputLayer, Layer, Variable, _shape_tuple
 from .progbar import Progbar
+from .saving import load_model, save_model
 from .utils import next_seed
 
 __all__ = ["Model", "Sequential", "Functional", "load_model"]
 
 # How long one engine call trains before handing control back (progress, Ctrl-C).
 _SLICE_SECONDS = 0.1
-
-
-def _as_float32(name: str, a) -> np.ndarray:
-    """``a`` as a C-contiguous float32 array; a float32 C-contiguous ndarray is not copied."""
-    if isinstance(a, np.ndarray):
-        arr = a
-    else:
-        try:
-            arr = np.asarray(a)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"{name} must be a numeric array: {e}") from None
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold numbers; got an array of dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def _verbosity(verbose) -> int:
@@ -245,7 +234,7 @@ class Model(Layer):
             shapes = [tuple(self._core.weight_shapes[i]) for i in idx]
             if current and [w.shape for w in current] == shapes:
                 for i, w in zip(idx, current):
-                    self._core.set_weight(i, _as_float32("weights", w))
+                    self._core.set_weight(i, as_float32("weights", w))
             la._home, la._pending = self, None
             for inner in _walk(la):
                 adapted = getattr(inner, "_adapted", None)
@@ -398,7 +387,7 @@ class Model(Layer):
             raise ValueError(f"{what}: x is required")
         names = self._input_names()
         arrays = _by_name(x, names, what, "x", "input")
-        xs = [_as_float32("x", a) for a in arrays]
+        xs = [as_float32("x", a) for a in arrays]
         self._ensure_built(xs)
         shapes = self._input_shapes()
         n = xs[0].shape[0] if xs[0].ndim else 0
@@ -431,7 +420,7 @@ class Model(Layer):
             label = f" for output '{names[k]}'" if len(names) > 1 else ""
             if a is None:
                 raise ValueError(f"{what}: y{label} is required (the output has a loss)")
-            out.append(self._prepare_target(_as_float32("y", a), n, k, lo, label, what))
+            out.append(self._prepare_target(as_float32("y", a), n, k, lo, label, what))
         return out
 
     def _prepare_target(self, y: np.ndarray, n: int, k: int, lo, label: str, what: str) -> np.ndarray:
@@ -473,7 +462,7 @@ class Model(Layer):
         for sw, y in zip(sws, ys):
             w = None
             if sw is not None:
-                w = _as_float32("sample_weight", sw)
+                w = as_float32("sample_weight", sw)
                 if w.ndim != 1 or w.shape[0] != n:
                     raise ValueError(f"{what}: sample_weight must have shape ({n},); got {w.shape}")
             if class_weight is not None and y.size:
@@ -684,8 +673,6 @@ class Model(Layer):
         return _structure_out(outs, self._output_structure(), self._output_names())
 
     def _symbolic_model_call(self, inputs):
-        from ._graph import Node
-
         flat, _ = flatten_structure(inputs, "inputs")
         if len(flat) != len(self._input_names()):
             raise ValueError(
@@ -755,7 +742,7 @@ class Model(Layer):
         a wrong count or shape raises before anything changes."""
         self._require_built("set_weights")
         self._claim()
-        weights = [_as_float32("weights", w) for w in weights]
+        weights = [as_float32("weights", w) for w in weights]
         targets = [(la, len(la.get_weights())) for la in self._all_layers()]
         total = sum(n for _, n in targets)
         if len(weights) != total:
@@ -795,7 +782,7 @@ class Model(Layer):
 
     def _set_layer_weights(self, layer: Layer, weights) -> None:
         idx = self._layer_indices(layer)
-        weights = [_as_float32("weights", w) for w in weights]
+        weights = [as_float32("weights", w) for w in weights]
         if len(weights) != len(idx):
             raise ValueError(
                 f"You called `set_weights(weights)` on layer '{layer.name}' with a weight list of length "
@@ -889,8 +876,6 @@ class Model(Layer):
     def save(self, filepath, overwrite: bool = True, include_optimizer: bool = True) -> None:
         """Saves architecture, weights, compile settings and optimizer state to one file (any
         name; ``.ferronet`` by convention). ``ferronet.models.load_model`` reads it back."""
-        from .saving import save_model
-
         self._require_built("save")
         self._claim()
         save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
@@ -1066,8 +1051,6 @@ class Sequential(Model):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequential:
         """A new (untrained) model with the architecture of ``config``."""
-        from .saving import deserialize_layer
-
         model = cls(name=config.get("name"))
         if config.get("input_shape") is not None:
             model._input_shape = tuple(int(d) for d in config["input_shape"])
@@ -1110,8 +1093,6 @@ class Functional(Model):
     @classmethod
     def _from_layer_call(cls, layer: Layer, inputs: list[KerasTensor], list_call: bool) -> Functional:
         """A model computing ``layer`` on fresh inputs (how a layer runs on data)."""
-        from .layers import Input
-
         fresh = [Input(shape=t.shape[1:]) for t in inputs]
         out = layer(fresh if list_call else fresh[0])
         return cls(fresh if list_call else fresh[0], out, name=unique_name(f"{layer.name}_call"))
@@ -1279,8 +1260,6 @@ class Functional(Model):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Functional:
         """A new (untrained) model with the architecture of ``config`` (``get_config``'s form)."""
-        from .saving import deserialize_layer
-
         try:
             entries = list(config["layers"])
             made: dict[str, Any] = {}
@@ -1337,10 +1316,3 @@ class Functional(Model):
 
     def __repr__(self) -> str:
         return f"<Functional name={self.name}, built=True>"
-
-
-def load_model(filepath, compile: bool = True) -> Model:
-    """Reads a model written by ``model.save`` (see ``ferronet.saving``)."""
-    from .saving import load_model as _load
-
-    return _load(filepath, compile=compile)

@@ -16,15 +16,12 @@ from typing import Any
 import numpy as np
 
 from . import _core, losses, optimizers
-from . import layers as layers_module
 from . import metrics as metrics_module
+from ._serialization import deserialize_layer, layer_class
+from ._serialization import serialize as _serialize
 
 FORMAT = "ferronet-model"
 VERSION = "1"
-
-
-def _serialize(obj) -> dict[str, Any]:
-    return {"class_name": type(obj).__name__, "config": obj.get_config()}
 
 
 def _deserialize_from(module, names: list[str], entry: dict[str, Any], kind: str):
@@ -34,34 +31,6 @@ def _deserialize_from(module, names: list[str], entry: dict[str, Any], kind: str
     if name not in names:
         raise ValueError(f"corrupted model file: unknown {kind} class '{name}'")
     return getattr(module, name).from_config(entry.get("config", {}))
-
-
-def _layer_classes() -> dict[str, type]:
-    from . import models
-
-    classes = {
-        n: getattr(layers_module, n)
-        for n in layers_module.__all__
-        if isinstance(getattr(layers_module, n), type)
-        and issubclass(getattr(layers_module, n), layers_module.Layer)
-    }
-    classes.update(Sequential=models.Sequential, Functional=models.Functional)
-    return classes
-
-
-def deserialize_layer(entry: dict[str, Any]):
-    """A layer (or a nested model) from its ``{"class_name", "config"}`` dict (ferronet's own
-    classes only)."""
-    if not isinstance(entry, dict) or "class_name" not in entry:
-        raise ValueError(f"corrupted model file: bad layer entry {entry!r}")
-    classes = _layer_classes()
-    name = entry["class_name"]
-    if name not in classes or name == "Layer":
-        raise ValueError(f"corrupted model file: unknown layer class '{name}'")
-    config = entry.get("config", {})
-    if not isinstance(config, dict):
-        raise ValueError(f"corrupted model file: bad config of a '{name}' layer")
-    return classes[name].from_config(config)
 
 
 def _serialize_tree(obj):
@@ -97,6 +66,9 @@ def _compile_config(model) -> dict[str, Any] | None:
     }
 
 
+__all__ = ["save_model", "load_model", "deserialize_layer"]
+
+
 def save_model(model, filepath, overwrite: bool = True, include_optimizer: bool = True) -> None:
     model._require_built("save")
     path = os.fspath(filepath)
@@ -127,8 +99,6 @@ def save_model(model, filepath, overwrite: bool = True, include_optimizer: bool 
 def load_model(filepath, compile: bool = True):
     """Rebuilds a model saved by ``model.save``: architecture, weights and, with ``compile``, the
     optimizer, loss, metrics and optimizer state (training resumes where it stopped)."""
-    from .models import Functional, Sequential
-
     path = os.fspath(filepath)
     tensors, meta = _core.read_tensor_file(path)
     if meta.get("format") != FORMAT:
@@ -138,7 +108,8 @@ def load_model(filepath, compile: bool = True):
         order = json.loads(meta["weight_order"])
     except (KeyError, ValueError) as e:
         raise ValueError(f"{path}: corrupted model metadata ({e})") from None
-    cls = {"Sequential": Sequential, "Functional": Functional}.get(meta.get("model_class", "Sequential"))
+    model_class = meta.get("model_class", "Sequential")
+    cls = layer_class(model_class) if model_class in ("Sequential", "Functional") else None
     if cls is None:
         raise ValueError(
             f"{path}: corrupted model metadata (unknown model class {meta.get('model_class')!r})"
