@@ -267,14 +267,14 @@ impl PyModel {
     /// Learning rate the next update will use (from the schedule, if any).
     #[getter]
     fn learning_rate(&self) -> Option<f64> {
-        self.inner.optimizer().map(|o| o.current_learning_rate())
+        self.inner.trainer().map(|t| t.current_learning_rate())
     }
 
     /// Replaces the rate (and any schedule) with a constant.
     #[setter]
     fn set_learning_rate(&mut self, lr: f64) -> PyResult<()> {
-        match self.inner.optimizer_mut() {
-            Some(o) => guard(|| o.set_learning_rate(lr)),
+        match self.inner.trainer_mut() {
+            Some(t) => guard(|| t.set_learning_rate(lr)),
             None => Err(PyValueError::new_err("the model is not compiled")),
         }
     }
@@ -282,14 +282,14 @@ impl PyModel {
     /// Learning rate used by the latest update.
     #[getter]
     fn last_learning_rate(&self) -> Option<f64> {
-        self.inner.optimizer().map(|o| o.last_learning_rate)
+        self.inner.trainer().map(|t| t.last_learning_rate())
     }
 
     /// Optimizer state buffers as `(name, flat float32 array)`, in a fixed order.
     fn optimizer_slots<'py>(&self, py: Python<'py>) -> Vec<(String, Bound<'py, PyArray1<f32>>)> {
         self.inner
-            .optimizer()
-            .map(|o| o.slots().into_iter().map(|(n, v)| (n.to_string(), PyArray1::from_slice(py, v))).collect())
+            .trainer()
+            .map(|t| t.slots().into_iter().map(|(n, v)| (n.to_string(), PyArray1::from_slice(py, v))).collect())
             .unwrap_or_default()
     }
 
@@ -307,8 +307,8 @@ impl PyModel {
                 Ok((n.clone(), v.to_vec()))
             })
             .collect::<PyResult<Vec<_>>>()?;
-        match self.inner.optimizer_mut() {
-            Some(o) => guard(|| o.restore(iterations, &owned)),
+        match self.inner.trainer_mut() {
+            Some(t) => guard(|| t.restore(iterations, &owned)),
             None => Err(PyValueError::new_err("the model is not compiled")),
         }
     }
@@ -380,6 +380,6 @@ impl PyModel {
     /// Optimizer steps taken since `compile`.
     #[getter]
     fn iterations(&self) -> u64 {
-        self.inner.optimizer().map_or(0, |o| o.iterations)
+        self.inner.trainer().map_or(0, |t| t.iterations())
     }
 }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{invalid, Result};
 use crate::loss::Loss;
 use crate::metric::{MetricSpec, Tally};
-use crate::optim::{Optimizer, OptimizerSpec};
+use crate::optim::OptimizerSpec;
+
+use super::trainer::Trainer;
 
 fn one() -> f32 {
     1.0
@@ -72,7 +74,7 @@ impl Head {
 
 pub struct Compiled {
     pub heads: Vec<Head>,
-    pub optimizer: Optimizer,
+    pub trainer: Trainer,
     /// Per graph node: backward starts from `dL/dz` of its last activation (a fused head).
     pub fused_nodes: Vec<bool>,
     /// Whether several outputs have a loss (then `<output>_loss` is logged) and whether the

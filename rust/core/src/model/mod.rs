@@ -14,6 +14,7 @@ mod monitor;
 mod step;
 #[cfg(test)]
 mod tests;
+mod trainer;
 
 use std::time::Instant;
 
@@ -24,12 +25,13 @@ pub use monitor::GradMonitor;
 use crate::error::{invalid, Error, Result};
 use crate::graph::{GraphSpec, GraphWorkspace};
 use crate::network::Network;
-use crate::optim::Optimizer;
 use crate::rng::Stream;
 use crate::threads;
 use data::Gather;
 use heads::{Compiled, Head, Running};
-use step::{forward_backward, heads_loss, lbfgs_step, train_step};
+use step::{forward_backward, heads_loss};
+use trainer::train_step;
+pub use trainer::{FullBatchLbfgs, Trainer};
 
 /// Where the current epoch stands.
 #[derive(Debug, Default)]
@@ -116,7 +118,7 @@ impl Model {
         let losses = heads.iter().filter(|h| h.spec.loss.is_some()).count();
         self.compiled = Some(Compiled {
             heads,
-            optimizer: Optimizer::new(&spec.optimizer, self.net.params.len())?,
+            trainer: Trainer::new(&spec.optimizer, self.net.params.len())?,
             fused_nodes,
             many_losses: losses > 1,
             many_outputs: outputs > 1,
@@ -144,12 +146,13 @@ impl Model {
         Ok(threads::install(move || f(net, ws, c)))
     }
 
-    pub fn optimizer(&self) -> Option<&Optimizer> {
-        self.compiled.as_ref().map(|c| &c.optimizer)
+    /// The training method chosen at `compile`.
+    pub fn trainer(&self) -> Option<&Trainer> {
+        self.compiled.as_ref().map(|c| &c.trainer)
     }
 
-    pub fn optimizer_mut(&mut self) -> Option<&mut Optimizer> {
-        self.compiled.as_mut().map(|c| &mut c.optimizer)
+    pub fn trainer_mut(&mut self) -> Option<&mut Trainer> {
+        self.compiled.as_mut().map(|c| &mut c.trainer)
     }
 
     /// Freezes the layers flagged `true` (one flag per layer of the graph, in spec order).
@@ -249,18 +252,16 @@ impl Model {
             return Err(invalid("batch_size must be a positive integer"));
         }
         let running = Running::new(&c.heads);
-        // L-BFGS is a full-batch method: one call per epoch over every sample.
-        let full_batch = c.optimizer.is_lbfgs();
+        let batch_size = c.trainer.batch_size(batch_size, rows);
         if shuffle {
             self.order.clear();
             self.order.extend(0..rows);
             self.shuffle_rng.shuffle(&mut self.order);
         }
-        let batch_size = if full_batch { rows.max(1) } else { batch_size.min(rows.max(1)) };
         self.epoch = EpochState { batch_size, shuffle, rows, step: 0, running, nan_at: None };
         let per_epoch = rows.div_ceil(batch_size) as u64;
-        if let Some(o) = self.optimizer_mut() {
-            o.steps_per_epoch = per_epoch.max(1);
+        if let Some(t) = self.trainer_mut() {
+            t.set_steps_per_epoch(per_epoch);
         }
         Ok(())
     }
@@ -298,11 +299,6 @@ impl Model {
         let bs = e.batch_size;
         if e.shuffle {
             self.gather.prepare(data, bs, &xw, &tw);
-        }
-        if c.optimizer.is_lbfgs() {
-            lbfgs_step(&mut self.net, &mut self.ws, c, data, &mut e.running);
-            e.step = e.rows.div_ceil(bs);
-            return Ok(true);
         }
         let stop_on_nan = self.stop_on_nan;
         let backup = &mut self.backup;
@@ -355,11 +351,7 @@ impl Model {
         self.validate(data, "train_on_batch")?;
         self.in_pool("train_on_batch", |net, ws, c| {
             let mut running = Running::new(&c.heads);
-            if c.optimizer.is_lbfgs() {
-                lbfgs_step(net, ws, c, data, &mut running);
-            } else {
-                train_step(net, ws, c, data, &mut running, None, None);
-            }
+            train_step(net, ws, c, data, &mut running, None, None);
             running.logs(c)
         })
     }
@@ -372,7 +364,7 @@ impl Model {
         self.in_pool("compute_gradients", |net, ws, c| {
             let mut running = Running::new(&c.heads);
             net.reset_noise();
-            forward_backward(net, ws, c, data, &mut running);
+            forward_backward(net, ws, &c.heads, &c.fused_nodes, data, &mut running);
             running.mean_loss()
         })
     }
@@ -411,7 +403,7 @@ impl Model {
             for lo in (0..data.rows).step_by(batch_size) {
                 let b = data.slice(lo, (lo + batch_size).min(data.rows), &xw, &tw);
                 net.forward(ws, &b.x, b.rows, false);
-                heads_loss(net, ws, c, &b, &mut running, false);
+                heads_loss(net, ws, &c.heads, &b, &mut running, false);
                 running.end_batch(b.rows, penalty);
             }
             running.logs(c)

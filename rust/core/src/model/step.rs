@@ -1,54 +1,11 @@
-//! One training step: forward, every head's loss, backward, regularizers, update. Full-batch
-//! L-BFGS drives the same forward/backward through its line search instead of one update.
+//! The training objective of a batch: forward, every head's loss (weighted), backward and the
+//! regularization penalties. The trainers (`trainer.rs`) build their steps from it.
 
 use crate::graph::GraphWorkspace;
 use crate::network::Network;
-use crate::optim::{Sgd, State};
 
-use super::data::{first_non_finite, Dataset};
-use super::heads::{Compiled, Running};
-use super::monitor::GradMonitor;
-
-/// Forward, loss, backward and update for one batch.
-///
-/// With a `guard` buffer (TerminateOnNaN), a batch whose loss is not finite is not applied, and
-/// an update that makes any weight non-finite is undone from the copy taken before it: the model
-/// keeps its last finite weights and `false` is returned.
-pub fn train_step(
-    net: &mut Network,
-    ws: &mut GraphWorkspace,
-    c: &mut Compiled,
-    b: &Dataset<'_>,
-    running: &mut Running,
-    guard: Option<&mut Vec<f32>>,
-    monitor: Option<&mut GradMonitor>,
-) -> bool {
-    let loss = forward_backward(net, ws, c, b, running);
-    let p = &mut net.params;
-    if let Some(m) = monitor {
-        // Raw gradients, before any clipping the optimizer applies.
-        m.record(p);
-    }
-    match guard {
-        None => {
-            c.optimizer.step(&mut p.values, &mut p.grads, &p.tensors);
-            true
-        }
-        Some(backup) => {
-            if !loss.is_finite() {
-                return false;
-            }
-            backup.clear();
-            backup.extend_from_slice(&p.values);
-            c.optimizer.step(&mut p.values, &mut p.grads, &p.tensors);
-            if first_non_finite(&p.values).is_some() {
-                p.values.copy_from_slice(backup);
-                return false;
-            }
-            true
-        }
-    }
-}
+use super::data::Dataset;
+use super::heads::{Head, Running};
 
 /// Each head's loss and metrics for a forward pass already run; when `train`, also writes the
 /// gradient of `sum_k w_k L_k` into the output tensors (`L_k` the batch-mean loss of head `k`).
@@ -56,14 +13,14 @@ pub fn train_step(
 pub fn heads_loss(
     net: &Network,
     ws: &mut GraphWorkspace,
-    c: &Compiled,
+    heads: &[Head],
     b: &Dataset<'_>,
     running: &mut Running,
     train: bool,
 ) -> f64 {
     let g = &net.graph;
     let mut total = 0.0;
-    for (k, head) in c.heads.iter().enumerate() {
+    for (k, head) in heads.iter().enumerate() {
         let Some(loss) = head.spec.loss else { continue };
         let r = g.outputs[k];
         let ow = net.output_width(k);
@@ -95,51 +52,18 @@ pub fn heads_loss(
 pub fn forward_backward(
     net: &mut Network,
     ws: &mut GraphWorkspace,
-    c: &Compiled,
+    heads: &[Head],
+    fused_nodes: &[bool],
     b: &Dataset<'_>,
     running: &mut Running,
 ) -> f64 {
     net.forward(ws, &b.x, b.rows, true);
     net.graph.begin_backward(ws);
-    let sum = heads_loss(net, ws, c, b, running, true);
-    net.backward(ws, &b.x, b.rows, &c.fused_nodes);
+    let sum = heads_loss(net, ws, heads, b, running, true);
+    net.backward(ws, &b.x, b.rows, fused_nodes);
     net.params.zero_frozen_grads();
     let penalty = net.params.apply_regularizers();
     running.end_batch(b.rows, penalty);
     // The objective whose gradient was just computed.
     sum / b.rows as f64 + penalty
-}
-
-/// One full-batch L-BFGS call (up to `max_iter` iterations with line search) on `data`, then
-/// the loss and metrics at the final weights into `running`.
-pub fn lbfgs_step(
-    net: &mut Network,
-    ws: &mut GraphWorkspace,
-    c: &mut Compiled,
-    data: &Dataset<'_>,
-    running: &mut Running,
-) {
-    let lr = c.optimizer.current_learning_rate();
-    let State::Lbfgs(mut lbfgs) = std::mem::replace(&mut c.optimizer.state, State::Sgd(Sgd::new(0.0, false, 0))) else {
-        unreachable!("called for L-BFGS only")
-    };
-    let mut w = net.params.values.clone();
-    let mut g = vec![0.0f32; w.len()];
-    let cc: &Compiled = c;
-    lbfgs.run(lr, &mut w, &mut g, |w, g| {
-        net.params.values.copy_from_slice(w);
-        // The same dropout masks at every point of the line search.
-        net.reset_noise();
-        let loss = forward_backward(net, ws, cc, data, &mut Running::new(&cc.heads));
-        g.copy_from_slice(&net.params.grads);
-        loss
-    });
-    net.params.values.copy_from_slice(&w);
-    // Loss and metrics at the final weights.
-    net.forward(ws, &data.x, data.rows, false);
-    heads_loss(net, ws, c, data, running, false);
-    running.end_batch(data.rows, net.params.penalty());
-    c.optimizer.state = State::Lbfgs(lbfgs);
-    c.optimizer.iterations += 1;
-    c.optimizer.last_learning_rate = lr;
 }

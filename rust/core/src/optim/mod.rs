@@ -182,7 +182,6 @@ pub enum State {
     RmsProp(RmsProp),
     Adamax(Adamax),
     Nadam(Nadam),
-    Lbfgs(Lbfgs),
 }
 
 /// A live optimizer: rule state, schedule, options and step count.
@@ -257,11 +256,8 @@ impl Optimizer {
                 unit("beta_2", beta_2)?;
                 State::Nadam(Nadam::new(beta_1, beta_2, epsilon, n))
             }
-            Rule::Lbfgs { max_iter, history_size, tolerance_grad, tolerance_change } => {
-                if max_iter == 0 || history_size == 0 {
-                    return Err(invalid("LBFGS: max_iter and history_size must be positive"));
-                }
-                State::Lbfgs(Lbfgs::new(max_iter, history_size, tolerance_grad, tolerance_change, n))
+            Rule::Lbfgs { .. } => {
+                return Err(invalid("LBFGS is a full-batch method: it trains through model::Trainer, not per batch"))
             }
         };
         Ok(Self {
@@ -312,7 +308,6 @@ impl Optimizer {
             State::RmsProp(o) => o.step(update),
             State::Adamax(o) => o.step(update),
             State::Nadam(o) => o.step(update),
-            State::Lbfgs(_) => unreachable!("L-BFGS runs through Model::lbfgs_step"),
         }
         self.last_learning_rate = lr;
     }
@@ -339,13 +334,7 @@ impl Optimizer {
         }
     }
 
-    /// Whether this is a full-batch line-search method (driven by the model, not `step`).
-    pub fn is_lbfgs(&self) -> bool {
-        matches!(self.state, State::Lbfgs(_))
-    }
-
     /// Restores the state saved from `slots()` and `iterations` (to resume training exactly).
-    /// L-BFGS keeps no restorable state beyond the step count; its curvature pairs start afresh.
     pub fn restore(&mut self, iterations: u64, slots: &[(String, Vec<f32>)]) -> Result<()> {
         let expected: Vec<(&'static str, usize)> = self.slots().iter().map(|(n, v)| (*n, v.len())).collect();
         let given: Vec<(&str, usize)> = slots.iter().map(|(n, v)| (n.as_str(), v.len())).collect();
@@ -361,7 +350,6 @@ impl Optimizer {
             State::RmsProp(o) => vec![&mut o.velocity, &mut o.average, &mut o.momentum_buf],
             State::Adamax(o) => vec![&mut o.m, &mut o.u],
             State::Nadam(o) => vec![&mut o.m, &mut o.v],
-            State::Lbfgs(_) => vec![],
         };
         let mut given = slots.iter();
         for t in targets.into_iter().filter(|t| !t.is_empty()) {
@@ -389,7 +377,6 @@ impl Optimizer {
             ],
             State::Adamax(o) => vec![("m", &o.m[..]), ("u", &o.u[..])],
             State::Nadam(o) => vec![("m", &o.m[..]), ("v", &o.v[..])],
-            State::Lbfgs(_) => vec![],
         }
         .into_iter()
         .filter(|(_, s)| !s.is_empty())
