@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
             let mut out = vec![0.0f32; BATCH * filters];
             group.throughput(Throughput::Elements(BATCH as u64));
             group.bench_function(BenchmarkId::new("forward", name), |b| {
-                b.iter(|| m.predict(&[&x], BATCH, BATCH, &mut [&mut out[..]]).unwrap())
+                b.iter(|| m.predict_slices(&[&x], BATCH, BATCH, &mut [&mut out[..]]).unwrap())
             });
             group.bench_function(BenchmarkId::new("forward_backward", name), |b| {
                 b.iter(|| m.compute_gradients(&Dataset::new(&x, &y, BATCH)).unwrap())

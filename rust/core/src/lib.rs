@@ -1,8 +1,14 @@
 //! ferronet-core: the pure-Rust engine behind the `ferronet` Python package.
 //!
-//! Tensors are flat `f32` buffers; a [`model::Model`] owns a [`network::Network`] (a graph of
-//! layer calls, [`graph::Graph`], plus one flat parameter store), the compiled loss, optimizer and metrics, and reusable work buffers.
-//! Nothing here knows about Python: the binding crate borrows numpy arrays and calls in.
+//! A [`model::Model`] owns a [`network::Network`] (a graph of layer calls, [`graph::Graph`], plus
+//! one flat parameter store), the compiled heads and trainer, and reusable work buffers.
+//!
+//! The public edge speaks `ndarray`: data sets are built from array views
+//! ([`Dataset::from_arrays`]), [`Model::predict`] returns arrays shaped like the outputs,
+//! weights are views of their shapes ([`Model::weight`]). Inside, tensors are flat `f32`
+//! buffers and hot kernels work on slices. Nothing here knows about Python: the binding hands
+//! numpy arrays over as ndarray views, without a copy. `examples/two_heads.rs` trains a
+//! two-input, two-output model from Rust.
 
 pub mod activation;
 pub mod error;

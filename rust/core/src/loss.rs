@@ -22,6 +22,7 @@
 //! zeros `eps / (k - 1)` (binary: `1 - eps` and `eps`). Keras instead uses `y (1 - eps) + eps / k`
 //! (binary `y (1 - eps) + eps / 2`).
 
+use ndarray::ArrayViewD;
 use serde::{Deserialize, Serialize};
 
 use crate::activation::{sigmoid, softmax_row, Activation};
@@ -83,6 +84,29 @@ impl Target<'_> {
 }
 
 impl Loss {
+    /// The mean over samples of the loss between `y_true` and `y_pred` (one row per sample on
+    /// the first axis), as Keras' `loss(y_true, y_pred)`.
+    pub fn mean(&self, y_true: &ArrayViewD<'_, f32>, y_pred: &ArrayViewD<'_, f32>) -> Result<f64> {
+        let rows = y_pred.shape().first().copied().unwrap_or(0);
+        if rows == 0 || y_pred.is_empty() {
+            return Err(invalid("y_pred is empty"));
+        }
+        let contiguous = |what: &str| invalid(format!("{what} must be a C-contiguous float32 array"));
+        let pred = y_pred.as_slice().ok_or_else(|| contiguous("y_pred"))?;
+        let truth = y_true.as_slice().ok_or_else(|| contiguous("y_true"))?;
+        let cols = pred.len() / rows;
+        let tw = self.target_width(cols);
+        if truth.len() != rows * tw {
+            return Err(invalid(format!(
+                "y_true must hold {tw} value(s) per sample to match y_pred of {cols} per sample; got {} values for \
+                 {rows} samples",
+                truth.len()
+            )));
+        }
+        self.validate_targets(truth, cols)?;
+        Ok(self.evaluate(pred, truth, None, rows, cols, false, 1.0, None) / rows as f64)
+    }
+
     /// Number of target values per sample for an output of `out_width` values.
     pub fn target_width(&self, out_width: usize) -> usize {
         match self {

@@ -2,6 +2,9 @@
 //! gradient beside it in a second one, so an optimizer step is one fused sweep over two buffers
 //! (and, later, clipping and weight decay in the same pass), with no per-tensor locking.
 
+use ndarray::ArrayViewD;
+
+use crate::error::{invalid, Result};
 use crate::regularizer::Regularizer;
 
 /// What a tensor is for: decoupled weight decay and regularizers treat kernels and biases apart.
@@ -64,6 +67,56 @@ impl ParamStore {
 
     pub fn len(&self) -> usize {
         self.values.len()
+    }
+
+    /// Tensor `i` as an array of its shape: a view into the flat store.
+    pub fn view(&self, i: usize) -> Option<ArrayViewD<'_, f32>> {
+        let t = self.tensors.get(i)?;
+        Some(
+            ArrayViewD::from_shape(t.shape.as_slice(), &self.values[t.range()])
+                .expect("a tensor's shape fits its range"),
+        )
+    }
+
+    /// Checks that `value` has the shape of tensor `i`.
+    fn check_shape(&self, i: usize, value: &ArrayViewD<'_, f32>) -> Result<()> {
+        let t = self.tensors.get(i).ok_or_else(|| invalid(format!("no weight #{i}")))?;
+        if value.shape() != t.shape.as_slice() {
+            return Err(invalid(format!(
+                "weight '{}' has shape {:?}; got an array of shape {:?}",
+                t.name,
+                t.shape,
+                value.shape()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Replaces tensor `i` with `value` (same shape, any layout).
+    pub fn set_tensor(&mut self, i: usize, value: &ArrayViewD<'_, f32>) -> Result<()> {
+        self.check_shape(i, value)?;
+        let range = self.tensors[i].range();
+        let dst = &mut self.values[range];
+        match value.as_slice() {
+            Some(src) => dst.copy_from_slice(src),
+            None => dst.iter_mut().zip(value.iter()).for_each(|(d, &v)| *d = v),
+        }
+        Ok(())
+    }
+
+    /// Replaces every tensor, in order. Every shape is checked before anything is written, so
+    /// on error nothing changes.
+    pub fn set_all(&mut self, values: &[ArrayViewD<'_, f32>]) -> Result<()> {
+        if values.len() != self.tensors.len() {
+            return Err(invalid(format!("expected {} weight arrays; got {}", self.tensors.len(), values.len())));
+        }
+        for (i, v) in values.iter().enumerate() {
+            self.check_shape(i, v)?;
+        }
+        for (i, v) in values.iter().enumerate() {
+            self.set_tensor(i, v)?;
+        }
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -2,9 +2,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use ferronet_core::model::Slices;
 use ferronet_core::{Dataset, Error};
-use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use numpy::PyReadonlyArrayDyn;
 use pyo3::exceptions::{PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
@@ -40,34 +39,15 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> PyResult<T> {
     }
 }
 
-/// A contiguous float32 view of a numpy array and its number of rows (first axis).
-pub fn rows_of<'a>(name: &str, a: &'a PyReadonlyArrayDyn<'_, f32>) -> PyResult<(&'a [f32], usize)> {
-    let rows = a.shape().first().copied().unwrap_or(0);
-    let slice =
-        a.as_slice().map_err(|_| PyValueError::new_err(format!("{name} must be a C-contiguous float32 array")))?;
-    Ok((slice, rows))
-}
-
-/// Contiguous float32 views of a list of numpy arrays (one per model input or output).
-pub fn slices<'a>(name: &str, arrays: &'a [PyReadonlyArrayDyn<'_, f32>]) -> PyResult<Slices<'a>> {
-    arrays.iter().map(|a| rows_of(name, a).map(|(s, _)| s)).collect()
-}
-
-/// Rows of the first input (every array must agree; the engine checks the sizes).
-pub fn rows(x: &[PyReadonlyArrayDyn<'_, f32>]) -> usize {
-    x.first().and_then(|a| a.shape().first().copied()).unwrap_or(0)
-}
-
-/// A dataset view over the inputs `x`, the targets `y` (one per output; an empty array for an
-/// output without a loss) and optional per-output sample weights.
+/// A dataset over the inputs `x`, the targets `y` (one per output; an empty array for an output
+/// without a loss) and optional per-output sample weights: numpy arrays handed to the engine as
+/// ndarray views, without a copy.
 pub fn dataset<'a>(
     x: &'a [PyReadonlyArrayDyn<'_, f32>],
     y: &'a [PyReadonlyArrayDyn<'_, f32>],
     w: &'a [Option<PyReadonlyArrayDyn<'_, f32>>],
 ) -> PyResult<Dataset<'a>> {
-    let weights = w
-        .iter()
-        .map(|w| w.as_ref().map(|w| rows_of("sample_weight", w).map(|(s, _)| s)).transpose())
-        .collect::<PyResult<_>>()?;
-    Ok(Dataset { x: slices("x", x)?, y: slices("y", y)?, weights, rows: rows(x) })
+    let views = |arrays: &'a [PyReadonlyArrayDyn<'_, f32>]| arrays.iter().map(|a| a.as_array()).collect::<Vec<_>>();
+    let weights: Vec<_> = w.iter().map(|w| w.as_ref().map(|w| w.as_array())).collect();
+    guard(|| Dataset::from_arrays(&views(x), &views(y), &weights))
 }

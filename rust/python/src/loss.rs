@@ -5,7 +5,7 @@ use numpy::PyReadonlyArrayDyn;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::convert::{guard, rows_of};
+use crate::convert::guard;
 
 /// Mean over samples of the loss `spec_json` between `y_true` and `y_pred` (rows on axis 0).
 #[pyfunction]
@@ -16,21 +16,5 @@ pub fn loss_value(
 ) -> PyResult<f64> {
     let loss: Loss = serde_json::from_str(spec_json)
         .map_err(|e| PyValueError::new_err(format!("invalid loss specification: {e}")))?;
-    let (pred, rows) = rows_of("y_pred", &y_pred)?;
-    let (truth, _) = rows_of("y_true", &y_true)?;
-    if rows == 0 || pred.is_empty() {
-        return Err(PyValueError::new_err("y_pred is empty"));
-    }
-    let cols = pred.len() / rows;
-    let tw = loss.target_width(cols);
-    if truth.len() != rows * tw {
-        return Err(PyValueError::new_err(format!(
-            "y_true must hold {tw} value(s) per sample to match y_pred of {cols} per sample; got {} values for {rows} samples",
-            truth.len()
-        )));
-    }
-    guard(|| {
-        loss.validate_targets(truth, cols)?;
-        Ok(loss.evaluate(pred, truth, None, rows, cols, false, 1.0, None) / rows as f64)
-    })
+    guard(|| loss.mean(&y_true.as_array(), &y_pred.as_array()))
 }

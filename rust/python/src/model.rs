@@ -7,7 +7,7 @@ use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedA
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::convert::{dataset, guard, rows, slices};
+use crate::convert::{dataset, guard};
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> PyResult<T> {
     serde_json::from_str(json).map_err(|e| PyValueError::new_err(format!("invalid {what} specification: {e}")))
@@ -174,22 +174,19 @@ impl PyModel {
         batch_size: usize,
         training: bool,
     ) -> PyResult<Vec<Bound<'py, PyArrayDyn<f32>>>> {
-        let (xs, n) = (slices("x", &x)?, rows(&x));
-        let outs: Vec<Bound<'py, PyArrayDyn<f32>>> = self
-            .output_shapes()
-            .into_iter()
-            .map(|shape| {
-                let mut dims = vec![n];
-                dims.extend(shape);
+        let n = x.first().and_then(|a| a.shape().first().copied()).unwrap_or(0);
+        let outs: Vec<Bound<'py, PyArrayDyn<f32>>> = (0..self.inner.net.outputs().len())
+            .map(|k| {
+                let dims: Vec<usize> = std::iter::once(n).chain(self.inner.output_shape(k).iter().copied()).collect();
                 PyArrayDyn::<f32>::zeros(py, dims, false)
             })
             .collect();
         {
+            let xs: Vec<_> = x.iter().map(|a| a.as_array()).collect();
             let mut rws: Vec<_> = outs.iter().map(|o| o.readwrite()).collect();
-            let mut views: Vec<&mut [f32]> =
-                rws.iter_mut().map(|rw| rw.as_slice_mut().expect("a new array is contiguous")).collect();
+            let mut views: Vec<_> = rws.iter_mut().map(|rw| rw.as_array_mut()).collect();
             let model = &mut self.inner;
-            py.detach(|| guard(|| model.call(&xs, n, batch_size, training, &mut views)))?;
+            py.detach(|| guard(|| model.call_into(&xs, batch_size, training, &mut views)))?;
         }
         Ok(outs)
     }
@@ -197,7 +194,7 @@ impl PyModel {
     /// Copies of every weight tensor, in Keras order (per layer: kernel, then bias).
     fn get_weights<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyArrayDyn<f32>>>> {
         let p = &self.inner.net.params;
-        p.tensors.iter().map(|t| PyArray1::from_slice(py, &p.values[t.range()]).reshape(t.shape.clone())).collect()
+        Ok((0..p.tensors.len()).filter_map(|i| p.view(i)).map(|v| PyArrayDyn::from_array(py, &v)).collect())
     }
 
     /// Names of the weight tensors (`layer/kernel`, `layer/bias`), in `get_weights` order.
@@ -221,20 +218,7 @@ impl PyModel {
 
     /// Replaces weight tensor `index` with the values of `value` (same shape required).
     fn set_weight(&mut self, index: usize, value: PyReadonlyArrayDyn<'_, f32>) -> PyResult<()> {
-        let p = &mut self.inner.net.params;
-        let t = p.tensors.get(index).ok_or_else(|| PyValueError::new_err(format!("no weight #{index}")))?;
-        if value.shape() != t.shape.as_slice() {
-            return Err(PyValueError::new_err(format!(
-                "weight '{}' has shape {:?}; got an array of shape {:?}",
-                t.name,
-                t.shape,
-                value.shape()
-            )));
-        }
-        let src = value.as_slice().map_err(|_| PyValueError::new_err("weights must be C-contiguous float32"))?;
-        let range = t.range();
-        p.values[range].copy_from_slice(src);
-        Ok(())
+        guard(|| self.inner.net.params.set_tensor(index, &value.as_array()))
     }
 
     /// Saves every weight to a safetensors file at `path` (atomically), with string `metadata`.

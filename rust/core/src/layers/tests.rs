@@ -97,7 +97,7 @@ fn conv_forward_case(c: usize, extra: Vec<(usize, usize, bool, usize, usize)>) {
         let bias = m.net.params.values[m.net.params.tensors[1].range()].to_vec();
         let ow = m.net.output_width(0);
         let mut out = vec![0.0; 2 * ow];
-        m.predict(&[&x], 2, 2, &mut [&mut out[..]]).unwrap();
+        m.predict_slices(&[&x], 2, 2, &mut [&mut out[..]]).unwrap();
         for n in 0..2 {
             let want = direct_conv(&x[n * h * w * c..(n + 1) * h * w * c], (h, w, c), &kernel, &bias, k, s, same, d, f);
             assert_eq!(want.len(), ow);
@@ -183,7 +183,7 @@ fn average_pooling_with_same_padding_averages_inside_cells_only() {
     let mut m = model_with_shape(vec![pool], Loss::MeanSquaredError, vec![3, 3, 1]);
     let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
     let mut out = vec![0.0; 4];
-    m.predict(&[&x], 1, 1, &mut [&mut out[..]]).unwrap();
+    m.predict_slices(&[&x], 1, 1, &mut [&mut out[..]]).unwrap();
     assert_eq!(out, vec![3.0, 4.5, 7.5, 9.0]);
 }
 
@@ -265,7 +265,7 @@ fn batch_norm_moving_statistics_converge_and_drive_inference() {
     // Inference uses the moving statistics: output (x - mean) / sqrt(var + eps) * gamma + beta.
     let (g, b) = (p.values[p.tensors[0].range()].to_vec(), p.values[p.tensors[1].range()].to_vec());
     let mut out = [0.0; 2];
-    m.predict(&[&[5.0, 0.0]], 1, 1, &mut [&mut out[..]]).unwrap();
+    m.predict_slices(&[&[5.0, 0.0]], 1, 1, &mut [&mut out[..]]).unwrap();
     for i in 0..2 {
         let want = ([5.0, 0.0][i] - moving_mean[i]) / (moving_var[i] + 1e-3).sqrt() * g[i] + b[i];
         assert!((out[i] - want).abs() < 1e-5);
@@ -290,8 +290,8 @@ fn noise_layers_train_with_consistent_gradients_and_vanish_in_inference() {
         plain.net.params.values.copy_from_slice(&m.net.params.values);
         let (mut a, mut b) = (vec![0.0; rows * 2], vec![0.0; rows * 2]);
         let x = random(rows * 3, 11);
-        m.predict(&[&x], rows, rows, &mut [&mut a[..]]).unwrap();
-        plain.predict(&[&x], rows, rows, &mut [&mut b[..]]).unwrap();
+        m.predict_slices(&[&x], rows, rows, &mut [&mut a[..]]).unwrap();
+        plain.predict_slices(&[&x], rows, rows, &mut [&mut b[..]]).unwrap();
         assert_eq!(a, b);
     }
     let layers = vec![
@@ -381,7 +381,7 @@ fn residual_forward_adds_the_shortcut_and_rejects_mismatched_shapes() {
     let mut m = model_with_shape(vec![res], Loss::MeanSquaredError, vec![3]);
     let x = random(6, 26);
     let mut out = [0.0; 6];
-    m.predict(&[&x], 2, 2, &mut [&mut out[..]]).unwrap();
+    m.predict_slices(&[&x], 2, 2, &mut [&mut out[..]]).unwrap();
     let p = &m.net.params;
     let (w, b) = (&p.values[p.tensors[0].range()], &p.values[p.tensors[1].range()]);
     for r in 0..2 {
@@ -425,7 +425,7 @@ fn preprocessing_and_augmentation_gradients_and_inference_identity() {
     let mut m = model_with_shape(augment.to_vec(), Loss::MeanSquaredError, vec![4, 4, 1]);
     let x = random(16, 32);
     let mut out = vec![0.0; 16];
-    m.predict(&[&x], 1, 1, &mut [&mut out[..]]).unwrap();
+    m.predict_slices(&[&x], 1, 1, &mut [&mut out[..]]).unwrap();
     assert_eq!(out, x);
 }
 
@@ -435,7 +435,7 @@ fn horizontal_flip_mirrors_rows_exactly() {
     let mut m = model_with_shape(vec![aug], Loss::MeanSquaredError, vec![2, 3, 1]);
     let x: Vec<f32> = (0..6 * 40).map(|v| (v % 6) as f32).collect();
     let mut out = vec![0.0; 6 * 40];
-    m.call(&[&x], 40, 40, true, &mut [&mut out[..]]).unwrap();
+    m.call_slices(&[&x], 40, 40, true, &mut [&mut out[..]]).unwrap();
     let mirrored = [2.0, 1.0, 0.0, 5.0, 4.0, 3.0];
     let flips = out.chunks(6).filter(|s| *s == mirrored).count();
     let same = out.chunks(6).filter(|s| *s == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).count();

@@ -1,8 +1,12 @@
-//! Data handed to the model: inputs, targets and sample weights, borrowed row-major slices (from
-//! numpy arrays, without a copy), one per model input and one per output.
+//! Data handed to the model: inputs, targets and sample weights, one per model input and one
+//! per output. The public edge takes ndarray views ([`Dataset::from_arrays`]: numpy arrays come
+//! through rust-numpy without a copy); inside, each is a borrowed row-major slice, which is what
+//! the batch loop slices and gathers.
 
+use ndarray::ArrayViewD;
 use smallvec::SmallVec;
 
+use crate::error::{invalid, Result};
 use crate::threads;
 
 /// One slice per model input or output. Up to four live inline, so slicing a batch out of a
@@ -31,6 +35,36 @@ impl<'a> Dataset<'a> {
     /// One input, one output, with per-sample weights.
     pub fn weighted(x: &'a [f32], y: &'a [f32], w: &'a [f32], rows: usize) -> Self {
         Self { weights: SmallVec::from_slice(&[Some(w)]), ..Self::new(x, y, rows) }
+    }
+
+    /// A data set over ndarray views: `x` per model input, `y` per model output (an empty array
+    /// for an output without a loss), `weights` per output (or none at all). Every array is in
+    /// standard (row-major, contiguous) layout and has one row per sample on its first axis; the
+    /// model checks the per-sample sizes when it validates the data set.
+    pub fn from_arrays(
+        x: &[ArrayViewD<'a, f32>],
+        y: &[ArrayViewD<'a, f32>],
+        weights: &[Option<ArrayViewD<'a, f32>>],
+    ) -> Result<Self> {
+        let rows = x.first().map_or(0, |a| a.shape().first().copied().unwrap_or(0));
+        let slice = |what: &str, a: &ArrayViewD<'a, f32>| -> Result<&'a [f32]> {
+            let n = a.shape().first().copied().unwrap_or(0);
+            if !a.is_empty() && n != rows {
+                return Err(invalid(format!(
+                    "{what} has {n} rows but x has {rows}; every array needs one row per sample"
+                )));
+            }
+            a.to_slice().ok_or_else(|| invalid(format!("{what} must be a C-contiguous array")))
+        };
+        Ok(Self {
+            x: x.iter().map(|a| slice("x", a)).collect::<Result<_>>()?,
+            y: y.iter().map(|a| slice("y", a)).collect::<Result<_>>()?,
+            weights: weights
+                .iter()
+                .map(|w| w.as_ref().map(|w| slice("sample_weight", w)).transpose())
+                .collect::<Result<_>>()?,
+            rows,
+        })
     }
 
     /// The weights of output `k`, if any.

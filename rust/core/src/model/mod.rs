@@ -18,6 +18,9 @@ mod trainer;
 
 use std::time::Instant;
 
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD};
+use smallvec::SmallVec;
+
 pub use data::{first_non_finite, Dataset, Slices};
 pub use heads::{CompileSpec, HeadSpec, Logs};
 pub use monitor::GradMonitor;
@@ -410,14 +413,70 @@ impl Model {
         })
     }
 
-    /// Inference on `rows` samples of every input (`x[k]` for input `k`), written row-major into
-    /// `out[k]` for output `k`.
-    pub fn predict(&mut self, x: &[&[f32]], rows: usize, batch_size: usize, out: &mut [&mut [f32]]) -> Result<()> {
-        self.call(x, rows, batch_size, false, out)
+    /// Inference on every input's samples (`x[k]` for input `k`, one row per sample): per
+    /// output, a new array `(rows, *output_shape)`.
+    pub fn predict(&mut self, x: &[ArrayViewD<'_, f32>], batch_size: usize) -> Result<Vec<ArrayD<f32>>> {
+        let rows = rows_of(x);
+        let mut out: Vec<ArrayD<f32>> = (0..self.net.outputs().len())
+            .map(|k| {
+                let shape: Vec<usize> = std::iter::once(rows).chain(self.output_shape(k).iter().copied()).collect();
+                ArrayD::zeros(shape)
+            })
+            .collect();
+        let mut views: Vec<ArrayViewMutD<'_, f32>> = out.iter_mut().map(|o| o.view_mut()).collect();
+        self.call_into(x, batch_size, false, &mut views)?;
+        Ok(out)
     }
 
-    /// Forward pass in inference or (for inspection: dropout, batch statistics) training mode.
-    pub fn call(
+    /// Forward pass in inference or (for inspection: dropout, batch statistics) training mode,
+    /// written into caller-owned arrays (`out[k]` of shape `(rows, *output_shape)` for output
+    /// `k`; the binding passes numpy arrays, so nothing is copied on the way out).
+    pub fn call_into(
+        &mut self,
+        x: &[ArrayViewD<'_, f32>],
+        batch_size: usize,
+        training: bool,
+        out: &mut [ArrayViewMutD<'_, f32>],
+    ) -> Result<()> {
+        let rows = rows_of(x);
+        let xs = x
+            .iter()
+            .map(|a| a.to_slice().ok_or_else(|| invalid("predict: x must be a C-contiguous array")))
+            .collect::<Result<Slices<'_>>>()?;
+        if out.len() != self.net.outputs().len() {
+            return Err(invalid("predict: one output array per model output is needed"));
+        }
+        let mut bufs: SmallVec<[&mut [f32]; 4]> = SmallVec::new();
+        for (k, o) in out.iter_mut().enumerate() {
+            let want: Vec<usize> = std::iter::once(rows).chain(self.output_shape(k).iter().copied()).collect();
+            if o.shape() != want.as_slice() {
+                return Err(invalid(format!("predict: output {k} must have shape {want:?}; got {:?}", o.shape())));
+            }
+            bufs.push(o.as_slice_mut().ok_or_else(|| invalid("predict: outputs must be C-contiguous arrays"))?);
+        }
+        self.call_slices(&xs, rows, batch_size, training, &mut bufs)
+    }
+
+    /// Per-sample shape of output `k`.
+    pub fn output_shape(&self, k: usize) -> &[usize] {
+        self.net.graph.shape(self.net.outputs()[k])
+    }
+
+    /// Inference on `rows` samples of every input (`x[k]` for input `k`), written row-major into
+    /// `out[k]` for output `k`: the slice form of [`Model::predict`], for callers that keep
+    /// their own buffers.
+    pub fn predict_slices(
+        &mut self,
+        x: &[&[f32]],
+        rows: usize,
+        batch_size: usize,
+        out: &mut [&mut [f32]],
+    ) -> Result<()> {
+        self.call_slices(x, rows, batch_size, false, out)
+    }
+
+    /// The slice form of [`Model::call_into`].
+    pub fn call_slices(
         &mut self,
         x: &[&[f32]],
         rows: usize,
@@ -449,6 +508,27 @@ impl Model {
             Ok(())
         })
     }
+
+    /// Weight tensor `i` as an array of its shape (a view into the flat store).
+    pub fn weight(&self, i: usize) -> Option<ArrayViewD<'_, f32>> {
+        self.net.params.view(i)
+    }
+
+    /// Every weight tensor, in Keras order (per layer: kernel, then bias), as owned arrays.
+    pub fn get_weights(&self) -> Vec<ArrayD<f32>> {
+        (0..self.net.params.tensors.len()).filter_map(|i| self.weight(i)).map(|v| v.to_owned()).collect()
+    }
+
+    /// Replaces every weight tensor (Keras order). All shapes are checked first: on error
+    /// nothing changes.
+    pub fn set_weights(&mut self, weights: &[ArrayViewD<'_, f32>]) -> Result<()> {
+        self.net.params.set_all(weights)
+    }
+}
+
+/// Rows of a list of arrays: the first axis of the first one (the model checks the others).
+fn rows_of(x: &[ArrayViewD<'_, f32>]) -> usize {
+    x.first().and_then(|a| a.shape().first().copied()).unwrap_or(0)
 }
 
 fn not_compiled(what: &str) -> Error {

@@ -288,7 +288,7 @@ mod graphs {
         assert!(m.net.params.grads[u].iter().all(|&g| g == 0.0));
         check_gradients_on(&mut m, &d);
         let (mut o1, mut o2, mut o3) = (vec![0.0; rows * 2], vec![0.0; rows * 2], vec![0.0; rows * 3]);
-        m.predict(&[&x], rows, 2, &mut [&mut o1, &mut o2, &mut o3]).unwrap();
+        m.predict_slices(&[&x], rows, 2, &mut [&mut o1, &mut o2, &mut o3]).unwrap();
         assert_eq!(o3, x);
     }
 
@@ -317,5 +317,59 @@ mod graphs {
             outputs: vec![n(1)],
         };
         assert!(Model::new(&forward_ref, 0).is_err());
+    }
+}
+
+/// The ndarray edge: data sets and predictions as arrays, weights as views of their shapes,
+/// `set_weights` all-or-nothing.
+mod arrays {
+    use super::*;
+    use ndarray::{Array1, Array2, ArrayD, IxDyn};
+
+    #[test]
+    fn predict_returns_arrays_shaped_like_the_outputs_and_matches_the_slice_path() {
+        let mut m =
+            model(vec![dense("a", 5, Activation::Tanh), dense("b", 3, Activation::Linear)], Loss::MeanSquaredError, 4);
+        let x = Array2::from_shape_vec((6, 4), random(24, 40)).unwrap();
+        let out = m.predict(&[x.view().into_dyn()], 4).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].shape(), &[6, 3]);
+        let mut flat = [0.0; 18];
+        m.predict_slices(&[x.as_slice().unwrap()], 6, 4, &mut [&mut flat[..]]).unwrap();
+        assert_eq!(out[0].as_slice().unwrap(), &flat[..]);
+        // A caller-owned output of the wrong shape is refused, not written.
+        let mut wrong = ArrayD::<f32>::zeros(IxDyn(&[6, 4]));
+        assert!(m.call_into(&[x.view().into_dyn()], 4, false, &mut [wrong.view_mut()]).is_err());
+    }
+
+    #[test]
+    fn datasets_from_arrays_train_and_check_their_rows() {
+        let mut m = model(vec![dense("a", 2, Activation::Linear)], Loss::MeanSquaredError, 3);
+        let (x, y) = (Array2::from_shape_vec((8, 3), random(24, 41)).unwrap(), Array2::<f32>::zeros((8, 2)));
+        let data = Dataset::from_arrays(&[x.view().into_dyn()], &[y.view().into_dyn()], &[]).unwrap();
+        assert_eq!(data.rows, 8);
+        let before = m.get_weights();
+        m.fit_epoch(&data, 4, false).unwrap();
+        assert_ne!(before, m.get_weights());
+        let short = Array1::<f32>::zeros(5);
+        let err = Dataset::from_arrays(&[x.view().into_dyn()], &[short.view().into_dyn()], &[]).unwrap_err();
+        assert!(err.to_string().contains("5 rows but x has 8"), "{err}");
+        let strided = x.t();
+        assert!(Dataset::from_arrays(&[strided.into_dyn()], &[y.view().into_dyn()], &[]).is_err());
+    }
+
+    #[test]
+    fn weights_are_views_of_their_shapes_and_set_weights_is_all_or_nothing() {
+        let mut m = model(vec![dense("a", 2, Activation::Linear)], Loss::MeanSquaredError, 3);
+        assert_eq!(m.weight(0).unwrap().shape(), &[3, 2]);
+        assert_eq!(m.weight(1).unwrap().shape(), &[2]);
+        let before = m.get_weights();
+        let kernel = ArrayD::<f32>::ones(IxDyn(&[3, 2]));
+        let bad_bias = ArrayD::<f32>::ones(IxDyn(&[3]));
+        assert!(m.set_weights(&[kernel.view(), bad_bias.view()]).is_err());
+        assert_eq!(before, m.get_weights(), "a failed set_weights changed nothing");
+        let bias = ArrayD::<f32>::from_elem(IxDyn(&[2]), 0.5);
+        m.set_weights(&[kernel.view(), bias.view()]).unwrap();
+        assert_eq!(m.get_weights(), vec![kernel, bias]);
     }
 }
