@@ -15,6 +15,25 @@ from typing import Any
 from ._naming import unique_name
 
 
+def shapes_fit(declared, given) -> bool:
+    """Whether a per-sample shape ``given`` fits ``declared``, where ``None`` (a dimension each
+    call's data sets) matches any size."""
+    declared, given = tuple(declared), tuple(given)
+    return len(declared) == len(given) and all(
+        d is None or g is None or d == g for d, g in zip(declared, given)
+    )
+
+
+def known_width(shape) -> int | None:
+    """Values per sample of a per-sample shape, or ``None`` when a dimension is unknown."""
+    width = 1
+    for d in shape:
+        if d is None:
+            return None
+        width *= int(d)
+    return width
+
+
 class KerasTensor:
     """A symbolic tensor: the shape (batch axis first, ``None`` when unknown), the dtype, and
     the call that produced it (``_history = (layer, node_index, tensor_index)``)."""

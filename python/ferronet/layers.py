@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _core, activations, initializers, regularizers
 from ._arrays import as_float32
-from ._graph import KerasTensor, Node
+from ._graph import KerasTensor, Node, shapes_fit
 from ._naming import snake_case, unique_name
 from ._serialization import deserialize_layer, layer_class, register_layer_class
 
@@ -143,7 +143,8 @@ class Layer:
         return self._eager_call(inputs, training)
 
     def _check_input_shapes(self, shapes: list[tuple]) -> None:
-        if self._built_shapes is not None and shapes != self._built_shapes:
+        built = self._built_shapes
+        if built is not None and (len(shapes) != len(built) or not all(map(shapes_fit, built, shapes))):
 
             def show(ss):
                 return ", ".join(str((None, *s)) for s in ss)
@@ -154,16 +155,11 @@ class Layer:
             )
 
     def _output_shape_for(self, shapes: list[tuple]) -> tuple:
-        """Per-sample output shape for per-sample input ``shapes``: the engine's inference, which
-        also validates the layer's arguments against the shapes."""
-        for s in shapes:
-            if any(d is None for d in s):
-                raise ValueError(
-                    f"layer '{self.name}': input shape {(None, *s)} has an unknown dimension besides the "
-                    "batch axis; ferronet's layers need every other dimension known"
-                )
+        """Per-sample output shape for per-sample input ``shapes`` (``None``: a size each call's
+        data sets): the engine's inference, which also validates the layer's arguments against
+        the shapes."""
         out = _core.Model.layer_output_shape(json.dumps(self._spec()), [list(s) for s in shapes])
-        return tuple(int(d) for d in out)
+        return tuple(None if d is None else int(d) for d in out)
 
     def _symbolic_call(self, inputs):
         as_list = isinstance(inputs, (list, tuple))
@@ -171,7 +167,10 @@ class Layer:
         shapes = [tuple(t.shape[1:]) for t in tensors]
         self._check_input_shapes(shapes)
         out_shape = self._output_shape_for(shapes)
-        self._built_shapes = shapes
+        if self._built_shapes is None:
+            # Built for these shapes; a layer built for unknown (None) dimensions keeps
+            # accepting any size there.
+            self._built_shapes = shapes
         batch = tensors[0].shape[0]
         out = KerasTensor((batch, *out_shape), history=(self, len(self._inbound_nodes), 0))
         self._inbound_nodes.append(Node(self, tensors, [out], as_list))
@@ -184,6 +183,8 @@ class Layer:
         ``Functional`` class comes from the class registry: models are layers, so ``models.py``
         imports this module and not the other way round."""
         self._check_input_shapes(shapes)
+        # A layer built for unknown dimensions runs every size through one engine.
+        shapes = self._built_shapes or shapes
         if self._standalone is None or self._standalone[0] != shapes:
             inputs = [KerasTensor((None, *s)) for s in shapes]
             for t in inputs:

@@ -21,7 +21,15 @@ import numpy as np
 from . import _core, losses, optimizers
 from . import metrics as _metrics
 from ._arrays import as_float32
-from ._graph import EngineGraph, KerasTensor, Node, flatten_structure, topological_nodes
+from ._graph import (
+    EngineGraph,
+    KerasTensor,
+    Node,
+    flatten_structure,
+    known_width,
+    shapes_fit,
+    topological_nodes,
+)
 from ._naming import unique_name
 from ._serialization import deserialize_layer
 from .callbacks import Callback, CallbackList, History
@@ -34,6 +42,15 @@ __all__ = ["Model", "Sequential", "Functional", "load_model"]
 
 # How long one engine call trains before handing control back (progress, Ctrl-C).
 _SLICE_SECONDS = 0.1
+
+
+def _metric_width(shape) -> int:
+    """The output width that decides which accuracy a metric name means (1: binary): the
+    values per sample, or the last dimension when another one is unknown."""
+    width = known_width(shape)
+    if width is not None:
+        return width
+    return shape[-1] if shape and shape[-1] is not None else 2
 
 
 def _verbosity(verbose) -> int:
@@ -344,7 +361,7 @@ class Model(Layer):
         names = self._output_names()
         heads = []
         for k, (lo, w, ms) in enumerate(zip(self._head_losses, self._head_weights, self._head_metrics)):
-            width = int(np.prod(self._core.output_shapes[k]))
+            width = _metric_width(self._core.output_shapes[k])
             specs = []
             if lo is not None:
                 for m in (_metrics.resolve(m, width, lo) for m in ms):
@@ -395,7 +412,7 @@ class Model(Layer):
             label = f" (input '{names[k]}')" if len(names) > 1 else ""
             if a.ndim < 1 or a.shape[0] == 0:
                 raise ValueError(f"{what}: x{label} is empty (0 samples)")
-            if tuple(a.shape[1:]) != tuple(shape):
+            if not shapes_fit(shape, a.shape[1:]):
                 raise ValueError(
                     f"{what}: the model expects input{label} of shape (None, {', '.join(map(str, shape))}) "
                     f"but x has shape {a.shape}"
@@ -429,7 +446,7 @@ class Model(Layer):
             raise ValueError(
                 f"{what}: x and y{label} must have the same number of samples; got x: {n}, y: {got}"
             )
-        width = int(np.prod(self._core.output_shapes[k]))
+        width = known_width(self._core.output_shapes[k])
         if lo.is_sparse:
             if not (y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)):
                 raise ValueError(
@@ -438,7 +455,8 @@ class Model(Layer):
                 )
             return y.reshape(n, 1)
         y = y.reshape(n, -1)
-        if y.shape[1] != width:
+        # With unknown output dimensions the engine checks the width, once it knows the data's.
+        if width is not None and y.shape[1] != width:
             hint = ""
             if y.shape[1] == 1 and width > 1:
                 hint = " (for integer labels use sparse_categorical_crossentropy)"
@@ -683,7 +701,7 @@ class Model(Layer):
             self._adopt_input_shapes([tuple(t.shape[1:]) for t in flat])
             shapes = self._input_shapes()
         given = [tuple(t.shape[1:]) for t in flat]
-        if given != [tuple(s) for s in shapes]:
+        if len(given) != len(shapes) or not all(map(shapes_fit, shapes, given)):
             raise ValueError(
                 f"Input 0 of layer '{self.name}' is incompatible with the layer: expected shape(s) "
                 f"{[(None, *s) for s in shapes]}, found {[(None, *s) for s in given]}"
@@ -1178,12 +1196,6 @@ class Functional(Model):
     def _engine_graph(self) -> EngineGraph:
         eg = EngineGraph()
         refs = [eg.add_input(name, t.shape[1:]) for name, t in zip(self._input_names(), self._inputs_list)]
-        for t in self._inputs_list:
-            if any(d is None for d in t.shape[1:]):
-                raise ValueError(
-                    f"input '{t.name}' has shape {t.shape}: ferronet's layers need every dimension "
-                    "but the batch known"
-                )
         eg.outputs = self._expand_into(eg, refs)
         return eg
 

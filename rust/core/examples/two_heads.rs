@@ -39,7 +39,7 @@ fn dense(name: &str, units: usize, activation: Activation) -> LayerSpec {
 fn graph() -> GraphSpec {
     let call = |layer: usize, inputs: Vec<TensorRef>| NodeSpec { layer, inputs };
     GraphSpec {
-        inputs: vec![InputSpec { name: "x".into(), shape: vec![8] }, InputSpec { name: "c".into(), shape: vec![3] }],
+        inputs: vec![InputSpec::new("x", vec![8]), InputSpec::new("c", vec![3])],
         layers: vec![
             dense("reading", 32, Activation::Relu),
             dense("context", 8, Activation::Relu),

@@ -32,11 +32,55 @@ pub fn width(shape: &[usize]) -> usize {
     shape.iter().product()
 }
 
-/// A model input: its name and per-sample shape.
+/// The size an unknown (`None`) input dimension has until data gives it one: the graph is built
+/// at it, so the weights exist before any data is seen.
+pub const UNKNOWN_DIM: usize = 64;
+
+/// A second size for unknown dimensions: shape inference builds a layer at both and marks the
+/// output dimensions that differ as unknown.
+const UNKNOWN_DIM_PROBE: usize = 97;
+
+/// A model input: its name and per-sample shape. In JSON an unknown dimension (Keras' `None`,
+/// e.g. a sequence length) is `null`; each call's data gives it its size.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "InputJson", into = "InputJson")]
 pub struct InputSpec {
     pub name: String,
+    /// The per-sample shape the graph is built at ([`UNKNOWN_DIM`] on unknown axes).
     pub shape: Vec<usize>,
+    /// Per-sample axes whose size is unknown in the model.
+    pub unknown: Vec<usize>,
+}
+
+impl InputSpec {
+    /// An input of fixed per-sample `shape`.
+    pub fn new(name: impl Into<String>, shape: Vec<usize>) -> Self {
+        Self { name: name.into(), shape, unknown: Vec::new() }
+    }
+
+    /// The shape with `None` on unknown axes.
+    pub fn declared_shape(&self) -> Vec<Option<usize>> {
+        self.shape.iter().enumerate().map(|(a, &d)| (!self.unknown.contains(&a)).then_some(d)).collect()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct InputJson {
+    name: String,
+    shape: Vec<Option<usize>>,
+}
+
+impl From<InputJson> for InputSpec {
+    fn from(j: InputJson) -> Self {
+        let unknown = j.shape.iter().enumerate().filter(|(_, d)| d.is_none()).map(|(a, _)| a).collect();
+        Self { name: j.name, shape: j.shape.iter().map(|d| d.unwrap_or(UNKNOWN_DIM)).collect(), unknown }
+    }
+}
+
+impl From<InputSpec> for InputJson {
+    fn from(i: InputSpec) -> Self {
+        Self { shape: i.declared_shape(), name: i.name }
+    }
 }
 
 /// A tensor of the graph: model input `k`, or the output of node `j`.
@@ -75,8 +119,45 @@ impl GraphSpec {
             })
             .collect();
         let outputs = vec![if layers.is_empty() { TensorRef::Input(0) } else { TensorRef::Node(layers.len() - 1) }];
-        Self { inputs: vec![InputSpec { name: "input".into(), shape: input_shape }], layers, nodes, outputs }
+        Self { inputs: vec![InputSpec::new("input", input_shape)], layers, nodes, outputs }
     }
+
+    /// The same graph with concrete per-sample input shapes (the data of one call): ranks and
+    /// known dimensions must match the declared ones.
+    pub fn at_input_shapes(&self, shapes: &[&[usize]]) -> Result<GraphSpec> {
+        if shapes.len() != self.inputs.len() {
+            return Err(invalid(format!(
+                "the model has {} input(s); got {} array(s)",
+                self.inputs.len(),
+                shapes.len()
+            )));
+        }
+        let mut spec = self.clone();
+        for (input, &shape) in spec.inputs.iter_mut().zip(shapes) {
+            let declared = input.declared_shape();
+            let fits =
+                declared.len() == shape.len() && declared.iter().zip(shape).all(|(d, &s)| d.is_none_or(|d| d == s));
+            if !fits || shape.contains(&0) {
+                return Err(invalid(format!(
+                    "input '{}' expects per-sample shape {} but the data has {:?}",
+                    input.name,
+                    show_declared(&declared),
+                    shape
+                )));
+            }
+            input.shape = shape.to_vec();
+        }
+        Ok(spec)
+    }
+}
+
+/// A declared per-sample shape as Keras prints it, with the batch axis: `(None, None, 3)`.
+fn show_declared(shape: &[Option<usize>]) -> String {
+    let dims: Vec<String> = std::iter::once(None)
+        .chain(shape.iter().copied())
+        .map(|d| d.map_or("None".into(), |d| d.to_string()))
+        .collect();
+    format!("({})", dims.join(", "))
 }
 
 /// A built layer and where its weights are.
@@ -254,17 +335,40 @@ impl Graph {
         Ok(g)
     }
 
-    /// Per-sample output shape of `layer` called on tensors of `input_shapes`: the engine's
-    /// shape inference, for symbolic calls. Builds the layer into a throw-away store.
-    pub fn layer_output_shape(layer: &LayerSpec, input_shapes: &[Vec<usize>]) -> Result<Vec<usize>> {
-        if input_shapes.iter().any(|s| s.is_empty() || s.contains(&0)) {
+    /// Per-sample output shape of `layer` called on tensors of `input_shapes` (`None`: a size
+    /// known only per call): the engine's shape inference, for symbolic calls. Builds the layer
+    /// into a throw-away store; with unknown dimensions, at two sizes for them, so an output
+    /// dimension that differs is unknown too, and weights that differ are an error (a weight's
+    /// shape cannot depend on the data).
+    pub fn layer_output_shape(layer: &LayerSpec, input_shapes: &[Vec<Option<usize>>]) -> Result<Vec<Option<usize>>> {
+        if input_shapes.iter().any(|s| s.is_empty() || s.contains(&Some(0))) {
             return Err(invalid(format!(
                 "layer '{}': input shapes must be positive; got {}",
                 layer.name(),
-                show(input_shapes)
+                input_shapes.iter().map(|s| show_declared(s)).collect::<Vec<_>>().join(", ")
             )));
         }
-        layer.build(input_shapes, &mut ParamStore::default(), 0).map(|(_, shape)| shape)
+        let at = |size: usize| -> Result<(Vec<usize>, Vec<Vec<usize>>)> {
+            let shapes: Vec<Vec<usize>> =
+                input_shapes.iter().map(|s| s.iter().map(|d| d.unwrap_or(size)).collect()).collect();
+            let mut params = ParamStore::default();
+            let (_, out) = layer.build(&shapes, &mut params, 0)?;
+            Ok((out, params.tensors.into_iter().map(|t| t.shape).collect()))
+        };
+        let (out, weights) = at(UNKNOWN_DIM)?;
+        if input_shapes.iter().flatten().all(Option::is_some) {
+            return Ok(out.into_iter().map(Some).collect());
+        }
+        let (probe, probe_weights) = at(UNKNOWN_DIM_PROBE)?;
+        if weights != probe_weights || out.len() != probe.len() {
+            return Err(invalid(format!(
+                "layer '{}': its weights would depend on a dimension that is None in its input {}; give that \
+                 dimension a size in keras.Input (or pool it away first)",
+                layer.name(),
+                input_shapes.iter().map(|s| show_declared(s)).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(out.iter().zip(&probe).map(|(&a, &b)| (a == b).then_some(a)).collect())
     }
 
     /// Freezes (or unfreezes) the layers whose flags are `true` (index = layer), marking their

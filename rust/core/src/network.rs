@@ -34,6 +34,12 @@ impl From<&ModelSpec> for GraphSpec {
 
 #[derive(Clone, Debug)]
 pub struct Network {
+    /// The architecture as declared (with its unknown input dimensions), to re-instantiate the
+    /// graph at the shapes of each call's data.
+    pub spec: GraphSpec,
+    /// Per node, its per-sample output shape as declared: `None` where it follows an unknown
+    /// input dimension.
+    declared: Vec<Vec<Option<usize>>>,
     pub graph: Graph,
     pub params: ParamStore,
     seed: u64,
@@ -47,12 +53,70 @@ impl Network {
         }
         let mut params = ParamStore::default();
         let graph = Graph::build(spec, &mut params, seed)?;
-        Ok(Self { graph, params, seed, noise: Stream::new(seed, NOISE_STREAM) })
+        let declared = graph.nodes.iter().map(|n| n.shape.iter().copied().map(Some).collect()).collect();
+        let mut net =
+            Self { spec: spec.clone(), declared, graph, params, seed, noise: Stream::new(seed, NOISE_STREAM) };
+        if spec.inputs.iter().any(|i| !i.unknown.is_empty()) {
+            // Instantiated at other sizes for the unknown dimensions, the graph must keep its
+            // weights (checked by `set_input_shapes`); the node dimensions that change are
+            // unknown too.
+            let probe: Vec<Vec<usize>> = spec
+                .inputs
+                .iter()
+                .map(|i| {
+                    i.shape.iter().enumerate().map(|(a, &d)| if i.unknown.contains(&a) { d + 1 } else { d }).collect()
+                })
+                .collect();
+            let probe: Vec<&[usize]> = probe.iter().map(Vec::as_slice).collect();
+            let mut other = net.clone();
+            other.set_input_shapes(&probe)?;
+            for (declared, node) in net.declared.iter_mut().zip(&other.graph.nodes) {
+                declared.iter_mut().zip(&node.shape).filter(|(d, &s)| **d != Some(s)).for_each(|(d, _)| *d = None);
+            }
+        }
+        Ok(net)
     }
 
-    /// Per-sample output shape of each node.
-    pub fn node_shapes(&self) -> Vec<Vec<usize>> {
-        self.graph.nodes.iter().map(|n| n.shape.clone()).collect()
+    /// The declared per-sample shape of tensor `r` (`None` on dimensions each call's data sets).
+    pub fn declared_shape(&self, r: TensorRef) -> Vec<Option<usize>> {
+        match r {
+            TensorRef::Input(k) => self.spec.inputs[k].declared_shape(),
+            TensorRef::Node(j) => self.declared[j].clone(),
+        }
+    }
+
+    /// The per-sample shape of each input the graph is built at.
+    pub fn input_shapes(&self) -> impl Iterator<Item = &[usize]> + '_ {
+        self.graph.inputs.iter().map(|i| i.shape.as_slice())
+    }
+
+    /// Re-instantiates the graph for inputs of per-sample `shapes` (their unknown dimensions
+    /// set by the data); the weights stay where they are, since no weight's shape depends on an
+    /// unknown dimension (checked). Returns whether the graph changed.
+    pub fn set_input_shapes(&mut self, shapes: &[&[usize]]) -> Result<bool> {
+        if self.input_shapes().eq(shapes.iter().copied()) {
+            return Ok(false);
+        }
+        let spec = self.spec.at_input_shapes(shapes)?;
+        let mut scratch = ParamStore::default();
+        let mut graph = Graph::build(&spec, &mut scratch, self.seed)?;
+        for (new, old) in scratch.tensors.iter().zip(&self.params.tensors) {
+            if new.shape != old.shape {
+                return Err(invalid(format!(
+                    "weight '{}' has shape {:?}, but inputs of shape {shapes:?} would need {:?}",
+                    old.name, old.shape, new.shape
+                )));
+            }
+        }
+        let frozen: Vec<bool> = self.graph.layers.iter().map(|l| l.frozen).collect();
+        graph.set_frozen(&frozen, &mut self.params)?;
+        self.graph = graph;
+        Ok(true)
+    }
+
+    /// Declared per-sample output shape of each node (`None` on unknown dimensions).
+    pub fn node_shapes(&self) -> Vec<Vec<Option<usize>>> {
+        self.declared.clone()
     }
 
     /// Values per sample of each input.

@@ -35,7 +35,7 @@ impl PyModel {
     /// Per-sample output shape of one layer called on tensors of per-sample `input_shapes`
     /// (the layer's JSON spec); raises what building it in a model would raise.
     #[staticmethod]
-    fn layer_output_shape(spec_json: &str, input_shapes: Vec<Vec<usize>>) -> PyResult<Vec<usize>> {
+    fn layer_output_shape(spec_json: &str, input_shapes: Vec<Vec<Option<usize>>>) -> PyResult<Vec<Option<usize>>> {
         let layer: ferronet_core::layers::LayerSpec = parse("layer", spec_json)?;
         guard(|| ferronet_core::graph::Graph::layer_output_shape(&layer, &input_shapes))
     }
@@ -54,17 +54,18 @@ impl PyModel {
         guard(|| self.inner.compile(&spec))
     }
 
-    /// Per-sample output shape of each node (layer call), in graph order.
+    /// Per-sample output shape of each node (layer call), in graph order; `None` on the
+    /// dimensions each call's data sets.
     #[getter]
-    fn node_output_shapes(&self) -> Vec<Vec<usize>> {
+    fn node_output_shapes(&self) -> Vec<Vec<Option<usize>>> {
         self.inner.net.node_shapes()
     }
 
-    /// Per-sample shape of each model output.
+    /// Per-sample shape of each model output (`None` on the dimensions each call's data sets).
     #[getter]
-    fn output_shapes(&self) -> Vec<Vec<usize>> {
-        let g = &self.inner.net.graph;
-        g.outputs.iter().map(|&r| g.shape(r).to_vec()).collect()
+    fn output_shapes(&self) -> Vec<Vec<Option<usize>>> {
+        let net = &self.inner.net;
+        net.outputs().iter().map(|&r| net.declared_shape(r)).collect()
     }
 
     /// Per layer of the graph (spec order): the indices of its weight tensors.
@@ -86,7 +87,7 @@ impl PyModel {
     /// Checks shapes, NaN/Inf and labels of a data set once (`what` names the calling method).
     #[pyo3(signature = (x, y, sample_weight, what))]
     fn validate(
-        &self,
+        &mut self,
         py: Python<'_>,
         x: Vec<PyReadonlyArrayDyn<'_, f32>>,
         y: Vec<PyReadonlyArrayDyn<'_, f32>>,
@@ -94,7 +95,7 @@ impl PyModel {
         what: &str,
     ) -> PyResult<()> {
         let data = dataset(&x, &y, &sample_weight)?;
-        let model = &self.inner;
+        let model = &mut self.inner;
         py.detach(|| guard(|| model.validate(&data, what)))
     }
 
@@ -175,6 +176,8 @@ impl PyModel {
         training: bool,
     ) -> PyResult<Vec<Bound<'py, PyArrayDyn<f32>>>> {
         let n = x.first().and_then(|a| a.shape().first().copied()).unwrap_or(0);
+        let shapes: Vec<&[usize]> = x.iter().map(|a| a.shape().get(1..).unwrap_or(&[])).collect();
+        guard(|| self.inner.set_input_shapes(&shapes))?;
         let outs: Vec<Bound<'py, PyArrayDyn<f32>>> = (0..self.inner.net.outputs().len())
             .map(|k| {
                 let dims: Vec<usize> = std::iter::once(n).chain(self.inner.output_shape(k).iter().copied()).collect();

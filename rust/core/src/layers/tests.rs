@@ -325,7 +325,7 @@ fn shapes_of_flatten_reshape_and_bad_specs() {
         Loss::MeanSquaredError,
         vec![2, 6],
     );
-    assert_eq!(m.net.node_shapes(), vec![vec![3, 4], vec![12]]);
+    assert_eq!(m.net.node_shapes(), vec![vec![Some(3), Some(4)], vec![Some(12)]]);
     let bad = crate::model::Model::new(
         &crate::network::ModelSpec {
             input_shape: vec![2, 6],

@@ -24,12 +24,24 @@ pub struct Dataset<'a> {
     /// `class_weight` folded in). Empty, or one entry per output.
     pub weights: SmallVec<[Option<&'a [f32]>; 4]>,
     pub rows: usize,
+    /// Per model input, the per-sample shape of the data, when known (arrays give it; slices
+    /// leave it empty). The model adapts its unknown (`None`) input dimensions to it.
+    pub input_shapes: SmallVec<[Shape; 4]>,
 }
+
+/// A per-sample shape, inline up to four axes.
+pub type Shape = SmallVec<[usize; 4]>;
 
 impl<'a> Dataset<'a> {
     /// One input, one output, unweighted.
     pub fn new(x: &'a [f32], y: &'a [f32], rows: usize) -> Self {
-        Self { x: SmallVec::from_slice(&[x]), y: SmallVec::from_slice(&[y]), weights: SmallVec::new(), rows }
+        Self {
+            x: SmallVec::from_slice(&[x]),
+            y: SmallVec::from_slice(&[y]),
+            weights: SmallVec::new(),
+            rows,
+            input_shapes: SmallVec::new(),
+        }
     }
 
     /// One input, one output, with per-sample weights.
@@ -64,6 +76,7 @@ impl<'a> Dataset<'a> {
                 .map(|w| w.as_ref().map(|w| slice("sample_weight", w)).transpose())
                 .collect::<Result<_>>()?,
             rows,
+            input_shapes: x.iter().map(|a| a.shape().iter().skip(1).copied().collect()).collect(),
         })
     }
 
@@ -79,6 +92,7 @@ impl<'a> Dataset<'a> {
             y: self.y.iter().zip(y_widths).map(|(y, &w)| if y.is_empty() { *y } else { &y[lo * w..hi * w] }).collect(),
             weights: self.weights.iter().map(|w| w.map(|w| &w[lo..hi])).collect(),
             rows: hi - lo,
+            input_shapes: SmallVec::new(),
         }
     }
 }
@@ -137,6 +151,7 @@ impl Gather {
                 .collect(),
             weights: data.weights.iter().zip(&self.w).map(|(src, b)| src.map(|_| &b[..rows])).collect(),
             rows,
+            input_shapes: SmallVec::new(),
         }
     }
 }

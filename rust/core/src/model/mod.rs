@@ -175,8 +175,10 @@ impl Model {
         (x, y)
     }
 
-    /// Checks shapes and values of a data set once, before any step runs.
-    pub fn validate(&self, data: &Dataset<'_>, what: &str) -> Result<()> {
+    /// Checks shapes and values of a data set once, before any step runs; the graph first takes
+    /// the data's shapes on the model's unknown (`None`) input dimensions.
+    pub fn validate(&mut self, data: &Dataset<'_>, what: &str) -> Result<()> {
+        self.adapt_to(data)?;
         let c = self.compiled(what)?;
         let tw = self.target_widths()?;
         if data.rows == 0 {
@@ -216,6 +218,23 @@ impl Model {
             loss.validate_targets(y, self.net.output_width(k))?;
         }
         Ok(())
+    }
+
+    /// Re-instantiates the graph at per-sample input `shapes` (a call's data; see
+    /// [`Network::set_input_shapes`]), with fresh work buffers when it changes.
+    pub fn set_input_shapes(&mut self, shapes: &[&[usize]]) -> Result<()> {
+        if self.net.set_input_shapes(shapes)? {
+            self.ws = GraphWorkspace::default();
+        }
+        Ok(())
+    }
+
+    fn adapt_to(&mut self, data: &Dataset<'_>) -> Result<()> {
+        if data.input_shapes.is_empty() {
+            return Ok(());
+        }
+        let shapes: SmallVec<[&[usize]; 4]> = data.input_shapes.iter().map(|s| s.as_slice()).collect();
+        self.set_input_shapes(&shapes)
     }
 
     /// ` for output 'name'` when the model has several outputs.
@@ -290,6 +309,7 @@ impl Model {
         if data.rows != self.epoch.rows {
             return Err(invalid("train_steps: data differs from the one the epoch began with"));
         }
+        self.adapt_to(data)?;
         self.compiled("fit")?;
         let this = &mut *self;
         threads::install(move || this.train_steps_in_pool(data, deadline, max_steps.max(1)))
@@ -439,6 +459,8 @@ impl Model {
         out: &mut [ArrayViewMutD<'_, f32>],
     ) -> Result<()> {
         let rows = rows_of(x);
+        let shapes: SmallVec<[&[usize]; 4]> = x.iter().map(|a| a.shape().get(1..).unwrap_or(&[])).collect();
+        self.set_input_shapes(&shapes)?;
         let xs = x
             .iter()
             .map(|a| a.to_slice().ok_or_else(|| invalid("predict: x must be a C-contiguous array")))

@@ -193,7 +193,8 @@ mod graphs {
     }
 
     fn data<'a>(x: &[&'a [f32]], y: &[&'a [f32]], rows: usize) -> Dataset<'a> {
-        Dataset { x: SmallVec::from_slice(x), y: SmallVec::from_slice(y), weights: SmallVec::new(), rows }
+        let (x, y) = (SmallVec::from_slice(x), SmallVec::from_slice(y));
+        Dataset { x, y, weights: SmallVec::new(), rows, input_shapes: SmallVec::new() }
     }
 
     fn merge(ty: &str) -> LayerSpec {
@@ -210,10 +211,7 @@ mod graphs {
         let target = random(rows * 4, 23);
         for ty in ["add", "subtract", "multiply", "average", "maximum", "minimum", "concatenate"] {
             let spec = GraphSpec {
-                inputs: vec![
-                    InputSpec { name: "a".into(), shape: vec![3] },
-                    InputSpec { name: "b".into(), shape: vec![3] },
-                ],
+                inputs: vec![InputSpec::new("a", vec![3]), InputSpec::new("b", vec![3])],
                 layers: vec![
                     dense("shared", 4, Activation::Tanh),
                     merge(ty),
@@ -276,7 +274,7 @@ mod graphs {
         let x = random(rows * 3, 41);
         let y = random(rows * 2, 42);
         let spec = GraphSpec {
-            inputs: vec![InputSpec { name: "a".into(), shape: vec![3] }],
+            inputs: vec![InputSpec::new("a", vec![3])],
             layers: vec![dense("t", 2, Activation::Linear), dense("u", 2, Activation::Linear)],
             nodes: vec![node(0, &[inp(0)]), node(1, &[inp(0)])],
             outputs: vec![n(0), n(1), inp(0)],
@@ -294,7 +292,7 @@ mod graphs {
 
     #[test]
     fn bad_graphs_are_errors() {
-        let input = vec![InputSpec { name: "a".into(), shape: vec![3] }];
+        let input = vec![InputSpec::new("a", vec![3])];
         let two_names = GraphSpec {
             inputs: input.clone(),
             layers: vec![dense("d", 2, Activation::Linear), dense("d", 2, Activation::Linear)],
@@ -371,5 +369,71 @@ mod arrays {
         let bias = ArrayD::<f32>::from_elem(IxDyn(&[2]), 0.5);
         m.set_weights(&[kernel.view(), bias.view()]).unwrap();
         assert_eq!(m.get_weights(), vec![kernel, bias]);
+    }
+}
+
+/// Inputs with unknown (`None`) dimensions: each call's data sets them.
+mod unknown_dims {
+    use super::*;
+    use crate::graph::{GraphSpec, InputSpec, UNKNOWN_DIM};
+    use crate::layers::{Conv2DConfig, GlobalAveragePooling2DConfig, Padding};
+    use ndarray::{Array4, ArrayD};
+
+    fn fully_convolutional(input: InputSpec) -> GraphSpec {
+        let conv = Conv2DConfig { padding: Padding::Same, ..Conv2DConfig::new(3, [3, 3], Activation::Tanh) };
+        let mut spec = GraphSpec::sequential(
+            input.shape.clone(),
+            vec![
+                LayerSpec::new("conv", conv),
+                LayerSpec::new("pool", GlobalAveragePooling2DConfig::default()),
+                dense("out", 2, Activation::Linear),
+            ],
+        );
+        spec.inputs = vec![input];
+        spec
+    }
+
+    fn images(side: (usize, usize), seed: u64) -> ArrayD<f32> {
+        Array4::from_shape_vec((4, side.0, side.1, 2), random(4 * side.0 * side.1 * 2, seed)).unwrap().into_dyn()
+    }
+
+    #[test]
+    fn a_model_with_unknown_image_sizes_predicts_each_size_as_a_fixed_size_model_does() {
+        let spec: GraphSpec = fully_convolutional(
+            serde_json::from_value(serde_json::json!({"name": "image", "shape": [null, null, 2]})).unwrap(),
+        );
+        assert_eq!(spec.inputs[0].shape, vec![UNKNOWN_DIM, UNKNOWN_DIM, 2]);
+        let mut any = Model::new(spec.clone(), 3).unwrap();
+        assert_eq!(any.net.node_shapes(), vec![vec![None, None, Some(3)], vec![Some(3)], vec![Some(2)]]);
+        for side in [(5, 5), (8, 6), (5, 5)] {
+            let x = images(side, side.0 as u64);
+            let mut fixed =
+                Model::new(fully_convolutional(InputSpec::new("image", vec![side.0, side.1, 2])), 3).unwrap();
+            let weights = any.get_weights();
+            let views: Vec<_> = weights.iter().map(|w| w.view()).collect();
+            fixed.set_weights(&views).unwrap();
+            assert_eq!(any.predict(&[x.view()], 3).unwrap(), fixed.predict(&[x.view()], 3).unwrap(), "{side:?}");
+        }
+        // Known dimensions still have to match.
+        let wrong = Array4::<f32>::zeros((1, 5, 5, 3)).into_dyn();
+        let err = any.predict(&[wrong.view()], 1).unwrap_err().to_string();
+        assert!(err.contains("(None, None, None, 2)"), "{err}");
+        // The declared shape survives a JSON round trip.
+        let json = serde_json::to_value(&spec.inputs[0]).unwrap();
+        assert_eq!(json, serde_json::json!({"name": "image", "shape": [null, null, 2]}));
+    }
+
+    #[test]
+    fn an_unknown_dimension_that_would_size_a_weight_is_refused() {
+        let input: InputSpec = serde_json::from_value(serde_json::json!({"name": "x", "shape": [null, 3]})).unwrap();
+        let mut spec = GraphSpec::sequential(
+            vec![1],
+            vec![LayerSpec::new("flat", crate::layers::FlattenConfig {}), dense("d", 2, Activation::Linear)],
+        );
+        spec.inputs = vec![input];
+        let Err(err) = Model::new(spec, 0) else { panic!("an unknown dimension sized a weight") };
+        assert!(err.to_string().contains("weight 'd/kernel'"), "{err}");
+        let shape = crate::graph::Graph::layer_output_shape(&dense("d", 2, Activation::Linear), &[vec![None]]);
+        assert!(shape.unwrap_err().to_string().contains("None"));
     }
 }
