@@ -78,3 +78,24 @@ def test_a_layer_built_for_unknown_sizes_runs_on_any_size_of_data():
     dense(np.ones((2, 4), np.float32))
     with pytest.raises(ValueError, match="incompatible"):
         dense(np.ones((2, 5), np.float32))
+
+
+def test_sequential_with_unknown_dimensions(tmp_path):
+    model = fn.Sequential(
+        [
+            fn.Input((None, None, 1)),
+            layers.Conv2D(3, 3, padding="same"),
+            layers.GlobalMaxPooling2D(),
+            layers.Dense(2),
+        ]
+    )
+    assert model.input_shape == (None, None, None, 1)
+    assert model.predict(images(2, 6, 9, 1), verbose=0).shape == (2, 2)
+    model.compile("sgd", "mse")
+    model.fit(images(4, 5, 5, 1), np.zeros((4, 2), np.float32), verbose=0)
+    model.save(tmp_path / "s.ferronet")
+    loaded = fn.models.load_model(tmp_path / "s.ferronet")
+    x = images(2, 7, 3, 1)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    with pytest.raises(ValueError, match="None"):
+        fn.Sequential([fn.Input((None,)), layers.Dense(2)])

@@ -32,16 +32,24 @@ __all__ = [
 ]  # fmt: skip
 
 
-def _shape_tuple(shape, what: str) -> tuple[int, ...]:
+def _shape_tuple(shape, what: str, allow_none: bool = False) -> tuple:
+    """A per-sample shape as a tuple of positive ints (``None`` allowed for unknown sizes when
+    ``allow_none``)."""
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
     try:
         shape = tuple(shape)
     except TypeError:
         raise TypeError(f"{what} must be a tuple of positive integers; got {shape!r}") from None
-    if not shape or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d <= 0 for d in shape):
+
+    def ok(d):
+        if d is None:
+            return allow_none
+        return not isinstance(d, bool) and isinstance(d, (int, np.integer)) and d > 0
+
+    if not shape or not all(ok(d) for d in shape):
         raise ValueError(f"{what} must be a non-empty tuple of positive integers; got {shape!r}")
-    return tuple(int(d) for d in shape)
+    return tuple(None if d is None else int(d) for d in shape)
 
 
 class Layer:

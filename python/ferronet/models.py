@@ -961,8 +961,6 @@ class Sequential(Model):
         if isinstance(layer, InputLayer):
             if self._layers:
                 raise ValueError("Input must be the first entry of a Sequential model")
-            if any(d is None for d in layer.shape):
-                raise ValueError(f"Sequential: input shape {layer.shape} must be fully known")
             self._input_shape = tuple(layer.shape)
             self._input_name = layer.name
             return
@@ -1006,7 +1004,7 @@ class Sequential(Model):
             shape = tuple(input_shape)
             if shape and shape[0] is None:
                 shape = shape[1:]
-            shape = _shape_tuple(shape, "input_shape")
+            shape = _shape_tuple(shape, "input_shape", allow_none=True)
             if self._input_shape is not None and shape != self._input_shape:
                 raise ValueError(f"build: input shape {shape} differs from the declared {self._input_shape}")
             self._input_shape = shape
@@ -1071,7 +1069,7 @@ class Sequential(Model):
         """A new (untrained) model with the architecture of ``config``."""
         model = cls(name=config.get("name"))
         if config.get("input_shape") is not None:
-            model._input_shape = tuple(int(d) for d in config["input_shape"])
+            model._input_shape = tuple(None if d is None else int(d) for d in config["input_shape"])
         for entry in config.get("layers", []):
             model.add(deserialize_layer(entry))
         if config.get("trainable") is False:

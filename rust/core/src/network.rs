@@ -69,7 +69,12 @@ impl Network {
                 .collect();
             let probe: Vec<&[usize]> = probe.iter().map(Vec::as_slice).collect();
             let mut other = net.clone();
-            other.set_input_shapes(&probe)?;
+            other.set_input_shapes(&probe).map_err(|e| {
+                invalid(format!(
+                    "a weight's shape would depend on an input dimension that is None ({e}); give that dimension \
+                     a size in keras.Input, or pool it away before a Dense layer"
+                ))
+            })?;
             for (declared, node) in net.declared.iter_mut().zip(&other.graph.nodes) {
                 declared.iter_mut().zip(&node.shape).filter(|(d, &s)| **d != Some(s)).for_each(|(d, _)| *d = None);
             }
@@ -103,7 +108,7 @@ impl Network {
         for (new, old) in scratch.tensors.iter().zip(&self.params.tensors) {
             if new.shape != old.shape {
                 return Err(invalid(format!(
-                    "weight '{}' has shape {:?}, but inputs of shape {shapes:?} would need {:?}",
+                    "weight '{}' of shape {:?} would need shape {:?} for inputs of per-sample shape {shapes:?}",
                     old.name, old.shape, new.shape
                 )));
             }
