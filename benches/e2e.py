@@ -10,6 +10,11 @@ ferronet is measured.
     python benches/e2e.py --workload mlp_mnist --threads 1 --repeats 5
     python benches/e2e.py --workload mlp_mnist --all-optimizers --threads 1
     python benches/e2e.py --markdown               # the table for benches/README.md
+
+It first prints the CPU (model, vector extension, caches) and its fp32 peak measured at each
+thread count (FMA chains, ``ferronet._core.measure_fp32_peak``); each row then gives ferronet's
+achieved GFLOPS (multiply-adds of the Dense and Conv2D layers: forward ``F``; training
+``3F`` less the input gradient of the first layer) as a fraction of that peak.
 """
 
 from __future__ import annotations
@@ -158,6 +163,47 @@ def torch_optimizer(name: str, params):
     }[name]()
 
 
+def flops_per_sample(model, training: bool) -> float:
+    """FLOPs per sample of the Dense and Conv2D layers: ``2 x`` multiply-adds forward; training
+    adds the weight gradient and the input gradient (none for the first layer)."""
+    import numpy as np
+
+    forward = []
+    for layer in model.layers:
+        kernel = next((w for w in layer.weights if w.name.endswith("kernel")), None)
+        if kernel is None:
+            continue
+        macs = int(np.prod(kernel.shape))
+        if len(kernel.shape) == 4:  # Conv2D: per output position
+            _, oh, ow, _ = layer.output_shape
+            macs *= oh * ow
+        forward.append(2.0 * macs)
+    if not training:
+        return sum(forward)
+    return 3 * sum(forward) - (forward[0] if forward else 0.0)
+
+
+def cpu_header(threads: list[int]) -> tuple[str, dict[int, float]]:
+    """A line naming the CPU, and its measured fp32 peak (GFLOPS) per thread count."""
+    from ferronet import _core
+
+    info = _core.cpu_info()
+    model = info["model"] or "unknown CPU"
+    try:
+        with open(
+            os.path.join(os.sep, "proc", "cpuinfo")
+        ) as f:  # the kernel's name is often more precise than CPUID's
+            named = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+        model = named if len(named) > len(model) else model
+    except OSError:
+        pass
+    peaks = {t: _core.measure_fp32_peak(t, 0.5) for t in threads}
+    caches = ", ".join(f"{k[:-4].upper()} {info[k]} KiB" for k in ("l1d_kib", "l2_kib", "l3_kib") if info[k])
+    shown = ", ".join(f"{peaks[t]:.0f} GFLOPS on {t} thread{'s' if t > 1 else ''}" for t in threads)
+    line = f"CPU: {model} ({info['vendor']}, {info['simd']}, {info['logical_cpus']} logical CPUs; {caches}); "
+    return line + f"measured fp32 peak: {shown}", peaks
+
+
 def run_ferronet(workload: str, threads: int, optimizer: str) -> float:
     """Samples per second: of `fit` after a warm-up epoch, or of `predict` after one epoch of training."""
     import ferronet as fn
@@ -178,7 +224,8 @@ def run_ferronet(workload: str, threads: int, optimizer: str) -> float:
             model.predict(x, batch_size=w.batch, verbose=0)
     else:
         model.fit(x, y, batch_size=w.batch, epochs=w.epochs, verbose=0)
-    return w.epochs * len(x) / (time.perf_counter() - start)
+    sps = w.epochs * len(x) / (time.perf_counter() - start)
+    return sps, flops_per_sample(model, training=not w.predict)
 
 
 def run_torch(workload: str, threads: int, optimizer: str) -> float:
@@ -222,9 +269,10 @@ def run_torch(workload: str, threads: int, optimizer: str) -> float:
 
 def child(args) -> None:
     run = run_ferronet if args.framework == "ferronet" else run_torch
-    sps = run(args.workload[0], args.threads[0], args.optimizer or WORKLOADS[args.workload[0]].optimizer)
+    result = run(args.workload[0], args.threads[0], args.optimizer or WORKLOADS[args.workload[0]].optimizer)
+    sps, flops = result if isinstance(result, tuple) else (result, None)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"samples_per_s": sps, "peak_rss_mb": rss_mb}))
+    print(json.dumps({"samples_per_s": sps, "peak_rss_mb": rss_mb, "flops_per_sample": flops}))
 
 
 def measure(python: str, framework: str, workload: str, threads: int, optimizer: str) -> dict:
@@ -261,8 +309,10 @@ def main() -> None:
     tpy = torch_python(args.torch_python)
     if tpy is None:
         print("PyTorch not importable: measuring ferronet only", file=sys.stderr)
+    header, peaks = cpu_header(args.threads)
+    print(header + "\n", flush=True)
     columns = ["workload", "optimizer", "threads", "ferronet samples/s", "PyTorch samples/s", "ratio",
-               "ferronet RSS MB", "PyTorch RSS MB"]  # fmt: skip
+               "ferronet GFLOPS", "% of peak", "ferronet RSS MB", "PyTorch RSS MB"]  # fmt: skip
     if args.markdown:
         print("| " + " | ".join(columns) + " |")
         print("| --- | --- |" + " ---: |" * (len(columns) - 2))
@@ -280,11 +330,14 @@ def main() -> None:
                         theirs.append(measure(tpy, "torch", workload, t, opt))
                 o = statistics.median(r["samples_per_s"] for r in ours)
                 o_rss = statistics.median(r["peak_rss_mb"] for r in ours)
-                row = [workload, opt, str(t), f"{o:,.0f}", "-", "-", f"{o_rss:.0f}", "-"]
+                gflops = o * ours[0]["flops_per_sample"] / 1e9
+                row = [workload, opt, str(t), f"{o:,.0f}", "-", "-", f"{gflops:.1f}",
+                       f"{100 * gflops / peaks[t]:.0f}%", f"{o_rss:.0f}", "-"]  # fmt: skip
                 if theirs:
                     th = statistics.median(r["samples_per_s"] for r in theirs)
                     th_rss = statistics.median(r["peak_rss_mb"] for r in theirs)
-                    row[4:] = [f"{th:,.0f}", f"{o / th:.2f}x", f"{o_rss:.0f}", f"{th_rss:.0f}"]
+                    row[4:6] = [f"{th:,.0f}", f"{o / th:.2f}x"]
+                    row[9] = f"{th_rss:.0f}"
                 if args.markdown:
                     print("| " + " | ".join(row) + " |", flush=True)
                 else:

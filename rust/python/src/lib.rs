@@ -25,6 +25,29 @@ fn get_num_threads() -> PyResult<usize> {
     guard(|| Ok(ferronet_core::threads::num_threads()))
 }
 
+/// The CPU as the engine sees it: vendor, model name, SIMD level, logical CPUs and cache sizes
+/// (KiB, `None` when unknown).
+#[pyfunction]
+fn cpu_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
+    let i = ferronet_core::cpu::info();
+    let d = pyo3::types::PyDict::new(py);
+    d.set_item("vendor", i.vendor)?;
+    d.set_item("model", i.model)?;
+    d.set_item("simd", i.simd)?;
+    d.set_item("logical_cpus", i.logical_cpus)?;
+    d.set_item("l1d_kib", i.l1d_kib)?;
+    d.set_item("l2_kib", i.l2_kib)?;
+    d.set_item("l3_kib", i.l3_kib)?;
+    Ok(d)
+}
+
+/// The measured fp32 peak of `threads` threads in GFLOPS (FMA chains for about `seconds`).
+#[pyfunction]
+#[pyo3(signature = (threads, seconds=0.2))]
+fn measure_fp32_peak(py: Python<'_>, threads: usize, seconds: f64) -> PyResult<f64> {
+    py.detach(|| guard(|| ferronet_core::cpu::measure_fp32_peak(threads, seconds)))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FerronetError", m.py().get_type::<FerronetError>())?;
@@ -36,5 +59,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tensor_file::write_tensor_file, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(cpu_info, m)?)?;
+    m.add_function(wrap_pyfunction!(measure_fp32_peak, m)?)?;
     Ok(())
 }
