@@ -5,7 +5,7 @@ use numpy::PyReadonlyArrayDyn;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::convert::{guard, rows_of};
+use crate::convert::{catch, guard, rows_of};
 
 /// Mean over samples of the loss `spec_json` between `y_true` and `y_pred` (rows on axis 0).
 #[pyfunction]
@@ -14,10 +14,18 @@ pub fn loss_value(
     y_true: PyReadonlyArrayDyn<'_, f32>,
     y_pred: PyReadonlyArrayDyn<'_, f32>,
 ) -> PyResult<f64> {
+    catch(|| loss_of(spec_json, &y_true, &y_pred))
+}
+
+fn loss_of(
+    spec_json: &str,
+    y_true: &PyReadonlyArrayDyn<'_, f32>,
+    y_pred: &PyReadonlyArrayDyn<'_, f32>,
+) -> PyResult<f64> {
     let loss: Loss = serde_json::from_str(spec_json)
         .map_err(|e| PyValueError::new_err(format!("invalid loss specification: {e}")))?;
-    let (pred, rows) = rows_of("y_pred", &y_pred)?;
-    let (truth, _) = rows_of("y_true", &y_true)?;
+    let (pred, rows) = rows_of("y_pred", y_pred)?;
+    let (truth, _) = rows_of("y_true", y_true)?;
     if rows == 0 || pred.is_empty() {
         return Err(PyValueError::new_err("y_pred is empty"));
     }
