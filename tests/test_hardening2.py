@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 import ferronet as fn
 from ferronet import layers
@@ -57,3 +58,157 @@ def test_an_output_too_large_for_memory_raises_memory_error():
         address_space_gb=3,
     )
     assert out.split() == ["MemoryError", "(2,", "100000)"]
+
+
+# -- one model, several threads -------------------------------------------------------------
+def run_threads(*targets, timeout: float = 60):
+    """Runs each target in its own thread; re-raises the first exception any of them raised."""
+    import threading
+
+    errors = []
+
+    def wrap(f):
+        def go():
+            try:
+                f()
+            except BaseException as e:  # noqa: BLE001 - reported to the test below
+                errors.append(e)
+
+        return go
+
+    threads = [threading.Thread(target=wrap(t)) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+        assert not t.is_alive(), "a thread hung"
+    if errors:
+        raise errors[0]
+
+
+def regression_data(n=256):
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    return x, (x @ rng.normal(size=(4, 3))).astype(np.float32)
+
+
+def test_predict_from_many_threads_matches_single_threaded():
+    m = small_model()
+    x, _ = regression_data()
+    want = m.predict(x, verbose=0)
+
+    def predict():
+        for _ in range(50):
+            np.testing.assert_array_equal(m.predict(x, verbose=0), want)
+            np.testing.assert_array_equal(m.predict(x[:5], batch_size=2, verbose=0), want[:5])
+
+    run_threads(*[predict] * 4)
+
+
+def test_evaluate_and_get_weights_from_many_threads():
+    m = small_model()
+    x, y = regression_data()
+    want, weights = m.evaluate(x, y, verbose=0), m.get_weights()
+
+    def evaluate():
+        for _ in range(30):
+            assert m.evaluate(x, y, verbose=0) == want
+            assert all(np.array_equal(a, b) for a, b in zip(m.get_weights(), weights))
+
+    run_threads(*[evaluate] * 3)
+
+
+def test_predict_save_and_get_weights_while_another_thread_trains(tmp_path):
+    import threading
+
+    m = small_model()
+    x, y = regression_data(2048)
+    seen, done, used = [], threading.Event(), threading.Event()
+
+    class WaitForUse(fn.callbacks.Callback):
+        # Training goes on only once the other thread has run during this fit.
+        def on_epoch_end(self, epoch, logs=None):
+            used.wait(30)
+
+    def train():
+        try:
+            m.fit(x, y, epochs=6, batch_size=8, verbose=0, callbacks=[WaitForUse()])
+        finally:
+            done.set()
+
+    def use():
+        k = 0
+        while not done.is_set():
+            out = m.predict(x[:16], verbose=0)
+            assert out.shape == (16, 3) and np.isfinite(out).all()
+            m.save(tmp_path / f"m{k % 2}.ferronet")
+            seen.append(len(m.get_weights()))
+            k += 1
+            used.set()
+
+    run_threads(train, use)
+    assert seen and set(seen) == {4}
+    # A file saved during training is a whole model, whose predictions match its weights.
+    for k in range(min(2, len(seen))):
+        back = fn.models.load_model(tmp_path / f"m{k}.ferronet")
+        probe = fn.Sequential([layers.Input((4,)), layers.Dense(8, activation="relu"), layers.Dense(3)])
+        probe.set_weights(back.get_weights())
+        np.testing.assert_array_equal(back.predict(x[:8], verbose=0), probe.predict(x[:8], verbose=0))
+    # Training from another thread gives the weights a single-threaded run gives.
+    fn.utils.set_random_seed(7)
+    a = small_model()
+    a.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    fn.utils.set_random_seed(7)
+    b = small_model()
+
+    def train_b():
+        b.fit(x, y, epochs=2, batch_size=32, verbose=0)
+
+    def predict_b():
+        for _ in range(100):
+            b.predict(x[:4], verbose=0)
+
+    run_threads(train_b, predict_b)
+    assert all(np.array_equal(p, q) for p, q in zip(a.get_weights(), b.get_weights()))
+
+
+def test_a_second_thread_may_not_fit_the_same_model():
+    import threading
+
+    m = small_model()
+    x, y = regression_data()
+    started, release = threading.Event(), threading.Event()
+
+    class Hold(fn.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            started.set()
+            release.wait(30)
+
+    def first():
+        m.fit(x, y, epochs=1, verbose=0, callbacks=[Hold()])
+
+    def second():
+        started.wait(30)
+        try:
+            with pytest.raises(RuntimeError, match="another thread"):
+                m.fit(x, y, epochs=1, verbose=0)
+        finally:
+            release.set()
+
+    run_threads(first, second)
+    m.fit(x, y, epochs=1, verbose=0)  # free again once the first fit ended
+
+
+def test_a_callback_may_predict_on_the_model_it_trains():
+    m = small_model()
+    x, y = regression_data()
+    outs = []
+
+    class Probe(fn.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            outs.append(self.model.predict(x[:2], verbose=0))
+
+        def on_epoch_end(self, epoch, logs=None):
+            outs.append(self.model.evaluate(x, y, verbose=0))
+
+    m.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[Probe()])
+    assert len(outs) == 2 * 4 + 2

@@ -244,8 +244,7 @@ class Model(Layer):
             idx = self._slots[id(la)]
             shapes = [tuple(self._core.weight_shapes[i]) for i in idx]
             if current and [w.shape for w in current] == shapes:
-                for i, w in zip(idx, current):
-                    self._core.set_weight(i, _as_float32("weights", w))
+                self._core.set_weights(idx, [_as_float32("weights", w) for w in current])
             la._home, la._pending = self, None
             for inner in _walk(la):
                 adapted = getattr(inner, "_adapted", None)
@@ -579,6 +578,18 @@ class Model(Layer):
             raise TypeError("callbacks must be ferronet.callbacks.Callback instances")
         params = {"verbose": verbose, "epochs": int(epochs), "steps": steps}
         cbs = CallbackList([history, *user], self, params)
+        # One trainer per model: other threads may predict, evaluate or save meanwhile.
+        core = self._core
+        core.begin_fit()
+        try:
+            return self._fit_epochs(cbs, history, (x, y, w), val, bs, shuffle, initial_epoch, validation_freq)
+        finally:
+            core.end_fit()
+
+    def _fit_epochs(self, cbs, history, data, val, bs, shuffle, initial_epoch, validation_freq) -> History:
+        x, y, w = data
+        n = x[0].shape[0]
+        verbose, epochs, steps = (history.params[k] for k in ("verbose", "epochs", "steps"))
         self.stop_training = False
         self._core.stop_on_nan = cbs.stops_on_nan
         self._core.grad_monitor = cbs.monitors_gradients
@@ -808,8 +819,7 @@ class Model(Layer):
                     f"Layer {layer.name} weight shape {tuple(shapes[i])} is not compatible with "
                     f"provided weight shape {w.shape}."
                 )
-        for i, w in zip(idx, weights):
-            self._core.set_weight(i, w)
+        self._core.set_weights(idx, weights)
 
     def _weight_home(self):
         return self

@@ -104,22 +104,23 @@ def save_model(model, filepath, overwrite: bool = True, include_optimizer: bool 
         raise FileExistsError(f"save: {path} exists and overwrite=False")
     core = model._core
     names = list(core.weight_names)
-    tensors = list(zip(names, core.get_weights()))
+    # One consistent moment, even while another thread trains the model.
+    weights, rng_state, slots, iterations = core.state(include_optimizer and model._compiled)
+    tensors = list(zip(names, weights))
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "model_class": type(model).__name__,
         "model_config": json.dumps(model.get_config()),
         "weight_order": json.dumps(names),
-        "rng_state": core.rng_state,
+        "rng_state": rng_state,
     }
     compile_config = _compile_config(model)
     if compile_config is not None:
         meta["compile_config"] = json.dumps(compile_config)
         if include_optimizer:
-            slots = core.optimizer_slots()
             tensors += [(f"optimizer/{n}", a) for n, a in slots]
-            meta["optimizer_iterations"] = str(core.iterations)
+            meta["optimizer_iterations"] = str(iterations)
             meta["optimizer_slots"] = json.dumps([n for n, _ in slots])
     _core.write_tensor_file(path, [(n, np.ascontiguousarray(a, dtype=np.float32)) for n, a in tensors], meta)
 

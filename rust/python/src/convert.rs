@@ -4,7 +4,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ferronet_core::model::Slices;
 use ferronet_core::{Dataset, Error};
-use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArrayMethods};
+use numpy::{PyArrayDyn, PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{
     PyFileNotFoundError, PyKeyboardInterrupt, PyMemoryError, PyOSError, PyRuntimeError, PyValueError,
 };
@@ -55,13 +55,6 @@ pub fn guard<T>(f: impl FnOnce() -> Result<T, Error>) -> PyResult<T> {
 pub fn zeros<'py>(py: Python<'py>, shape: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
     let a = py.import("numpy")?.getattr("zeros")?.call1((shape.to_vec(), "float32"))?;
     Ok(a.cast_into::<PyArrayDyn<f32>>()?)
-}
-
-/// A new float32 array of `shape` holding a copy of `values`.
-pub fn array_of<'py>(py: Python<'py>, values: &[f32], shape: &[usize]) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    let a = zeros(py, shape)?;
-    contiguous(&mut a.readwrite())?.copy_from_slice(values);
-    Ok(a)
 }
 
 /// The values of an array this binding allocated (always C-contiguous).

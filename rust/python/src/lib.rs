@@ -7,6 +7,7 @@ mod convert;
 mod loss;
 mod model;
 mod schedule;
+mod shared;
 mod tensor_file;
 
 use pyo3::prelude::*;

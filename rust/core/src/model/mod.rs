@@ -6,10 +6,12 @@
 //! - `data.rs`: the borrowed data sets and the shuffled-batch gather;
 //! - `heads.rs`: per-output losses, weights, metrics and their log names;
 //! - `step.rs`: one training step, and the full-batch L-BFGS driver;
-//! - `monitor.rs`: per-layer gradient norms.
+//! - `monitor.rs`: per-layer gradient norms;
+//! - `inference.rs`: predict and evaluate through a shared reference (threads at once).
 
 mod data;
 mod heads;
+mod inference;
 mod monitor;
 mod step;
 #[cfg(test)]
@@ -19,6 +21,7 @@ use std::time::Instant;
 
 pub use data::{first_non_finite, Dataset, Slices};
 pub use heads::{CompileSpec, HeadSpec, Logs};
+pub use inference::Scratch;
 pub use monitor::GradMonitor;
 
 use crate::error::{invalid, Error, Result};
@@ -29,7 +32,7 @@ use crate::rng::Stream;
 use crate::threads;
 use data::Gather;
 use heads::{Compiled, Head, Running};
-use step::{forward_backward, heads_loss, lbfgs_step, train_step};
+use step::{forward_backward, lbfgs_step, train_step};
 
 /// Where the current epoch stands.
 #[derive(Debug, Default)]
@@ -283,15 +286,31 @@ impl Model {
     /// Returns `true` when the epoch is complete.
     /// At most `max_steps` steps run (a per-batch callback asks for one at a time).
     pub fn train_steps(&mut self, data: &Dataset<'_>, deadline: Option<Instant>, max_steps: usize) -> Result<bool> {
+        self.train_steps_while(data, max_steps, &|| deadline.is_none_or(|d| Instant::now() < d))
+    }
+
+    /// [`Model::train_steps`], asking `go_on` after each step whether to take another (a caller
+    /// that shares the model stops when another thread waits for it).
+    pub fn train_steps_while(
+        &mut self,
+        data: &Dataset<'_>,
+        max_steps: usize,
+        go_on: &(dyn Fn() -> bool + Sync),
+    ) -> Result<bool> {
         if data.rows != self.epoch.rows {
             return Err(invalid("train_steps: data differs from the one the epoch began with"));
         }
         self.compiled("fit")?;
         let this = &mut *self;
-        threads::install(move || this.train_steps_in_pool(data, deadline, max_steps.max(1)))
+        threads::install(move || this.train_steps_in_pool(data, go_on, max_steps.max(1)))
     }
 
-    fn train_steps_in_pool(&mut self, data: &Dataset<'_>, deadline: Option<Instant>, max_steps: usize) -> Result<bool> {
+    fn train_steps_in_pool(
+        &mut self,
+        data: &Dataset<'_>,
+        go_on: &(dyn Fn() -> bool + Sync),
+        max_steps: usize,
+    ) -> Result<bool> {
         let (xw, tw) = self.widths();
         let c = self.compiled.as_mut().ok_or_else(|| not_compiled("fit"))?;
         let e = &mut self.epoch;
@@ -327,7 +346,7 @@ impl Model {
             }
             e.step += 1;
             taken += 1;
-            if taken >= max_steps || deadline.is_some_and(|d| Instant::now() >= d) {
+            if taken >= max_steps || !go_on() {
                 break;
             }
         }
@@ -400,22 +419,7 @@ impl Model {
 
     /// Loss and metrics over `data` in inference mode, batch by batch.
     pub fn evaluate(&mut self, data: &Dataset<'_>, batch_size: usize) -> Result<Logs> {
-        self.validate(data, "evaluate")?;
-        if batch_size == 0 {
-            return Err(invalid("batch_size must be a positive integer"));
-        }
-        let (xw, tw) = self.widths();
-        self.in_pool("evaluate", |net, ws, c| {
-            let penalty = net.params.penalty();
-            let mut running = Running::new(&c.heads);
-            for lo in (0..data.rows).step_by(batch_size) {
-                let b = data.slice(lo, (lo + batch_size).min(data.rows), &xw, &tw);
-                net.forward(ws, &b.x, b.rows, false);
-                heads_loss(net, ws, c, &b, &mut running, false);
-                running.end_batch(b.rows, penalty);
-            }
-            running.logs(c)
-        })
+        self.evaluate_with(&mut Scratch::default(), 0, data, batch_size)
     }
 
     /// Inference on `rows` samples of every input (`x[k]` for input `k`), written row-major into
@@ -433,29 +437,15 @@ impl Model {
         training: bool,
         out: &mut [&mut [f32]],
     ) -> Result<()> {
-        self.validate_x(x, rows, "predict")?;
-        let outputs = self.net.outputs().len();
-        if out.len() != outputs || (0..outputs).any(|k| out[k].len() != rows * self.net.output_width(k)) {
-            return Err(invalid("predict: output buffers have the wrong size"));
-        }
-        if batch_size == 0 {
-            return Err(invalid("batch_size must be a positive integer"));
-        }
-        let xw: Vec<usize> = self.net.input_widths().collect();
-        let this = &mut *self;
-        threads::install(move || {
-            for lo in (0..rows).step_by(batch_size) {
-                let hi = (lo + batch_size).min(rows);
-                let feeds: Slices<'_> = x.iter().zip(&xw).map(|(x, &w)| &x[lo * w..hi * w]).collect();
-                this.net.forward(&mut this.ws, &feeds, hi - lo, training);
-                for (k, o) in out.iter_mut().enumerate() {
-                    let ow = this.net.output_width(k);
-                    let r = this.net.outputs()[k];
-                    o[lo * ow..hi * ow].copy_from_slice(this.net.graph.tensor(&this.ws, &feeds, r, hi - lo));
-                }
-            }
-            Ok(())
-        })
+        self.check_call(x, rows, batch_size, out)?;
+        let Self { net, ws, .. } = self;
+        let mut noise = net.noise().clone();
+        let (graph, params) = (&net.graph, &mut net.params.values);
+        threads::install(|| {
+            inference::forward_batches(graph, params, &mut noise, ws, x, rows, batch_size, training, out)
+        });
+        net.set_noise(noise);
+        Ok(())
     }
 }
 

@@ -326,3 +326,40 @@ mod graphs {
         assert!(Model::new(&forward_ref, 0).is_err());
     }
 }
+
+#[test]
+fn shared_inference_matches_exclusive_and_follows_weight_versions() {
+    let rows = 7;
+    let (x, y) = (random(rows * 4, 11), random(rows * 3, 12));
+    let mut m =
+        model(vec![dense("a", 5, Activation::Tanh), dense("b", 3, Activation::Linear)], Loss::MeanSquaredError, 4);
+    let data = Dataset::new(&x, &y, rows);
+    let (mut want, mut got) = (vec![0.0; rows * 3], vec![0.0; rows * 3]);
+    m.predict(&[&x], rows, 3, &mut [&mut want]).unwrap();
+    let mut s = Scratch::default();
+    m.predict_with(&mut s, 1, &[&x], rows, 3, &mut [&mut got]).unwrap();
+    assert_eq!(got, want);
+    let logs = m.evaluate_with(&mut s, 1, &data, 4).unwrap();
+    assert_eq!(logs.0, m.evaluate(&data, 4).unwrap().0);
+
+    // The scratch keeps its copy while the version stands, and refreshes it when it moves.
+    m.fit_epoch(&data, 4, false).unwrap();
+    m.predict(&[&x], rows, 3, &mut [&mut want]).unwrap();
+    m.predict_with(&mut s, 1, &[&x], rows, 3, &mut [&mut got]).unwrap();
+    assert_ne!(got, want);
+    m.predict_with(&mut s, 2, &[&x], rows, 3, &mut [&mut got]).unwrap();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn training_yields_when_asked() {
+    let rows = 16;
+    let (x, y) = (random(rows * 4, 13), random(rows * 3, 14));
+    let mut m = model(vec![dense("a", 3, Activation::Linear)], Loss::MeanSquaredError, 4);
+    let data = Dataset::new(&x, &y, rows);
+    m.begin_epoch(rows, 2, false).unwrap();
+    assert!(!m.train_steps_while(&data, usize::MAX, &|| false).unwrap());
+    assert_eq!(m.steps_done(), 1);
+    assert!(m.train_steps_while(&data, usize::MAX, &|| true).unwrap());
+    assert_eq!(m.steps_done(), 8);
+}
