@@ -212,3 +212,58 @@ def test_a_callback_may_predict_on_the_model_it_trains():
 
     m.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[Probe()])
     assert len(outs) == 2 * 4 + 2
+
+
+# -- fork ----------------------------------------------------------------------------------
+def test_a_forked_child_predicts_and_trains():
+    out = run_isolated(
+        """
+        import os, time, warnings
+        import numpy as np, ferronet as fn
+        from ferronet import layers
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with the engine's threads
+        fn.set_num_threads(2)
+        m = fn.Sequential([layers.Input((4,)), layers.Dense(8, activation="relu"), layers.Dense(3)])
+        m.compile("adam", "mse")
+        x = np.ones((64, 4), np.float32)
+        want = m.predict(x, verbose=0)
+        pid = os.fork()
+        if pid == 0:
+            ok = np.array_equal(m.predict(x, verbose=0), want)
+            m.fit(x, np.zeros((64, 3), np.float32), epochs=1, verbose=0)
+            ok = ok and fn.get_num_threads() == 2
+            os._exit(0 if ok else 3)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                print("child exit", os.waitstatus_to_exitcode(status))
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            print("child hung")
+        """
+    )
+    assert out.strip() == "child exit 0"
+
+
+def test_multiprocessing_fork_pool_uses_a_model_built_in_the_parent():
+    out = run_isolated(
+        """
+        import multiprocessing as mp, warnings
+        import numpy as np, ferronet as fn
+        from ferronet import layers
+        warnings.simplefilter("ignore", DeprecationWarning)
+        m = fn.Sequential([layers.Input((4,)), layers.Dense(3)])
+        x = np.arange(8, dtype=np.float32).reshape(2, 4)
+        want = m.predict(x, verbose=0)
+
+        def work(k):
+            return float(np.abs(m.predict(x * k, verbose=0) - want * k).max())
+
+        with mp.get_context("fork").Pool(2) as pool:
+            print(max(pool.map(work, [0, 1, 2, 3], chunksize=1)) < 1e-4)
+        """
+    )
+    assert out.strip() == "True"

@@ -8,7 +8,13 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::error::{invalid, Result};
 
-static POOL: RwLock<Option<Arc<ThreadPool>>> = RwLock::new(None);
+/// The pool and the process that started its threads.
+struct Pool {
+    threads: Arc<ThreadPool>,
+    pid: u32,
+}
+
+static POOL: RwLock<Option<Pool>> = RwLock::new(None);
 
 /// Threads used when the user has not chosen: `FERRONET_NUM_THREADS`, else every core.
 fn default_threads() -> usize {
@@ -28,18 +34,28 @@ fn build(n: usize) -> Result<Arc<ThreadPool>> {
         .map_err(|e| invalid(format!("could not start {n} worker threads: {e}")))
 }
 
-/// The current pool, built on first use.
+/// The current pool, built on first use, and again in a forked child: `fork()` copies the pool
+/// but not its threads, so work sent to it there would wait for ever.
 pub fn pool() -> Arc<ThreadPool> {
-    if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        return p.clone();
+    let pid = std::process::id();
+    if let Some(p) = POOL.read().unwrap_or_else(|e| e.into_inner()).as_ref().filter(|p| p.pid == pid) {
+        return p.threads.clone();
     }
     let mut guard = POOL.write().unwrap_or_else(|e| e.into_inner());
-    if let Some(p) = guard.as_ref() {
-        return p.clone();
+    if let Some(p) = guard.as_ref().filter(|p| p.pid == pid) {
+        return p.threads.clone();
     }
-    let p = build(default_threads()).or_else(|_| build(1)).expect("a one-thread pool can always be built");
-    *guard = Some(p.clone());
-    p
+    // A pool from before fork() keeps its size; it is never dropped here, since dropping would
+    // signal worker threads that do not exist in this process.
+    let inherited = guard.take().map(|p| {
+        let n = p.threads.current_num_threads();
+        std::mem::forget(p);
+        n
+    });
+    let n = inherited.unwrap_or_else(default_threads);
+    let threads = build(n).or_else(|_| build(1)).expect("a one-thread pool can always be built");
+    *guard = Some(Pool { threads: threads.clone(), pid });
+    threads
 }
 
 /// Replaces the pool with one of `n` threads. Work already running keeps its old pool.
@@ -47,8 +63,12 @@ pub fn set_num_threads(n: usize) -> Result<()> {
     if n == 0 {
         return Err(invalid("set_num_threads: n must be at least 1"));
     }
-    let p = build(n)?;
-    *POOL.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    let threads = build(n)?;
+    let pid = std::process::id();
+    let old = POOL.write().unwrap_or_else(|e| e.into_inner()).replace(Pool { threads, pid });
+    if let Some(old) = old.filter(|p| p.pid != pid) {
+        std::mem::forget(old);
+    }
     Ok(())
 }
 
