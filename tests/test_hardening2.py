@@ -267,3 +267,22 @@ def test_multiprocessing_fork_pool_uses_a_model_built_in_the_parent():
         """
     )
     assert out.strip() == "True"
+
+
+def test_fit_from_a_callback_of_fit_on_the_same_model_is_refused():
+    m = small_model()
+    x, y = regression_data()
+    batches = []
+
+    class Nested(fn.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            batches.append(batch)
+            if batch == 1:
+                self.model.fit(x, y, epochs=1, verbose=0)
+
+    with pytest.raises(RuntimeError, match="callback of a running fit"):
+        m.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[Nested()])
+    assert batches == [0, 1]
+    # The outer fit released the model: training works again, whole epochs.
+    m.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert m._core.steps_done == 8

@@ -10,7 +10,8 @@
 //! - A training slice yields between steps as soon as another thread waits for the model, so a
 //!   prediction during `fit` waits for one step, not a whole slice, and sees the weights as they
 //!   are between two steps.
-//! - One thread at a time may run `fit` on a model (`trainer`).
+//! - One `fit` at a time runs on a model (`trainer`): not two threads, nor a callback of a
+//!   running `fit`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -133,19 +134,25 @@ impl Shared {
         })
     }
 
-    /// Marks the calling thread as the one training the model; refuses a second trainer.
+    /// Marks the calling thread as the one training the model; refuses a second trainer, and a
+    /// `fit` nested in a callback of the running one.
     pub fn begin_fit(&self) -> PyResult<()> {
         let me = std::thread::current().id();
         let mut trainer = self.trainer.lock().unwrap_or_else(PoisonError::into_inner);
         match *trainer {
-            Some(other) if other != me => Err(PyRuntimeError::new_err(
-                "fit() is already running on this model in another thread; one model trains in one \
-                 thread at a time (other threads may predict, evaluate or save meanwhile)",
-            )),
-            _ => {
+            None => {
                 *trainer = Some(me);
                 Ok(())
             }
+            // Nested training would run the inner epochs inside the outer one's and cut it short.
+            Some(t) if t == me => Err(PyRuntimeError::new_err(
+                "fit() was called from a callback of a running fit() on the same model; training \
+                 cannot be nested (predict and evaluate may be called from callbacks)",
+            )),
+            Some(_) => Err(PyRuntimeError::new_err(
+                "fit() is already running on this model in another thread; one model trains in one \
+                 thread at a time (other threads may predict, evaluate or save meanwhile)",
+            )),
         }
     }
 
