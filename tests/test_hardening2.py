@@ -286,3 +286,64 @@ def test_fit_from_a_callback_of_fit_on_the_same_model_is_refused():
     # The outer fit released the model: training works again, whole epochs.
     m.fit(x, y, epochs=1, batch_size=32, verbose=0)
     assert m._core.steps_done == 8
+
+
+# -- set_weights ---------------------------------------------------------------------------
+def nested_model():
+    inner = fn.Sequential([layers.Input((4,)), layers.Dense(5, activation="tanh"), layers.Dense(4)])
+    x = layers.Input((4,))
+    return fn.Model(x, layers.Dense(2)(inner(x)))
+
+
+def test_set_weights_changes_nothing_when_any_array_is_wrong():
+    for m in (small_model(), nested_model()):
+        before = m.get_weights()
+        for k in range(len(before)):
+            bad = [w + 1 for w in before]
+            bad[k] = np.zeros((7, 7), np.float32)
+            with pytest.raises(ValueError, match="shape"):
+                m.set_weights(bad)
+            bad[k] = np.array(["x"] * before[k].size).reshape(before[k].shape)
+            with pytest.raises(TypeError):
+                m.set_weights(bad)
+            with pytest.raises(ValueError):
+                m.set_weights(bad[:k])
+            assert all(np.array_equal(a, b) for a, b in zip(before, m.get_weights()))
+        m.set_weights([w + 1 for w in before])
+        assert all(np.array_equal(a + 1, b) for a, b in zip(before, m.get_weights()))
+
+
+def test_layer_set_weights_changes_nothing_on_a_wrong_shape():
+    m = nested_model()
+    before = m.get_weights()
+    for la in (m.layers[1], m.layers[1].layers[1], m.layers[2]):
+        current = la.get_weights()
+        bad = [w + 1 for w in current]
+        bad[-1] = np.zeros(99, np.float32)
+        with pytest.raises(ValueError):
+            la.set_weights(bad)
+    assert all(np.array_equal(a, b) for a, b in zip(before, m.get_weights()))
+
+
+def test_no_thread_sees_half_of_a_set_weights():
+    m = small_model()
+    x, _ = regression_data(8)
+    a = m.get_weights()
+    b = [w * -2 + 0.5 for w in a]
+    want = []
+    for ws in (a, b):
+        m.set_weights(ws)
+        want.append(m.predict(x, verbose=0))
+    stop = []
+
+    def swap():
+        for k in range(300):
+            m.set_weights(a if k % 2 else b)
+        stop.append(True)
+
+    def predict():
+        while not stop:
+            out = m.predict(x, verbose=0)
+            assert any(np.array_equal(out, w) for w in want)
+
+    run_threads(swap, predict)

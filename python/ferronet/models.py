@@ -777,10 +777,8 @@ class Model(Layer):
                 raise ValueError(
                     f"set_weights: weight #{k} has shape {c.shape}; got an array of shape {w.shape}"
                 )
-        pos = 0
-        for la, count in targets:
-            self._set_layer_weights(la, weights[pos : pos + count])
-            pos += count
+        # One engine call: no other thread sees some layers updated and others not.
+        self._core.set_weights([i for la, _ in targets for i in self._layer_indices(la)], weights)
 
     def _layer_indices(self, layer: Layer) -> list[int]:
         idx = self._slots.get(id(layer))
