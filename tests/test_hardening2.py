@@ -347,3 +347,38 @@ def test_no_thread_sees_half_of_a_set_weights():
             assert any(np.array_equal(out, w) for w in want)
 
     run_threads(swap, predict)
+
+
+# -- class_weight ----------------------------------------------------------------------------
+def test_class_weight_memory_does_not_depend_on_class_indices():
+    out = run_isolated(
+        """
+        import numpy as np, ferronet as fn
+        from ferronet import layers
+        m = fn.Sequential([layers.Input((4,)), layers.Dense(3, activation="softmax")])
+        m.compile("sgd", "sparse_categorical_crossentropy")
+        x, y = np.ones((6, 4), np.float32), np.array([0, 1, 2, 0, 1, 2])
+        m.fit(x, y, class_weight={10**9: 1.0, 1: 2.0}, verbose=0)
+        try:
+            m.fit(x, np.array([0, 1, 2, 0, 1, 10**9]), class_weight={0: 2.0}, verbose=0)
+        except ValueError as e:
+            print("ValueError", "labels" in str(e))
+        """,
+        address_space_gb=2,
+    )
+    assert out.split() == ["ValueError", "True"]
+
+
+def test_class_weight_scales_each_class_and_checks_its_values():
+    m = fn.Sequential([layers.Input((4,)), layers.Dense(3, activation="softmax")])
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = rng.normal(size=(6, 4)).astype(np.float32), np.array([0, 1, 2, 2, 1, 0])
+    base = m.evaluate(x, y, verbose=0)
+    per_sample = -np.log(m.predict(x, verbose=0)[np.arange(6), y])
+    w = np.array([1.0, 3.0, 0.5])[y]
+    weighted = m.train_on_batch(x, y, class_weight={1: 3.0, 2: 0.5, 7: 9.0})
+    np.testing.assert_allclose(base, per_sample.mean(), rtol=1e-5)
+    np.testing.assert_allclose(weighted, (w * per_sample).mean(), rtol=1e-5)
+    for bad in ({-1: 1.0}, {"a": 1.0}, {0: float("nan")}, {0: -1.0}, {0: "x"}):
+        with pytest.raises(ValueError, match="class_weight"):
+            m.fit(x, y, class_weight=bad, verbose=0)

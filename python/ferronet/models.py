@@ -486,16 +486,18 @@ class Model(Layer):
     def _class_weights(class_weight, y: np.ndarray, w, what: str):
         if not isinstance(class_weight, dict):
             raise TypeError(f"{what}: class_weight must be a dict {{class: weight}}")
-        n = y.shape[0]
-        # Binary or sparse targets name the class directly; one-hot targets by their argmax.
-        classes = np.rint(y[:, 0]).astype(np.int64) if y.shape[1] == 1 else y.argmax(axis=1)
-        size = max(int(classes.max()) + 1, *(int(c) + 1 for c in class_weight)) if n else 1
-        lookup = np.ones(size, dtype=np.float32)
         for c, v in class_weight.items():
             if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
                 raise ValueError(f"{what}: class_weight keys must be class indices; got {c!r}")
-            lookup[int(c)] = float(v)
-        cw = lookup[np.clip(classes, 0, size - 1)]
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not 0 <= v < np.inf:
+                raise ValueError(f"{what}: class_weight values must be finite and >= 0; got {v!r} ({c})")
+        # Binary or sparse targets name the class directly; one-hot targets by their argmax.
+        classes = np.rint(y[:, 0]) if y.shape[1] == 1 else y.argmax(axis=1)
+        # One weight per class present (at most one per sample): memory never depends on the
+        # size of a class index, and labels out of range are left to the label check.
+        present, inverse = np.unique(classes, return_inverse=True)
+        table = [class_weight.get(int(c), 1.0) if np.isfinite(c) else 1.0 for c in present]
+        cw = np.asarray(table, dtype=np.float32)[inverse.reshape(-1)]
         return cw if w is None else w * cw
 
     def _prepare_xy(self, x, y, what: str, sample_weight=None, class_weight=None):
