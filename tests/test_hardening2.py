@@ -4,6 +4,8 @@ files rejected cheaply, and the small argument checks."""
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -382,3 +384,78 @@ def test_class_weight_scales_each_class_and_checks_its_values():
     for bad in ({-1: 1.0}, {"a": 1.0}, {0: float("nan")}, {0: -1.0}, {0: "x"}):
         with pytest.raises(ValueError, match="class_weight"):
             m.fit(x, y, class_weight=bad, verbose=0)
+
+
+# -- saving ----------------------------------------------------------------------------------
+def temporaries(directory):
+    return [p.name for p in directory.iterdir() if ".ferronet-tmp." in p.name]
+
+
+def test_saves_honour_the_umask_and_keep_an_existing_mode(tmp_path):
+    m = small_model()
+    old = os.umask(0o027)
+    try:
+        m.save(tmp_path / "new.ferronet")
+        m.save_weights(tmp_path / "new.weights")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.ferronet").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(tmp_path / "new.weights").st_mode) == 0o640
+    os.chmod(tmp_path / "new.ferronet", 0o604)
+    m.save(tmp_path / "new.ferronet")
+    assert stat.S_IMODE(os.stat(tmp_path / "new.ferronet").st_mode) == 0o604
+
+
+def test_a_save_through_a_symlink_replaces_its_target(tmp_path):
+    m, x = small_model(), regression_data(4)[0]
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "link.ferronet"
+    link.symlink_to(tmp_path / "real" / "model.ferronet")  # dangling until the first save
+    m.save(link)
+    m.set_weights([w + 1 for w in m.get_weights()])
+    m.save(link)
+    assert link.is_symlink()
+    back = fn.models.load_model(tmp_path / "real" / "model.ferronet")
+    np.testing.assert_array_equal(back.predict(x, verbose=0), m.predict(x, verbose=0))
+
+
+def test_a_read_only_file_is_not_overwritten(tmp_path):
+    m = small_model()
+    path = tmp_path / "frozen.ferronet"
+    m.save(path)
+    before = path.read_bytes()
+    os.chmod(path, 0o444)
+    m.set_weights([w + 1 for w in m.get_weights()])
+    with pytest.raises(PermissionError, match="read-only"):
+        m.save(path)
+    with pytest.raises(PermissionError):
+        m.save_weights(path)
+    assert path.read_bytes() == before and not temporaries(tmp_path)
+
+
+def test_a_failed_write_leaves_no_temporary_file_and_the_old_file_intact(tmp_path):
+    out = run_isolated(
+        f"""
+        import os, pathlib, signal, numpy as np, ferronet as fn
+        from ferronet import layers
+        path = pathlib.Path({str(tmp_path)!r}) / "m.ferronet"
+        fn.Sequential([layers.Input((4,)), layers.Dense(2)]).save(path)
+        before = path.read_bytes()
+        big = fn.Sequential([layers.Input((4,)), layers.Dense(300_000)])
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, like a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+        try:
+            big.save(path)
+        except OSError as e:
+            print("OSError")
+        print(path.read_bytes() == before, [p.name for p in path.parent.iterdir()])
+        """
+    )
+    assert out.splitlines() == ["OSError", "True ['m.ferronet']"]
+
+
+def test_a_save_removes_temporary_files_of_killed_saves(tmp_path):
+    stale = tmp_path / ".m.ferronet.ferronet-tmp.4294967295.0"
+    stale.write_bytes(b"x" * 1000)
+    small_model().save(tmp_path / "m.ferronet")
+    assert not temporaries(tmp_path)

@@ -13,6 +13,9 @@ pub enum Error {
     /// A file to read does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A file may not be written (no write permission, or read-only).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Reading or writing a file failed.
     #[error("{0}")]
     Io(String),

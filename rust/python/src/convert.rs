@@ -6,7 +6,7 @@ use ferronet_core::model::Slices;
 use ferronet_core::{Dataset, Error};
 use numpy::{PyArrayDyn, PyReadonlyArrayDyn, PyReadwriteArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{
-    PyFileNotFoundError, PyKeyboardInterrupt, PyMemoryError, PyOSError, PyRuntimeError, PyValueError,
+    PyFileNotFoundError, PyKeyboardInterrupt, PyMemoryError, PyOSError, PyPermissionError, PyRuntimeError, PyValueError,
 };
 use pyo3::prelude::*;
 
@@ -22,6 +22,7 @@ pub fn to_py(e: Error) -> PyErr {
     match e {
         Error::InvalidArgument(m) | Error::InvalidState(m) => PyValueError::new_err(m),
         Error::NotFound(m) => PyFileNotFoundError::new_err(m),
+        Error::PermissionDenied(m) => PyPermissionError::new_err(m),
         Error::Io(m) => PyOSError::new_err(m),
         Error::Interrupted => PyKeyboardInterrupt::new_err("training interrupted"),
     }
