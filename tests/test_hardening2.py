@@ -4,6 +4,7 @@ files rejected cheaply, and the small argument checks."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -459,3 +460,122 @@ def test_a_save_removes_temporary_files_of_killed_saves(tmp_path):
     stale.write_bytes(b"x" * 1000)
     small_model().save(tmp_path / "m.ferronet")
     assert not temporaries(tmp_path)
+
+
+# -- hostile model files ---------------------------------------------------------------------
+def saved_model_files(directory):
+    """A compiled, trained Sequential and Functional model saved under ``directory``."""
+    seq = small_model()
+    seq.compile("adam", "mse", metrics=["mae"])
+    x, y = regression_data(16)
+    seq.fit(x, y, verbose=0)
+    inp = layers.Input((4,))
+    func = fn.Model(inp, layers.Dense(2)(layers.Dense(3, activation="relu")(inp)))
+    func.compile("sgd", "mse")
+    paths = [directory / "seq.ferronet", directory / "func.ferronet"]
+    seq.save(paths[0])
+    func.save(paths[1])
+    return paths
+
+
+def rewrite(src, dst, **entries):
+    """A copy of model file ``src`` at ``dst`` with metadata ``entries`` replaced (JSON-encoded
+    unless given as text)."""
+    tensors, meta = fn._core.read_tensor_file(str(src))
+    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in entries.items()})
+    fn._core.write_tensor_file(str(dst), list(tensors.items()), meta)
+    return dst
+
+
+def test_malformed_configs_raise_value_error_naming_file_and_entry(tmp_path):
+    seq, func = saved_model_files(tmp_path)
+    bad = tmp_path / "bad.ferronet"
+    _, meta = fn._core.read_tensor_file(str(seq))
+    model_config, compile_config = json.loads(meta["model_config"]), json.loads(meta["compile_config"])
+    _, fmeta = fn._core.read_tensor_file(str(func))
+    func_config = json.loads(fmeta["model_config"])
+
+    def layer_class(config, k, name):
+        config = json.loads(json.dumps(config))
+        config["layers"][k]["class_name"] = name
+        return config
+
+    cases = []
+    for name in ("Input", "get", "__builtins__", "Layer", "InputLayer", "Functional", "Optimizer"):
+        cases.append((seq, "model_config", {"model_config": layer_class(model_config, 0, name)}))
+        cases.append((func, "model_config", {"model_config": layer_class(func_config, 1, name)}))
+        for field in ("optimizer", "loss"):
+            cc = {**compile_config, field: {"class_name": name, "config": {}}}
+            cases.append((seq, "compile_config", {"compile_config": cc}))
+        if name != "Functional":  # a valid class: the config is then what does not fit
+            cases.append((seq, "model_class", {"model_class": name}))
+    cases += [
+        (seq, "compile_config", {"compile_config": {}}),
+        (seq, "compile_config", {"compile_config": []}),
+        (seq, "model_config", {"model_config": []}),
+        (seq, "model_config", {"model_config": "[" * 100_000 + "]" * 100_000}),
+        (seq, "compile_config", {"compile_config": '{"a":' * 5_000 + "1" + "}" * 5_000}),
+        (seq, "weight_order", {"weight_order": {"a": 1}}),
+        (seq, "optimizer_slots", {"optimizer_slots": ["m", "nope"]}),
+        (seq, "optimizer_iterations", {"optimizer_iterations": "-1x"}),
+        (seq, "rng_state", {"rng_state": "[1]"}),
+    ]
+    for src, field, entries in cases:
+        rewrite(src, bad, **entries)
+        with pytest.raises(ValueError) as info:
+            fn.models.load_model(bad)
+        assert "bad.ferronet" in str(info.value), (field, info.value)
+        if "weights do not match" not in str(info.value):
+            assert field in str(info.value) or "model class" in str(info.value), (field, info.value)
+
+
+def test_a_mutation_fuzz_of_model_files_raises_only_value_error(tmp_path):
+    saved_model_files(tmp_path)
+    out = run_isolated(
+        f"""
+        import collections, copy, json, pathlib, random
+        import ferronet as fn
+        random.seed(12)
+        directory = pathlib.Path({str(tmp_path)!r})
+        values = [None, "", "Input", "get", "__builtins__", "Layer", -1, 0, 2.5, float("nan"), [],
+                  {{}}, True, [1, 2], {{"class_name": "Dense"}}, ["x", 0, 0],
+                  {{"class_name": "Layer", "config": {{}}}}]
+        def nodes(obj, path=()):
+            yield path
+            items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+            for k, v in items:
+                yield from nodes(v, path + (k,))
+        outcomes = collections.Counter()
+        for name in ("seq", "func"):
+            tensors, meta = fn._core.read_tensor_file(str(directory / f"{{name}}.ferronet"))
+            for _ in range(150):
+                entries = ["model_config"] * 3 + ["compile_config", "weight_order", "optimizer_slots"]
+                key = random.choice(entries)
+                mutated = dict(meta)
+                if key not in mutated:
+                    continue
+                obj = json.loads(mutated[key])
+                path = random.choice(list(nodes(obj)))
+                if not path:
+                    obj = copy.deepcopy(random.choice(values))
+                else:
+                    parent = obj
+                    for p in path[:-1]:
+                        parent = parent[p]
+                    if random.random() < 0.3:
+                        del parent[path[-1]]
+                    else:
+                        parent[path[-1]] = copy.deepcopy(random.choice(values))
+                mutated[key] = json.dumps(obj)
+                fn._core.write_tensor_file(str(directory / "mutant.ferronet"), list(tensors.items()), mutated)
+                try:
+                    fn.models.load_model(directory / "mutant.ferronet")
+                    outcomes["loaded"] += 1
+                except ValueError as e:
+                    outcomes["ValueError" if "mutant.ferronet" in str(e) else "unnamed"] += 1
+                except Exception as e:
+                    outcomes[type(e).__name__] += 1
+        print(sorted(outcomes))
+        """
+    )
+    assert out.strip() in ("['ValueError', 'loaded']", "['ValueError']")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ def _deserialize_from(module, names: list[str], entry: dict[str, Any], kind: str
     if not isinstance(entry, dict) or "class_name" not in entry:
         raise ValueError(f"corrupted model file: bad {kind} entry {entry!r}")
     name = entry["class_name"]
-    if name not in names:
+    if name not in names or not isinstance(getattr(module, name), type):
         raise ValueError(f"corrupted model file: unknown {kind} class '{name}'")
     return getattr(module, name).from_config(entry.get("config", {}))
 
@@ -125,25 +126,58 @@ def save_model(model, filepath, overwrite: bool = True, include_optimizer: bool 
     _core.write_tensor_file(path, [(n, np.ascontiguousarray(a, dtype=np.float32)) for n, a in tensors], meta)
 
 
+# Deepest nesting of JSON a model file may hold (a model nested in another adds about ten).
+MAX_JSON_DEPTH = 100
+
+
+def _json_entry(meta: dict[str, str], field: str):
+    """Metadata entry ``field`` parsed as JSON, refused past ``MAX_JSON_DEPTH`` levels before
+    the parser recurses."""
+    text = meta[field]
+    depth = deepest = 0
+    for bracket in re.findall(r"[][{}]", re.sub(r'"(?:[^"\\]|\\.)*"', "", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested {deepest} levels deep (at most {MAX_JSON_DEPTH})")
+    return json.loads(text)
+
+
 def load_model(filepath, compile: bool = True):
     """Rebuilds a model saved by ``model.save``: architecture, weights and, with ``compile``, the
-    optimizer, loss, metrics and optimizer state (training resumes where it stopped)."""
-    from .models import Functional, Sequential
+    optimizer, loss, metrics and optimizer state (training resumes where it stopped).
 
+    Any malformed content raises ``ValueError`` naming the file and the metadata entry."""
     path = os.fspath(filepath)
     tensors, meta = _core.read_tensor_file(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a ferronet model file (a weights file loads with load_weights)")
+    field = ["model_config"]  # the entry being read, for the message
     try:
-        config = json.loads(meta["model_config"])
-        order = json.loads(meta["weight_order"])
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"{path}: corrupted model metadata ({e})") from None
+        return _rebuild(path, tensors, meta, compile, field)
+    except MemoryError:
+        raise
+    except Exception as e:  # any failure here comes from the file's content
+        if isinstance(e, ValueError) and str(path) in str(e):
+            raise
+        raise ValueError(
+            f"{path}: corrupted model file: bad '{field[0]}' ({type(e).__name__}: {e})"
+        ) from None
+
+
+def _rebuild(path, tensors, meta, compile: bool, field: list):
+    from .models import Functional, Sequential
+
+    config = _json_entry(meta, "model_config")
+    field[0] = "weight_order"
+    order = _json_entry(meta, "weight_order")
+    field[0] = "model_class"
     cls = {"Sequential": Sequential, "Functional": Functional}.get(meta.get("model_class", "Sequential"))
     if cls is None:
         raise ValueError(
             f"{path}: corrupted model metadata (unknown model class {meta.get('model_class')!r})"
         )
+    field[0] = "model_config"
     model = cls.from_config(config)
     if not model.built:
         model.build()
@@ -152,12 +186,15 @@ def load_model(filepath, compile: bool = True):
     ):
         raise ValueError(f"{path}: the weights do not match the saved architecture")
     model._claim()
-    for i, n in enumerate(order):
-        model._core.set_weight(i, np.ascontiguousarray(tensors[n], dtype=np.float32))
+    model._core.set_weights(
+        list(range(len(order))), [np.ascontiguousarray(tensors[n], np.float32) for n in order]
+    )
+    field[0] = "rng_state"
     if "rng_state" in meta:
         model._core.rng_state = meta["rng_state"]
     if compile and "compile_config" in meta:
-        cc = json.loads(meta["compile_config"])
+        field[0] = "compile_config"
+        cc = _json_entry(meta, "compile_config")
         model.compile(
             optimizer=_deserialize_from(optimizers, optimizers.__all__, cc["optimizer"], "optimizer"),
             loss=_deserialize_tree(cc["loss"], losses, "loss"),
@@ -165,7 +202,10 @@ def load_model(filepath, compile: bool = True):
             metrics=_deserialize_tree(cc["metrics"], metrics_module, "metric"),
         )
         if "optimizer_iterations" in meta:
-            slot_names = json.loads(meta["optimizer_slots"])
+            field[0] = "optimizer_iterations"
+            iterations = int(meta["optimizer_iterations"])
+            field[0] = "optimizer_slots"
+            slot_names = _json_entry(meta, "optimizer_slots")
             state = [(n, tensors[f"optimizer/{n}"]) for n in slot_names]
-            model._core.set_optimizer_state(int(meta["optimizer_iterations"]), state)
+            model._core.set_optimizer_state(iterations, state)
     return model
