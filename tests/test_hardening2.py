@@ -579,3 +579,67 @@ def test_a_mutation_fuzz_of_model_files_raises_only_value_error(tmp_path):
         """
     )
     assert out.strip() in ("['ValueError', 'loaded']", "['ValueError']")
+
+
+# -- small argument checks -------------------------------------------------------------------
+def test_a_huge_thread_count_is_refused_at_once():
+    out = run_isolated(
+        """
+        import os, time, warnings
+        os.environ["FERRONET_NUM_THREADS"] = str(10**12)
+        start = time.time()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import ferronet as fn
+        print([str(w.message).split(";")[0] for w in caught if w.category is RuntimeWarning] == [
+            'FERRONET_NUM_THREADS="1000000000000" is not a whole number from 1 to 1024'
+        ])
+        print(fn.get_num_threads() == os.cpu_count(), time.time() - start < 10)
+        try:
+            fn.set_num_threads(10**6)
+        except ValueError as e:
+            print("ValueError", "1024" in str(e))
+        """,
+        timeout=30,
+    )
+    assert out.split() == ["True", "True", "True", "ValueError", "True"]
+
+
+def test_reshape_refuses_non_integer_sizes():
+    for bad in ((2.5, 2), (2, 0), (-1, -1), (), (True, 2)):
+        with pytest.raises(ValueError, match="target_shape"):
+            layers.Reshape(bad)
+    with pytest.raises(TypeError, match="target_shape"):
+        layers.Reshape(4)
+    assert layers.Reshape((np.int64(2), -1)).target_shape == (2, -1)
+
+
+def test_an_infinite_learning_rate_names_learning_rate():
+    for make in (
+        lambda: fn.optimizers.Adam(learning_rate=float("inf")),
+        lambda: fn.optimizers.SGD(learning_rate=float("nan")),
+        lambda: fn.optimizers.schedules.ExponentialDecay(float("inf"), 10, 0.9),
+    ):
+        with pytest.raises(ValueError, match="learning_rate.*finite"):
+            make()
+    with pytest.raises(ValueError, match="clipnorm"):
+        fn.optimizers.Adam(clipnorm=float("inf"))
+
+
+def test_an_out_of_range_label_is_reported_exactly():
+    m = fn.Sequential([layers.Input((4,)), layers.Dense(3, activation="softmax")])
+    m.compile("sgd", "sparse_categorical_crossentropy")
+    x = np.ones((3, 4), np.float32)
+    for y, shown in (([0, 16777217, 1], "16777217"), (np.array([0, 2.5, 1]), "2.5"), ([0, -1, 1], "-1")):
+        with pytest.raises(ValueError, match=f"found {shown}$"):
+            m.fit(x, y, verbose=0)
+
+
+def test_bytes_and_pathlike_paths_save_and_load(tmp_path):
+    m, x = small_model(), regression_data(4)[0]
+    m.save(os.fsencode(tmp_path / "m.ferronet"))
+    m.save_weights(os.fsencode(tmp_path / "w.weights"))
+    for path in (os.fsencode(tmp_path / "m.ferronet"), tmp_path / "m.ferronet"):
+        back = fn.models.load_model(path)
+        np.testing.assert_array_equal(back.predict(x, verbose=0), m.predict(x, verbose=0))
+    back.load_weights(os.fsencode(tmp_path / "w.weights"))

@@ -47,6 +47,23 @@ def _as_float32(name: str, a) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def _check_labels(labels: np.ndarray, classes: int, label: str, what: str) -> None:
+    """Class labels checked as given, before float32 (exact for integers up to 2**24 only) can
+    change the one a message would show."""
+    flat = labels.reshape(-1)
+    if flat.dtype.kind not in "iuf" or flat.size == 0:
+        return
+    bad = (flat < 0) | (flat >= classes)
+    if flat.dtype.kind == "f":
+        bad |= flat != np.floor(flat)
+    if bad.any():
+        found = flat[np.argmax(bad)].item()
+        raise ValueError(
+            f"{what}: labels{label} must be integers in [0, {classes}) for an output of {classes} units; "
+            f"found {found!r}"
+        )
+
+
 def _verbosity(verbose) -> int:
     if verbose == "auto":
         return 1
@@ -430,7 +447,10 @@ class Model(Layer):
             label = f" for output '{names[k]}'" if len(names) > 1 else ""
             if a is None:
                 raise ValueError(f"{what}: y{label} is required (the output has a loss)")
-            out.append(self._prepare_target(_as_float32("y", a), n, k, lo, label, what))
+            y = _as_float32("y", a)
+            if lo.is_sparse:
+                _check_labels(np.asarray(a), int(np.prod(self._core.output_shapes[k])), label, what)
+            out.append(self._prepare_target(y, n, k, lo, label, what))
         return out
 
     def _prepare_target(self, y: np.ndarray, n: int, k: int, lo, label: str, what: str) -> np.ndarray:
@@ -831,7 +851,7 @@ class Model(Layer):
         save never destroys a previous file."""
         self._require_built("save_weights")
         self._claim()
-        path = os.fspath(filepath)
+        path = os.fsdecode(filepath)
         if not overwrite and os.path.exists(path):
             raise FileExistsError(f"save_weights: {path} exists and overwrite=False")
         self._core.save_weights(path, {"format": "ferronet-weights", "version": "1"})
@@ -841,7 +861,7 @@ class Model(Layer):
         a missing, truncated or foreign file raises and leaves the weights unchanged."""
         self._require_built("load_weights")
         self._claim()
-        self._core.load_weights(os.fspath(filepath))
+        self._core.load_weights(os.fsdecode(filepath))
 
     def count_params(self) -> int:
         """Total number of weights."""

@@ -100,7 +100,7 @@ def _compile_config(model) -> dict[str, Any] | None:
 
 def save_model(model, filepath, overwrite: bool = True, include_optimizer: bool = True) -> None:
     model._require_built("save")
-    path = os.fspath(filepath)
+    path = os.fsdecode(filepath)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"save: {path} exists and overwrite=False")
     core = model._core
@@ -148,7 +148,7 @@ def load_model(filepath, compile: bool = True):
     optimizer, loss, metrics and optimizer state (training resumes where it stopped).
 
     Any malformed content raises ``ValueError`` naming the file and the metadata entry."""
-    path = os.fspath(filepath)
+    path = os.fsdecode(filepath)
     tensors, meta = _core.read_tensor_file(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a ferronet model file (a weights file loads with load_weights)")

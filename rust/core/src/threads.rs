@@ -16,13 +16,31 @@ struct Pool {
 
 static POOL: RwLock<Option<Pool>> = RwLock::new(None);
 
-/// Threads used when the user has not chosen: `FERRONET_NUM_THREADS`, else every core.
+/// The most worker threads a pool may have: more is a typo, not a machine, and starting a
+/// huge number of threads takes minutes before it fails.
+pub const MAX_THREADS: usize = 1024;
+
+/// Threads used when the user has not chosen: `FERRONET_NUM_THREADS`, else every core; and,
+/// when the variable is set but unusable, why it was ignored.
+pub fn env_threads() -> (usize, Option<String>) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match std::env::var("FERRONET_NUM_THREADS") {
+        Ok(v) if !v.trim().is_empty() => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_THREADS).contains(&n) => (n, None),
+            _ => (
+                cores,
+                Some(format!(
+                    "FERRONET_NUM_THREADS={v:?} is not a whole number from 1 to {MAX_THREADS}; using {cores} \
+                     threads (every core)"
+                )),
+            ),
+        },
+        _ => (cores, None),
+    }
+}
+
 fn default_threads() -> usize {
-    std::env::var("FERRONET_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    env_threads().0
 }
 
 fn build(n: usize) -> Result<Arc<ThreadPool>> {
@@ -60,8 +78,8 @@ pub fn pool() -> Arc<ThreadPool> {
 
 /// Replaces the pool with one of `n` threads. Work already running keeps its old pool.
 pub fn set_num_threads(n: usize) -> Result<()> {
-    if n == 0 {
-        return Err(invalid("set_num_threads: n must be at least 1"));
+    if !(1..=MAX_THREADS).contains(&n) {
+        return Err(invalid(format!("set_num_threads: n must be from 1 to {MAX_THREADS}; got {n}")));
     }
     let threads = build(n)?;
     let pid = std::process::id();
@@ -87,7 +105,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zero_threads_is_rejected() {
+    fn zero_or_too_many_threads_are_rejected_at_once() {
         assert!(set_num_threads(0).is_err());
+        let start = std::time::Instant::now();
+        assert!(set_num_threads(MAX_THREADS + 1).is_err());
+        assert!(set_num_threads(usize::MAX).is_err());
+        assert!(start.elapsed().as_secs() < 1);
     }
 }

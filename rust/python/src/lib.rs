@@ -26,6 +26,12 @@ fn get_num_threads() -> PyResult<usize> {
     guard(|| Ok(ferronet_core::threads::num_threads()))
 }
 
+/// Why `FERRONET_NUM_THREADS` was ignored, if it is set but unusable (warned at import).
+#[pyfunction]
+fn num_threads_warning() -> PyResult<Option<String>> {
+    guard(|| Ok(ferronet_core::threads::env_threads().1))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FerronetError", m.py().get_type::<FerronetError>())?;
@@ -37,5 +43,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tensor_file::write_tensor_file, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(num_threads_warning, m)?)?;
     Ok(())
 }
