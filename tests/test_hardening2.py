@@ -539,7 +539,7 @@ def test_a_mutation_fuzz_of_model_files_raises_only_value_error(tmp_path):
         directory = pathlib.Path({str(tmp_path)!r})
         values = [None, "", "Input", "get", "__builtins__", "Layer", -1, 0, 2.5, float("nan"), [],
                   {{}}, True, [1, 2], {{"class_name": "Dense"}}, ["x", 0, 0],
-                  {{"class_name": "Layer", "config": {{}}}}]
+                  {{"class_name": "Layer", "config": {{}}}}, 10**12, 2**62, 2 * 10**7]
         def nodes(obj, path=()):
             yield path
             items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
@@ -576,7 +576,8 @@ def test_a_mutation_fuzz_of_model_files_raises_only_value_error(tmp_path):
                 except Exception as e:
                     outcomes[type(e).__name__] += 1
         print(sorted(outcomes))
-        """
+        """,
+        address_space_gb=3,
     )
     assert out.strip() in ("['ValueError', 'loaded']", "['ValueError']")
 
@@ -643,3 +644,75 @@ def test_bytes_and_pathlike_paths_save_and_load(tmp_path):
         back = fn.models.load_model(path)
         np.testing.assert_array_equal(back.predict(x, verbose=0), m.predict(x, verbose=0))
     back.load_weights(os.fsencode(tmp_path / "w.weights"))
+
+
+# -- sizes: checked arithmetic and allocations that may fail ---------------------------------
+def test_impossible_sizes_raise_instead_of_aborting():
+    out = run_isolated(
+        """
+        import numpy as np, ferronet as fn
+        from ferronet import layers
+        def attempt(make):
+            try:
+                make()
+                print("built")
+            except (MemoryError, ValueError) as e:
+                print(type(e).__name__)
+        attempt(lambda: fn.Sequential([layers.Input((4,)), layers.Dense(10**12)]))
+        attempt(lambda: fn.Sequential([layers.Input((4,)), layers.Dense(2**62, use_bias=False)]))
+        attempt(lambda: fn.Sequential([layers.Input((3, 0xAAAAAAAAAAAAAAAB)), layers.Flatten()]))
+        m = fn.Sequential([layers.Input((4,))])
+        attempt(lambda: m.add(layers.Dense(10**12)))
+        m.add(layers.Dense(2))
+        print(m.count_params(), len(m.layers))
+        """,
+        address_space_gb=2,
+    )
+    assert out.split() == ["MemoryError", "ValueError", "ValueError", "MemoryError", "10", "1"]
+
+
+def test_activations_too_large_for_memory_raise_memory_error_and_the_model_stays_usable():
+    out = run_isolated(
+        """
+        import numpy as np, ferronet as fn
+        from ferronet import layers
+        m = fn.Sequential([layers.Input((1,)), layers.Dense(50_000), layers.Dense(1)])
+        m.compile("sgd", "mse")
+        x, y = np.ones((20_000, 1), np.float32), np.zeros((20_000, 1), np.float32)
+        for call in (lambda: m.predict(x, batch_size=len(x), verbose=0),
+                     lambda: m.evaluate(x, y, batch_size=len(x), verbose=0),
+                     lambda: m.fit(x, y, batch_size=None, verbose=0)):
+            try:
+                call()
+                print("ran")
+            except MemoryError as e:
+                print("MemoryError", "batch_size" in str(e))
+        loss = m.fit(x[:64], y[:64], verbose=0).history["loss"][0]
+        print(m.predict(x[:64], verbose=0).shape, np.isfinite(loss))
+        """,
+        address_space_gb=3,
+    )
+    assert out.splitlines() == ["MemoryError True"] * 3 + ["(64, 1) True"]
+
+
+def test_a_file_cannot_ask_for_more_weights_than_it_holds(tmp_path):
+    seq, _ = saved_model_files(tmp_path)
+    _, meta = fn._core.read_tensor_file(str(seq))
+    config = json.loads(meta["model_config"])
+    for units in (10**12, 2 * 10**7):
+        config["layers"][0]["config"]["units"] = units
+        rewrite(seq, tmp_path / f"huge{units}.ferronet", model_config=config)
+    out = run_isolated(
+        f"""
+        import pathlib, time, ferronet as fn
+        for units in (10**12, 2 * 10**7):
+            start = time.time()
+            try:
+                fn.models.load_model(pathlib.Path({str(tmp_path)!r}) / f"huge{{units}}.ferronet")
+            except ValueError as e:
+                print("ValueError", f"huge{{units}}.ferronet" in str(e), "more weights than" in str(e),
+                      time.time() - start < 5)
+        """,
+        address_space_gb=1.5,
+    )
+    assert out.splitlines() == ["ValueError True True True"] * 2

@@ -1011,7 +1011,7 @@ class Sequential(Model):
             # Known input shape: build now, as Keras does, so weights exist right away.
             try:
                 self.build()
-            except ValueError:
+            except (ValueError, MemoryError):
                 self._layers.pop()
                 if self._layers:
                     self.build()

@@ -171,6 +171,8 @@ def _rebuild(path, tensors, meta, compile: bool, field: list):
     config = _json_entry(meta, "model_config")
     field[0] = "weight_order"
     order = _json_entry(meta, "weight_order")
+    if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
+        raise ValueError("expected a list of tensor names")
     field[0] = "model_class"
     cls = {"Sequential": Sequential, "Functional": Functional}.get(meta.get("model_class", "Sequential"))
     if cls is None:
@@ -178,9 +180,16 @@ def _rebuild(path, tensors, meta, compile: bool, field: list):
             f"{path}: corrupted model metadata (unknown model class {meta.get('model_class')!r})"
         )
     field[0] = "model_config"
-    model = cls.from_config(config)
-    if not model.built:
-        model.build()
+    # The architecture may ask for no more weights than the file holds: a hostile size is
+    # refused before the engine allocates anything.
+    stored = sum(int(a.size) for n, a in tensors.items() if not n.startswith("optimizer/"))
+    previous = _core.set_weight_budget(stored)
+    try:
+        model = cls.from_config(config)
+        if not model.built:
+            model.build()
+    finally:
+        _core.set_weight_budget(previous)
     if list(model._core.weight_shapes) != [list(tensors[n].shape) for n in order if n in tensors] or any(
         n not in tensors for n in order
     ):

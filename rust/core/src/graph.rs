@@ -22,7 +22,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Error, Result};
 use crate::layers::{BackwardPass, ForwardPass, Layer, LayerSpec, Merge, NormKind};
 use crate::params::ParamStore;
 use crate::rng::Stream;
@@ -191,6 +191,7 @@ impl Graph {
                     i.name, i.shape
                 )));
             }
+            checked_width(&i.shape, || format!("input '{}'", i.name))?;
         }
         let mut names = std::collections::HashSet::new();
         for l in &spec.layers {
@@ -226,6 +227,8 @@ impl Graph {
                 None => {
                     let (tensors0, values0) = (params.tensors.len(), params.len());
                     let (op, out) = build_op(lspec, &shapes, params, seed)?;
+                    params.check()?;
+                    checked_width(&out, || format!("the output of layer '{}'", lspec.name()))?;
                     layers[n.layer] = Some(GraphLayer {
                         name: lspec.name().to_string(),
                         op,
@@ -278,7 +281,12 @@ impl Graph {
                 show(input_shapes)
             )));
         }
-        build_op(layer, input_shapes, &mut ParamStore::default(), 0).map(|(_, shape)| shape)
+        for s in input_shapes {
+            checked_width(s, || format!("an input of layer '{}'", layer.name()))?;
+        }
+        let (_, shape) = build_op(layer, input_shapes, &mut ParamStore::dry(), 0)?;
+        checked_width(&shape, || format!("the output of layer '{}'", layer.name()))?;
+        Ok(shape)
     }
 
     /// Freezes (or unfreezes) the layers whose flags are `true` (index = layer), marking their
@@ -333,19 +341,45 @@ impl Graph {
 
     /// Makes sure `ws` holds buffers for `rows` samples.
     pub fn prepare(&self, ws: &mut GraphWorkspace, rows: usize) {
-        if ws.capacity >= rows && ws.outputs.len() == self.nodes.len() {
-            return;
+        if let Err(e) = self.try_prepare(ws, rows) {
+            panic!("{e}");
         }
-        ws.outputs = self.nodes.iter().map(|n| vec![0.0; rows * width(&n.shape)]).collect();
-        ws.grads = self.nodes.iter().map(|n| vec![0.0; rows * width(&n.shape)]).collect();
-        ws.saved = self
-            .nodes
-            .iter()
-            .map(|n| match &self.layers[n.layer].op {
-                Op::Unary(l) => vec![0.0; rows * l.saved_width() + l.saved_extra()],
-                Op::Merge(_) => Vec::new(),
-            })
-            .collect();
+    }
+
+    /// [`Graph::prepare`], failing (with nothing changed) when the sizes overflow or the memory
+    /// cannot be had; callers run it before a pass so that the pass itself never allocates.
+    pub fn try_prepare(&self, ws: &mut GraphWorkspace, rows: usize) -> Result<()> {
+        if ws.capacity >= rows && ws.outputs.len() == self.nodes.len() {
+            return Ok(());
+        }
+        let per_node = |n: &Node| match &self.layers[n.layer].op {
+            Op::Unary(l) => rows.checked_mul(l.saved_width()).and_then(|v| v.checked_add(l.saved_extra())),
+            Op::Merge(_) => Some(0),
+        };
+        let outputs = self.nodes.iter().map(|n| rows.checked_mul(width(&n.shape))).collect::<Option<Vec<_>>>();
+        let saved = self.nodes.iter().map(per_node).collect::<Option<Vec<_>>>();
+        let (Some(outputs), Some(saved), Some(scratch)) = (outputs, saved, rows.checked_mul(self.max_width)) else {
+            return Err(invalid(format!("a batch of {rows} samples is too large for this model's buffers")));
+        };
+        let zeroed = |n: usize| -> Result<Vec<f32>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(n).map_err(|_| {
+                Error::OutOfMemory(format!(
+                    "cannot allocate {} bytes of activations for a batch of {rows} samples; use a smaller \
+                     batch_size",
+                    n.saturating_mul(4)
+                ))
+            })?;
+            v.resize(n, 0.0);
+            Ok(v)
+        };
+        let zeroed_all = |sizes: &[usize]| sizes.iter().map(|&n| zeroed(n)).collect::<Result<Vec<_>>>();
+        // Every buffer is had before `ws` changes.
+        let (new_outputs, new_grads, new_saved) = (zeroed_all(&outputs)?, zeroed_all(&outputs)?, zeroed_all(&saved)?);
+        let new_scratch = zeroed(scratch)?;
+        ws.outputs = new_outputs;
+        ws.grads = new_grads;
+        ws.saved = new_saved;
         ws.nested = self
             .nodes
             .iter()
@@ -356,12 +390,13 @@ impl Graph {
             .collect();
         ws.written = vec![false; self.nodes.len()];
         ws.layer_done = vec![false; self.layers.len()];
-        ws.scratch = vec![0.0; rows * self.max_width];
+        ws.scratch = new_scratch;
         ws.stash = vec![0.0; self.max_shared_values];
         let input_rows = if self.input_grads { rows } else { 0 };
         ws.input_grads = self.inputs.iter().map(|i| vec![0.0; input_rows * width(&i.shape)]).collect();
         ws.input_written = vec![false; self.inputs.len()];
         ws.capacity = rows;
+        Ok(())
     }
 
     /// The values of tensor `r` after [`Graph::forward`] (`rows` samples).
@@ -614,6 +649,13 @@ fn build_op(spec: &LayerSpec, shapes: &[Vec<usize>], params: &mut ParamStore, se
     };
     let (l, out) = Layer::build(spec, shape, params, seed)?;
     Ok((Op::Unary(l), out))
+}
+
+/// Values per sample of `shape`, refused when they overflow what a buffer can hold (`what`
+/// names the tensor).
+fn checked_width(shape: &[usize], what: impl Fn() -> String) -> Result<usize> {
+    crate::params::checked_len(shape)
+        .ok_or_else(|| invalid(format!("{} has shape {shape:?}: too many values per sample", what())))
 }
 
 fn shape_of(spec: &GraphSpec, nodes: &[Node], r: TensorRef) -> Option<Vec<usize>> {

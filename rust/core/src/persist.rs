@@ -34,6 +34,7 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
     match e.kind() {
         std::io::ErrorKind::NotFound => Error::NotFound(format!("no such file: {}", path.display())),
         std::io::ErrorKind::PermissionDenied => Error::PermissionDenied(format!("{}: {e}", path.display())),
+        std::io::ErrorKind::OutOfMemory => Error::OutOfMemory(format!("{}: {e}", path.display())),
         _ => Error::Io(format!("{}: {e}", path.display())),
     }
 }

@@ -24,6 +24,7 @@ pub fn to_py(e: Error) -> PyErr {
         Error::NotFound(m) => PyFileNotFoundError::new_err(m),
         Error::PermissionDenied(m) => PyPermissionError::new_err(m),
         Error::Io(m) => PyOSError::new_err(m),
+        Error::OutOfMemory(m) => PyMemoryError::new_err(m),
         Error::Interrupted => PyKeyboardInterrupt::new_err("training interrupted"),
     }
 }

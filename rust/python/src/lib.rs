@@ -32,6 +32,14 @@ fn num_threads_warning() -> PyResult<Option<String>> {
     guard(|| Ok(ferronet_core::threads::env_threads().1))
 }
 
+/// Limits the weights of models built on this thread to `budget` values (`None`: no limit);
+/// returns the previous limit. `load_model` sets it to what the file holds.
+#[pyfunction]
+#[pyo3(signature = (budget=None))]
+fn set_weight_budget(budget: Option<usize>) -> PyResult<Option<usize>> {
+    guard(|| Ok(ferronet_core::params::set_budget(budget)))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FerronetError", m.py().get_type::<FerronetError>())?;
@@ -44,5 +52,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads_warning, m)?)?;
+    m.add_function(wrap_pyfunction!(set_weight_budget, m)?)?;
     Ok(())
 }

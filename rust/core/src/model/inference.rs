@@ -4,7 +4,7 @@
 //! refreshed only when they changed. Any number of threads may then predict or evaluate one
 //! model at once, each on its scratch.
 
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Error, Result};
 use crate::graph::{Graph, GraphWorkspace};
 use crate::rng::Stream;
 use crate::threads;
@@ -26,12 +26,17 @@ pub struct Scratch {
 
 impl Scratch {
     /// Copies `values` unless this scratch already holds `version` of them.
-    fn sync(&mut self, values: &[f32], version: u64) {
+    fn sync(&mut self, values: &[f32], version: u64) -> Result<()> {
         if self.version != Some(version) || self.params.len() != values.len() {
+            self.version = None;
             self.params.clear();
+            self.params.try_reserve_exact(values.len()).map_err(|_| {
+                Error::OutOfMemory(format!("cannot allocate {} bytes for a copy of the weights", values.len() * 4))
+            })?;
             self.params.extend_from_slice(values);
             self.version = Some(version);
         }
+        Ok(())
     }
 }
 
@@ -86,8 +91,9 @@ impl Model {
         out: &mut [&mut [f32]],
     ) -> Result<()> {
         self.check_call(x, rows, batch_size, out)?;
-        scratch.sync(&self.net.params.values, version);
+        scratch.sync(&self.net.params.values, version)?;
         let Scratch { params, ws, .. } = scratch;
+        self.net.graph.try_prepare(ws, batch_size.min(rows))?;
         // Inference draws no noise; the stream only completes the signature.
         let mut noise = Stream::new(0, 0);
         let graph = &self.net.graph;
@@ -109,8 +115,9 @@ impl Model {
         }
         let (xw, tw) = self.widths();
         let c = self.compiled("evaluate")?;
-        scratch.sync(&self.net.params.values, version);
+        scratch.sync(&self.net.params.values, version)?;
         let Scratch { params, ws, .. } = scratch;
+        self.net.graph.try_prepare(ws, batch_size.min(data.rows))?;
         let net = &self.net;
         Ok(threads::install(|| {
             let penalty = net.params.penalty();

@@ -301,6 +301,7 @@ impl Model {
             return Err(invalid("train_steps: data differs from the one the epoch began with"));
         }
         self.compiled("fit")?;
+        self.net.graph.try_prepare(&mut self.ws, self.epoch.batch_size.max(1))?;
         let this = &mut *self;
         threads::install(move || this.train_steps_in_pool(data, go_on, max_steps.max(1)))
     }
@@ -372,6 +373,7 @@ impl Model {
     /// One optimizer step on exactly this batch; returns its loss and metrics.
     pub fn train_on_batch(&mut self, data: &Dataset<'_>) -> Result<Logs> {
         self.validate(data, "train_on_batch")?;
+        self.net.graph.try_prepare(&mut self.ws, data.rows)?;
         self.in_pool("train_on_batch", |net, ws, c| {
             let mut running = Running::new(&c.heads);
             if c.optimizer.is_lbfgs() {
@@ -388,6 +390,7 @@ impl Model {
     /// compare against finite differences.
     pub fn compute_gradients(&mut self, data: &Dataset<'_>) -> Result<f64> {
         self.validate(data, "compute_gradients")?;
+        self.net.graph.try_prepare(&mut self.ws, data.rows)?;
         self.in_pool("compute_gradients", |net, ws, c| {
             let mut running = Running::new(&c.heads);
             net.reset_noise();
@@ -438,6 +441,7 @@ impl Model {
         out: &mut [&mut [f32]],
     ) -> Result<()> {
         self.check_call(x, rows, batch_size, out)?;
+        self.net.graph.try_prepare(&mut self.ws, batch_size.min(rows))?;
         let Self { net, ws, .. } = self;
         let mut noise = net.noise().clone();
         let (graph, params) = (&net.graph, &mut net.params.values);
