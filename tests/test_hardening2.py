@@ -716,3 +716,22 @@ def test_a_file_cannot_ask_for_more_weights_than_it_holds(tmp_path):
         address_space_gb=1.5,
     )
     assert out.splitlines() == ["ValueError True True True"] * 2
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak from /proc")
+def test_reading_a_model_file_peaks_near_its_size(tmp_path):
+    path = tmp_path / "big.ferronet"
+    fn.Sequential([layers.Input((2500,)), layers.Dense(5000, use_bias=False, name="wide")]).save(path)
+    out = run_isolated(
+        f"""
+        import os
+        from ferronet import _core
+        def peak():  # this process's own high-water mark (ru_maxrss carries the parent's)
+            status = open("/proc/self/status").read()
+            return int(status.split("VmHWM:")[1].split()[0]) * 1024
+        before = peak()
+        tensors, _ = _core.read_tensor_file({str(path)!r})
+        print((peak() - before) / os.path.getsize({str(path)!r}) < 1.4, tensors["wide/kernel"].shape)
+        """
+    )
+    assert out.strip() == "True (2500, 5000)"

@@ -14,18 +14,16 @@
 //! - a symbolic link is followed: its target is replaced, the link stays;
 //! - a new file gets the permissions the umask allows (`0o666 & !umask`), a replaced file keeps
 //!   its own; a file without write permission is refused (`PermissionDenied`), not replaced;
-//! - tensors are streamed to the file, never copied whole in memory.
+//! - tensors are streamed to and from the file, never held twice in memory.
 //!
 //! Reads check every name, dtype and shape before touching the model, so a foreign or damaged
 //! file changes nothing.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-
-use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
 use crate::params::ParamStore;
@@ -220,23 +218,78 @@ pub struct TensorFile {
     pub metadata: HashMap<String, String>,
 }
 
-/// Reads every tensor of a safetensors file (float32 only).
+/// Longest header accepted (the safetensors format's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// One tensor as the header describes it.
+#[derive(serde::Deserialize)]
+struct Entry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: (u64, u64),
+}
+
+/// Reads every tensor of a safetensors file (float32 only), streaming: each tensor goes from
+/// the file into its own buffer, so memory peaks near the file's size, not twice it. The
+/// header is checked whole (names, dtypes, shapes against offsets, offsets against the file's
+/// length) before any tensor is read.
 pub fn read_tensors(path: &Path) -> Result<TensorFile> {
-    let buffer = std::fs::read(path).map_err(|e| io_error(path, e))?;
     let corrupt =
         |why: String| Error::InvalidArgument(format!("{} is not a valid weights file: {why}", path.display()));
-    let file = SafeTensors::deserialize(&buffer).map_err(|e| corrupt(e.to_string()))?;
-    let (_, meta) = SafeTensors::read_metadata(&buffer).map_err(|e| corrupt(e.to_string()))?;
-    let mut tensors = HashMap::new();
-    for name in file.names() {
-        let view = file.tensor(name).map_err(|e| corrupt(e.to_string()))?;
-        if view.dtype() != Dtype::F32 {
-            return Err(corrupt(format!("tensor '{name}' has dtype {:?}, expected F32", view.dtype())));
-        }
-        let values = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        tensors.insert(name.to_string(), (view.shape().to_vec(), values));
+    let mut file = File::open(path).map_err(|e| io_error(path, e))?;
+    let size = file.metadata().map_err(|e| io_error(path, e))?.len();
+    let mut head = [0u8; 8];
+    file.read_exact(&mut head).map_err(|_| corrupt("shorter than its header".into()))?;
+    let n = u64::from_le_bytes(head);
+    if n > MAX_HEADER || n > size - 8 {
+        return Err(corrupt(format!("a header of {n} bytes does not fit in {size}")));
     }
-    Ok(TensorFile { tensors, metadata: meta.metadata().clone().unwrap_or_default() })
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(|e| io_error(path, e))?;
+    let mut map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| corrupt(format!("unreadable header: {e}")))?;
+    let metadata = match map.remove("__metadata__") {
+        Some(m) => serde_json::from_value(m).map_err(|e| corrupt(format!("unreadable metadata: {e}")))?,
+        None => HashMap::new(),
+    };
+    let mut entries = map
+        .into_iter()
+        .map(|(name, v)| serde_json::from_value::<Entry>(v).map(|e| (name, e)))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(format!("unreadable tensor entry: {e}")))?;
+    entries.sort_by_key(|(_, e)| e.data_offsets);
+    let mut at = 0u64;
+    for (name, e) in &entries {
+        if e.dtype != "F32" {
+            return Err(corrupt(format!("tensor '{name}' has dtype {}, expected F32", e.dtype)));
+        }
+        let bytes = crate::params::checked_len(&e.shape).and_then(|c| (c as u64).checked_mul(4));
+        if e.data_offsets.0 != at || Some(e.data_offsets.1.wrapping_sub(at)) != bytes || e.data_offsets.1 < at {
+            return Err(corrupt(format!("tensor '{name}': its offsets do not match its shape {:?}", e.shape)));
+        }
+        at = e.data_offsets.1;
+    }
+    if at != size - 8 - n {
+        return Err(corrupt(format!("the header describes {at} bytes of data, the file holds {}", size - 8 - n)));
+    }
+    let mut tensors = HashMap::with_capacity(entries.len());
+    let mut chunk = vec![0u8; 1 << 16];
+    for (name, e) in entries {
+        let count = ((e.data_offsets.1 - e.data_offsets.0) / 4) as usize;
+        let mut values = Vec::new();
+        values.try_reserve_exact(count).map_err(|_| {
+            Error::OutOfMemory(format!("cannot allocate {} bytes for tensor '{name}'", count.saturating_mul(4)))
+        })?;
+        let mut left = count * 4;
+        while left > 0 {
+            let k = left.min(chunk.len());
+            file.read_exact(&mut chunk[..k]).map_err(|e| io_error(path, e))?;
+            values.extend(chunk[..k].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            left -= k;
+        }
+        tensors.insert(name, (e.shape, values));
+    }
+    Ok(TensorFile { tensors, metadata })
 }
 
 /// Metadata key holding the tensor names in model order (a JSON list).
@@ -310,6 +363,10 @@ mod tests {
         save_weights(&s, &path, HashMap::from([("format".into(), "ferronet".into())])).unwrap();
         let file = read_tensors(&path).unwrap();
         assert_eq!(file.metadata["format"], "ferronet");
+        // The format's reference parser reads what we write.
+        let bytes = std::fs::read(&path).unwrap();
+        let parsed = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(parsed.tensor("d/kernel").unwrap().shape(), [2, 3]);
         let mut t = store();
         t.values.fill(0.0);
         load_weights(&mut t, &file, &path).unwrap();
