@@ -735,3 +735,22 @@ def test_reading_a_model_file_peaks_near_its_size(tmp_path):
         """
     )
     assert out.strip() == "True (2500, 5000)"
+
+
+def test_optimizer_state_too_large_for_memory_raises_memory_error():
+    out = run_isolated(
+        """
+        import numpy as np, ferronet as fn
+        from ferronet import layers
+        m = fn.Sequential([layers.Input((4,)), layers.Dense(3)])
+        try:
+            m.compile(fn.optimizers.LBFGS(history_size=10**12), "mse")
+        except MemoryError as e:
+            print("MemoryError", "L-BFGS" in str(e))
+        m.compile("adam", "mse")
+        history = m.fit(np.ones((8, 4), np.float32), np.zeros((8, 3), np.float32), verbose=0)
+        print(np.isfinite(history.history["loss"][0]))
+        """,
+        address_space_gb=2,
+    )
+    assert out.split() == ["MemoryError", "True", "True"]

@@ -22,7 +22,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::error::{invalid, Error, Result};
+use crate::error::{invalid, Result};
 use crate::layers::{BackwardPass, ForwardPass, Layer, LayerSpec, Merge, NormKind};
 use crate::params::ParamStore;
 use crate::rng::Stream;
@@ -361,18 +361,8 @@ impl Graph {
         let (Some(outputs), Some(saved), Some(scratch)) = (outputs, saved, rows.checked_mul(self.max_width)) else {
             return Err(invalid(format!("a batch of {rows} samples is too large for this model's buffers")));
         };
-        let zeroed = |n: usize| -> Result<Vec<f32>> {
-            let mut v = Vec::new();
-            v.try_reserve_exact(n).map_err(|_| {
-                Error::OutOfMemory(format!(
-                    "cannot allocate {} bytes of activations for a batch of {rows} samples; use a smaller \
-                     batch_size",
-                    n.saturating_mul(4)
-                ))
-            })?;
-            v.resize(n, 0.0);
-            Ok(v)
-        };
+        let what = format!("the activations of a batch of {rows} samples (use a smaller batch_size)");
+        let zeroed = |n: usize| crate::alloc::filled(n, 0.0f32, &what);
         let zeroed_all = |sizes: &[usize]| sizes.iter().map(|&n| zeroed(n)).collect::<Result<Vec<_>>>();
         // Every buffer is had before `ws` changes.
         let (new_outputs, new_grads, new_saved) = (zeroed_all(&outputs)?, zeroed_all(&outputs)?, zeroed_all(&saved)?);

@@ -5,6 +5,7 @@
 //! Nothing here knows about Python: the binding crate borrows numpy arrays and calls in.
 
 pub mod activation;
+pub mod alloc;
 pub mod error;
 pub mod gemm;
 pub mod graph;

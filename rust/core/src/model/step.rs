@@ -120,7 +120,10 @@ pub fn lbfgs_step(
     running: &mut Running,
 ) {
     let lr = c.optimizer.current_learning_rate();
-    let State::Lbfgs(mut lbfgs) = std::mem::replace(&mut c.optimizer.state, State::Sgd(Sgd::new(0.0, false, 0))) else {
+    let State::Lbfgs(mut lbfgs) = std::mem::replace(
+        &mut c.optimizer.state,
+        State::Sgd(Sgd { momentum: 0.0, nesterov: false, velocity: Vec::new() }),
+    ) else {
         unreachable!("called for L-BFGS only")
     };
     let mut w = net.params.values.clone();
