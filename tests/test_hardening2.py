@@ -754,3 +754,15 @@ def test_optimizer_state_too_large_for_memory_raises_memory_error():
         address_space_gb=2,
     )
     assert out.split() == ["MemoryError", "True", "True"]
+
+
+def test_a_layer_in_two_models_is_shared_not_copied():
+    dense = layers.Dense(3)
+    a = fn.Sequential([layers.Input((4,)), dense])
+    b = fn.Sequential([layers.Input((4,)), dense])
+    a.compile("sgd", "mse")
+    x, y = regression_data(16)
+    a.fit(x, y, epochs=2, verbose=0)
+    np.testing.assert_array_equal(b.predict(x, verbose=0), a.predict(x, verbose=0))
+    b.set_weights([w * 0 for w in b.get_weights()])
+    assert not a.predict(x, verbose=0).any()
