@@ -340,7 +340,7 @@ def test_no_thread_sees_half_of_a_set_weights():
     stop = []
 
     def swap():
-        for k in range(300):
+        for k in range(2000):
             m.set_weights(a if k % 2 else b)
         stop.append(True)
 
@@ -349,7 +349,13 @@ def test_no_thread_sees_half_of_a_set_weights():
             out = m.predict(x, verbose=0)
             assert any(np.array_equal(out, w) for w in want)
 
-    run_threads(swap, predict)
+    # Switch threads often, so a partial update would be seen.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        run_threads(swap, predict)
+    finally:
+        sys.setswitchinterval(interval)
 
 
 # -- class_weight ----------------------------------------------------------------------------

@@ -317,7 +317,7 @@ impl Model {
         let e = &mut self.epoch;
         let bs = e.batch_size;
         if e.shuffle {
-            self.gather.prepare(data, bs, &xw, &tw);
+            self.gather.prepare(data, bs, &xw, &tw)?;
         }
         if c.optimizer.is_lbfgs() {
             lbfgs_step(&mut self.net, &mut self.ws, c, data, &mut e.running);
