@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 
 from . import (
@@ -23,9 +24,12 @@ from . import (
     testing,
     utils,
 )
-from ._core import FerronetError, get_num_threads, set_num_threads
+from ._core import FerronetError, get_num_threads, num_threads_warning, set_num_threads
 from .layers import Input
 from .models import Model, Sequential
+
+if (_problem := num_threads_warning()) is not None:
+    warnings.warn(_problem, RuntimeWarning, stacklevel=2)
 
 try:
     __version__ = version("ferronet")

@@ -682,7 +682,24 @@ class Reshape(Layer):
 
     def __init__(self, target_shape, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
-        self.target_shape = tuple(int(d) for d in target_shape)
+        try:
+            dims = tuple(target_shape)
+        except TypeError:
+            raise TypeError(
+                f"Reshape: target_shape must be a tuple of integers; got {target_shape!r}"
+            ) from None
+        if (
+            not dims
+            or any(
+                isinstance(d, bool) or not isinstance(d, (int, np.integer)) or (d <= 0 and d != -1)
+                for d in dims
+            )
+            or dims.count(-1) > 1
+        ):
+            raise ValueError(
+                f"Reshape: target_shape must be positive integers (one may be -1); got {target_shape!r}"
+            )
+        self.target_shape = tuple(int(d) for d in dims)
 
     def get_config(self):
         return {**super().get_config(), "target_shape": self.target_shape}

@@ -53,6 +53,23 @@ def _metric_width(shape) -> int:
     return shape[-1] if shape and shape[-1] is not None else 2
 
 
+def _check_labels(labels: np.ndarray, classes: int, label: str, what: str) -> None:
+    """Class labels checked as given, before float32 (exact for integers up to 2**24 only) can
+    change the one a message would show."""
+    flat = labels.reshape(-1)
+    if flat.dtype.kind not in "iuf" or flat.size == 0:
+        return
+    bad = (flat < 0) | (flat >= classes)
+    if flat.dtype.kind == "f":
+        bad |= flat != np.floor(flat)
+    if bad.any():
+        found = flat[np.argmax(bad)].item()
+        raise ValueError(
+            f"{what}: labels{label} must be integers in [0, {classes}) for an output of {classes} units; "
+            f"found {found!r}"
+        )
+
+
 def _verbosity(verbose) -> int:
     if verbose == "auto":
         return 1
@@ -250,8 +267,7 @@ class Model(Layer):
             idx = self._slots[id(la)]
             shapes = [tuple(self._core.weight_shapes[i]) for i in idx]
             if current and [w.shape for w in current] == shapes:
-                for i, w in zip(idx, current):
-                    self._core.set_weight(i, as_float32("weights", w))
+                self._core.set_weights(idx, [as_float32("weights", w) for w in current])
             la._home, la._pending = self, None
             for inner in _walk(la):
                 adapted = getattr(inner, "_adapted", None)
@@ -437,7 +453,11 @@ class Model(Layer):
             label = f" for output '{names[k]}'" if len(names) > 1 else ""
             if a is None:
                 raise ValueError(f"{what}: y{label} is required (the output has a loss)")
-            out.append(self._prepare_target(as_float32("y", a), n, k, lo, label, what))
+            y = as_float32("y", a)
+            width = known_width(self._core.output_shapes[k])
+            if lo.is_sparse and width is not None:
+                _check_labels(np.asarray(a), width, label, what)
+            out.append(self._prepare_target(y, n, k, lo, label, what))
         return out
 
     def _prepare_target(self, y: np.ndarray, n: int, k: int, lo, label: str, what: str) -> np.ndarray:
@@ -494,16 +514,18 @@ class Model(Layer):
     def _class_weights(class_weight, y: np.ndarray, w, what: str):
         if not isinstance(class_weight, dict):
             raise TypeError(f"{what}: class_weight must be a dict {{class: weight}}")
-        n = y.shape[0]
-        # Binary or sparse targets name the class directly; one-hot targets by their argmax.
-        classes = np.rint(y[:, 0]).astype(np.int64) if y.shape[1] == 1 else y.argmax(axis=1)
-        size = max(int(classes.max()) + 1, *(int(c) + 1 for c in class_weight)) if n else 1
-        lookup = np.ones(size, dtype=np.float32)
         for c, v in class_weight.items():
             if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0:
                 raise ValueError(f"{what}: class_weight keys must be class indices; got {c!r}")
-            lookup[int(c)] = float(v)
-        cw = lookup[np.clip(classes, 0, size - 1)]
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not 0 <= v < np.inf:
+                raise ValueError(f"{what}: class_weight values must be finite and >= 0; got {v!r} ({c})")
+        # Binary or sparse targets name the class directly; one-hot targets by their argmax.
+        classes = np.rint(y[:, 0]) if y.shape[1] == 1 else y.argmax(axis=1)
+        # One weight per class present (at most one per sample): memory never depends on the
+        # size of a class index, and labels out of range are left to the label check.
+        present, inverse = np.unique(classes, return_inverse=True)
+        table = [class_weight.get(int(c), 1.0) if np.isfinite(c) else 1.0 for c in present]
+        cw = np.asarray(table, dtype=np.float32)[inverse.reshape(-1)]
         return cw if w is None else w * cw
 
     def _prepare_xy(self, x, y, what: str, sample_weight=None, class_weight=None):
@@ -586,6 +608,18 @@ class Model(Layer):
             raise TypeError("callbacks must be ferronet.callbacks.Callback instances")
         params = {"verbose": verbose, "epochs": int(epochs), "steps": steps}
         cbs = CallbackList([history, *user], self, params)
+        # One trainer per model: other threads may predict, evaluate or save meanwhile.
+        core = self._core
+        core.begin_fit()
+        try:
+            return self._fit_epochs(cbs, history, (x, y, w), val, bs, shuffle, initial_epoch, validation_freq)
+        finally:
+            core.end_fit()
+
+    def _fit_epochs(self, cbs, history, data, val, bs, shuffle, initial_epoch, validation_freq) -> History:
+        x, y, w = data
+        n = x[0].shape[0]
+        verbose, epochs, steps = (history.params[k] for k in ("verbose", "epochs", "steps"))
         self.stop_training = False
         self._core.stop_on_nan = cbs.stops_on_nan
         self._core.grad_monitor = cbs.monitors_gradients
@@ -771,10 +805,8 @@ class Model(Layer):
                 raise ValueError(
                     f"set_weights: weight #{k} has shape {c.shape}; got an array of shape {w.shape}"
                 )
-        pos = 0
-        for la, count in targets:
-            self._set_layer_weights(la, weights[pos : pos + count])
-            pos += count
+        # One engine call: no other thread sees some layers updated and others not.
+        self._core.set_weights([i for la, _ in targets for i in self._layer_indices(la)], weights)
 
     def _layer_indices(self, layer: Layer) -> list[int]:
         idx = self._slots.get(id(layer))
@@ -813,8 +845,7 @@ class Model(Layer):
                     f"Layer {layer.name} weight shape {tuple(shapes[i])} is not compatible with "
                     f"provided weight shape {w.shape}."
                 )
-        for i, w in zip(idx, weights):
-            self._core.set_weight(i, w)
+        self._core.set_weights(idx, weights)
 
     def _weight_home(self):
         return self
@@ -826,7 +857,7 @@ class Model(Layer):
         save never destroys a previous file."""
         self._require_built("save_weights")
         self._claim()
-        path = os.fspath(filepath)
+        path = os.fsdecode(filepath)
         if not overwrite and os.path.exists(path):
             raise FileExistsError(f"save_weights: {path} exists and overwrite=False")
         self._core.save_weights(path, {"format": "ferronet-weights", "version": "1"})
@@ -836,7 +867,7 @@ class Model(Layer):
         a missing, truncated or foreign file raises and leaves the weights unchanged."""
         self._require_built("load_weights")
         self._claim()
-        self._core.load_weights(os.fspath(filepath))
+        self._core.load_weights(os.fsdecode(filepath))
 
     def count_params(self) -> int:
         """Total number of weights."""
@@ -982,7 +1013,7 @@ class Sequential(Model):
             # Known input shape: build now, as Keras does, so weights exist right away.
             try:
                 self.build()
-            except ValueError:
+            except (ValueError, MemoryError):
                 self._layers.pop()
                 if self._layers:
                     self.build()

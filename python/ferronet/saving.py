@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,8 @@ from . import metrics as metrics_module
 from ._serialization import deserialize_layer, layer_class
 from ._serialization import serialize as _serialize
 
+__all__ = ["save_model", "load_model", "deserialize_layer"]
+
 FORMAT = "ferronet-model"
 VERSION = "1"
 
@@ -28,7 +31,7 @@ def _deserialize_from(module, names: list[str], entry: dict[str, Any], kind: str
     if not isinstance(entry, dict) or "class_name" not in entry:
         raise ValueError(f"corrupted model file: bad {kind} entry {entry!r}")
     name = entry["class_name"]
-    if name not in names:
+    if name not in names or not isinstance(getattr(module, name), type):
         raise ValueError(f"corrupted model file: unknown {kind} class '{name}'")
     return getattr(module, name).from_config(entry.get("config", {}))
 
@@ -66,68 +69,111 @@ def _compile_config(model) -> dict[str, Any] | None:
     }
 
 
-__all__ = ["save_model", "load_model", "deserialize_layer"]
-
-
 def save_model(model, filepath, overwrite: bool = True, include_optimizer: bool = True) -> None:
     model._require_built("save")
-    path = os.fspath(filepath)
+    path = os.fsdecode(filepath)
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"save: {path} exists and overwrite=False")
     core = model._core
     names = list(core.weight_names)
-    tensors = list(zip(names, core.get_weights()))
+    # One consistent moment, even while another thread trains the model.
+    weights, rng_state, slots, iterations = core.state(include_optimizer and model._compiled)
+    tensors = list(zip(names, weights))
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "model_class": type(model).__name__,
         "model_config": json.dumps(model.get_config()),
         "weight_order": json.dumps(names),
-        "rng_state": core.rng_state,
+        "rng_state": rng_state,
     }
     compile_config = _compile_config(model)
     if compile_config is not None:
         meta["compile_config"] = json.dumps(compile_config)
         if include_optimizer:
-            slots = core.optimizer_slots()
             tensors += [(f"optimizer/{n}", a) for n, a in slots]
-            meta["optimizer_iterations"] = str(core.iterations)
+            meta["optimizer_iterations"] = str(iterations)
             meta["optimizer_slots"] = json.dumps([n for n, _ in slots])
     _core.write_tensor_file(path, [(n, np.ascontiguousarray(a, dtype=np.float32)) for n, a in tensors], meta)
 
 
+# Deepest nesting of JSON a model file may hold (a model nested in another adds about ten).
+MAX_JSON_DEPTH = 100
+
+
+def _json_entry(meta: dict[str, str], field: str):
+    """Metadata entry ``field`` parsed as JSON, refused past ``MAX_JSON_DEPTH`` levels before
+    the parser recurses."""
+    text = meta[field]
+    depth = deepest = 0
+    for bracket in re.findall(r"[][{}]", re.sub(r'"(?:[^"\\]|\\.)*"', "", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_JSON_DEPTH:
+        raise ValueError(f"JSON nested {deepest} levels deep (at most {MAX_JSON_DEPTH})")
+    return json.loads(text)
+
+
 def load_model(filepath, compile: bool = True):
     """Rebuilds a model saved by ``model.save``: architecture, weights and, with ``compile``, the
-    optimizer, loss, metrics and optimizer state (training resumes where it stopped)."""
-    path = os.fspath(filepath)
+    optimizer, loss, metrics and optimizer state (training resumes where it stopped).
+
+    Any malformed content raises ``ValueError`` naming the file and the metadata entry."""
+    path = os.fsdecode(filepath)
     tensors, meta = _core.read_tensor_file(path)
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a ferronet model file (a weights file loads with load_weights)")
+    field = ["model_config"]  # the entry being read, for the message
     try:
-        config = json.loads(meta["model_config"])
-        order = json.loads(meta["weight_order"])
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"{path}: corrupted model metadata ({e})") from None
+        return _rebuild(path, tensors, meta, compile, field)
+    except MemoryError:
+        raise
+    except Exception as e:  # any failure here comes from the file's content
+        if isinstance(e, ValueError) and str(path) in str(e):
+            raise
+        raise ValueError(
+            f"{path}: corrupted model file: bad '{field[0]}' ({type(e).__name__}: {e})"
+        ) from None
+
+
+def _rebuild(path, tensors, meta, compile: bool, field: list):
+    config = _json_entry(meta, "model_config")
+    field[0] = "weight_order"
+    order = _json_entry(meta, "weight_order")
+    if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
+        raise ValueError("expected a list of tensor names")
+    field[0] = "model_class"
     model_class = meta.get("model_class", "Sequential")
     cls = layer_class(model_class) if model_class in ("Sequential", "Functional") else None
     if cls is None:
         raise ValueError(
             f"{path}: corrupted model metadata (unknown model class {meta.get('model_class')!r})"
         )
-    model = cls.from_config(config)
-    if not model.built:
-        model.build()
+    field[0] = "model_config"
+    # The architecture may ask for no more weights than the file holds: a hostile size is
+    # refused before the engine allocates anything.
+    stored = sum(int(a.size) for n, a in tensors.items() if not n.startswith("optimizer/"))
+    previous = _core.set_weight_budget(stored)
+    try:
+        model = cls.from_config(config)
+        if not model.built:
+            model.build()
+    finally:
+        _core.set_weight_budget(previous)
     if list(model._core.weight_shapes) != [list(tensors[n].shape) for n in order if n in tensors] or any(
         n not in tensors for n in order
     ):
         raise ValueError(f"{path}: the weights do not match the saved architecture")
     model._claim()
-    for i, n in enumerate(order):
-        model._core.set_weight(i, np.ascontiguousarray(tensors[n], dtype=np.float32))
+    model._core.set_weights(
+        list(range(len(order))), [np.ascontiguousarray(tensors[n], np.float32) for n in order]
+    )
+    field[0] = "rng_state"
     if "rng_state" in meta:
         model._core.rng_state = meta["rng_state"]
     if compile and "compile_config" in meta:
-        cc = json.loads(meta["compile_config"])
+        field[0] = "compile_config"
+        cc = _json_entry(meta, "compile_config")
         model.compile(
             optimizer=_deserialize_from(optimizers, optimizers.__all__, cc["optimizer"], "optimizer"),
             loss=_deserialize_tree(cc["loss"], losses, "loss"),
@@ -135,7 +181,10 @@ def load_model(filepath, compile: bool = True):
             metrics=_deserialize_tree(cc["metrics"], metrics_module, "metric"),
         )
         if "optimizer_iterations" in meta:
-            slot_names = json.loads(meta["optimizer_slots"])
+            field[0] = "optimizer_iterations"
+            iterations = int(meta["optimizer_iterations"])
+            field[0] = "optimizer_slots"
+            slot_names = _json_entry(meta, "optimizer_slots")
             state = [(n, tensors[f"optimizer/{n}"]) for n in slot_names]
-            model._core.set_optimizer_state(int(meta["optimizer_iterations"]), state)
+            model._core.set_optimizer_state(iterations, state)
     return model

@@ -42,10 +42,10 @@ def _number(name: str, value, lo: float = 0.0, hi: float | None = None, hi_open=
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name} must be a number; got {type(value).__name__}")
     v = float(value)
-    bad = math.isnan(v) or v < lo or (hi is not None and (v >= hi if hi_open else v > hi))
+    bad = not math.isfinite(v) or v < lo or (hi is not None and (v >= hi if hi_open else v > hi))
     if bad:
-        rng = f"[{lo}, {hi}{')' if hi_open else ']'}" if hi is not None else f">= {lo}"
-        raise ValueError(f"{name} must be {rng}; got {value}")
+        rng = f"in [{lo}, {hi}{')' if hi_open else ']'}" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be a finite number {rng}; got {value}")
     return v
 
 

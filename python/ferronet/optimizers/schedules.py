@@ -29,14 +29,14 @@ __all__ = [
 
 
 def _positive(name: str, v) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-        raise ValueError(f"{name} must be a positive number; got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf"):
+        raise ValueError(f"{name} must be a positive finite number; got {v!r}")
     return float(v)
 
 
 def _rate(name: str, v) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
-        raise ValueError(f"{name} must be a non-negative number; got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+        raise ValueError(f"{name} must be a non-negative finite number; got {v!r}")
     return float(v)
 
 

@@ -2,7 +2,7 @@
 //! map each kind to the Python exception a user expects (ValueError for bad input).
 
 /// What went wrong, in words a user of the Python API can act on.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// An argument, shape, label or value the caller passed is not acceptable.
     #[error("{0}")]
@@ -13,6 +13,12 @@ pub enum Error {
     /// A file to read does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// Memory for a buffer (weights, activations) could not be had; nothing changed.
+    #[error("{0}")]
+    OutOfMemory(String),
+    /// A file may not be written (no write permission, or read-only).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Reading or writing a file failed.
     #[error("{0}")]
     Io(String),

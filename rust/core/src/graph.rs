@@ -217,6 +217,9 @@ pub struct Graph {
 #[derive(Debug, Default)]
 pub struct GraphWorkspace {
     capacity: usize,
+    /// The input shapes the buffers were sized for (a graph re-instantiated at other shapes
+    /// resizes them).
+    input_shapes: Vec<Vec<usize>>,
     pub outputs: Vec<Vec<f32>>,
     pub grads: Vec<Vec<f32>>,
     saved: Vec<Vec<f32>>,
@@ -258,6 +261,7 @@ impl Graph {
                     i.name, i.shape
                 )));
             }
+            checked_width(&i.shape, || format!("input '{}'", i.name))?;
         }
         let mut names = std::collections::HashSet::new();
         for l in &spec.layers {
@@ -293,6 +297,8 @@ impl Graph {
                 None => {
                     let (tensors0, values0) = (params.tensors.len(), params.len());
                     let (op, out) = lspec.build(&shapes, params, seed)?;
+                    params.check()?;
+                    checked_width(&out, || format!("the output of layer '{}'", lspec.name()))?;
                     layers[n.layer] = Some(GraphLayer {
                         name: lspec.name().to_string(),
                         op,
@@ -351,8 +357,13 @@ impl Graph {
         let at = |size: usize| -> Result<(Vec<usize>, Vec<Vec<usize>>)> {
             let shapes: Vec<Vec<usize>> =
                 input_shapes.iter().map(|s| s.iter().map(|d| d.unwrap_or(size)).collect()).collect();
-            let mut params = ParamStore::default();
+            for s in &shapes {
+                checked_width(s, || format!("an input of layer '{}'", layer.name()))?;
+            }
+            // A dry store: shapes only, no weight is allocated.
+            let mut params = ParamStore::dry();
             let (_, out) = layer.build(&shapes, &mut params, 0)?;
+            checked_width(&out, || format!("the output of layer '{}'", layer.name()))?;
             Ok((out, params.tensors.into_iter().map(|t| t.shape).collect()))
         };
         let (out, weights) = at(UNKNOWN_DIM)?;
@@ -423,19 +434,37 @@ impl Graph {
 
     /// Makes sure `ws` holds buffers for `rows` samples.
     pub fn prepare(&self, ws: &mut GraphWorkspace, rows: usize) {
-        if ws.capacity >= rows && ws.outputs.len() == self.nodes.len() {
-            return;
+        if let Err(e) = self.try_prepare(ws, rows) {
+            panic!("{e}");
         }
-        ws.outputs = self.nodes.iter().map(|n| vec![0.0; rows * width(&n.shape)]).collect();
-        ws.grads = self.nodes.iter().map(|n| vec![0.0; rows * width(&n.shape)]).collect();
-        ws.saved = self
-            .nodes
-            .iter()
-            .map(|n| match &self.layers[n.layer].op {
-                Op::Unary(l) => vec![0.0; rows * l.saved_width() + l.saved_extra()],
-                Op::Merge(_) => Vec::new(),
-            })
-            .collect();
+    }
+
+    /// [`Graph::prepare`], failing (with nothing changed) when the sizes overflow or the memory
+    /// cannot be had; callers run it before a pass so that the pass itself never allocates.
+    pub fn try_prepare(&self, ws: &mut GraphWorkspace, rows: usize) -> Result<()> {
+        let same_shapes = ws.input_shapes.len() == self.inputs.len()
+            && ws.input_shapes.iter().zip(&self.inputs).all(|(s, i)| *s == i.shape);
+        if ws.capacity >= rows && ws.outputs.len() == self.nodes.len() && same_shapes {
+            return Ok(());
+        }
+        let per_node = |n: &Node| match &self.layers[n.layer].op {
+            Op::Unary(l) => rows.checked_mul(l.saved_width()).and_then(|v| v.checked_add(l.saved_extra())),
+            Op::Merge(_) => Some(0),
+        };
+        let outputs = self.nodes.iter().map(|n| rows.checked_mul(width(&n.shape))).collect::<Option<Vec<_>>>();
+        let saved = self.nodes.iter().map(per_node).collect::<Option<Vec<_>>>();
+        let (Some(outputs), Some(saved), Some(scratch)) = (outputs, saved, rows.checked_mul(self.max_width)) else {
+            return Err(invalid(format!("a batch of {rows} samples is too large for this model's buffers")));
+        };
+        let what = format!("the activations of a batch of {rows} samples (use a smaller batch_size)");
+        let zeroed = |n: usize| crate::alloc::filled(n, 0.0f32, &what);
+        let zeroed_all = |sizes: &[usize]| sizes.iter().map(|&n| zeroed(n)).collect::<Result<Vec<_>>>();
+        // Every buffer is had before `ws` changes.
+        let (new_outputs, new_grads, new_saved) = (zeroed_all(&outputs)?, zeroed_all(&outputs)?, zeroed_all(&saved)?);
+        let new_scratch = zeroed(scratch)?;
+        ws.outputs = new_outputs;
+        ws.grads = new_grads;
+        ws.saved = new_saved;
         ws.nested = self
             .nodes
             .iter()
@@ -446,12 +475,14 @@ impl Graph {
             .collect();
         ws.written = vec![false; self.nodes.len()];
         ws.layer_done = vec![false; self.layers.len()];
-        ws.scratch = vec![0.0; rows * self.max_width];
+        ws.scratch = new_scratch;
         ws.stash = vec![0.0; self.max_shared_values];
         let input_rows = if self.input_grads { rows } else { 0 };
         ws.input_grads = self.inputs.iter().map(|i| vec![0.0; input_rows * width(&i.shape)]).collect();
         ws.input_written = vec![false; self.inputs.len()];
+        ws.input_shapes = self.inputs.iter().map(|i| i.shape.clone()).collect();
         ws.capacity = rows;
+        Ok(())
     }
 
     /// The values of tensor `r` after [`Graph::forward`] (`rows` samples).
@@ -688,6 +719,13 @@ impl Sinks<'_> {
         }
         *again = true;
     }
+}
+
+/// Values per sample of `shape`, refused when they overflow what a buffer can hold (`what`
+/// names the tensor).
+fn checked_width(shape: &[usize], what: impl Fn() -> String) -> Result<usize> {
+    crate::params::checked_len(shape)
+        .ok_or_else(|| invalid(format!("{} has shape {shape:?}: too many values per sample", what())))
 }
 
 fn shape_of(spec: &GraphSpec, nodes: &[Node], r: TensorRef) -> Option<Vec<usize>> {

@@ -11,6 +11,7 @@
 //! two-input, two-output model from Rust.
 
 pub mod activation;
+pub mod alloc;
 pub mod cpu;
 pub mod error;
 pub mod gemm;

@@ -96,11 +96,23 @@ impl Network {
     }
 
     /// Re-instantiates the graph for inputs of per-sample `shapes` (their unknown dimensions
-    /// set by the data); the weights stay where they are, since no weight's shape depends on an
-    /// unknown dimension (checked). Returns whether the graph changed.
+    /// set by the data); the weights stay where they are. Returns whether the graph changed.
     pub fn set_input_shapes(&mut self, shapes: &[&[usize]]) -> Result<bool> {
+        match self.instantiate(shapes)? {
+            Some(graph) => {
+                self.graph = graph;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The graph instantiated at per-sample input `shapes`, or `None` when the current one
+    /// already is. Its layers address the same weights as the current graph's: no weight's
+    /// shape may depend on an unknown dimension (checked).
+    pub fn instantiate(&self, shapes: &[&[usize]]) -> Result<Option<Graph>> {
         if self.input_shapes().eq(shapes.iter().copied()) {
-            return Ok(false);
+            return Ok(None);
         }
         let spec = self.spec.at_input_shapes(shapes)?;
         let mut scratch = ParamStore::default();
@@ -113,10 +125,10 @@ impl Network {
                 )));
             }
         }
+        // Frozen flags live in the graph's layers; the store's are already set.
         let frozen: Vec<bool> = self.graph.layers.iter().map(|l| l.frozen).collect();
-        graph.set_frozen(&frozen, &mut self.params)?;
-        self.graph = graph;
-        Ok(true)
+        graph.set_frozen(&frozen, &mut scratch)?;
+        Ok(Some(graph))
     }
 
     /// Declared per-sample output shape of each node (`None` on unknown dimensions).

@@ -2,10 +2,33 @@
 //! gradient beside it in a second one, so an optimizer step is one fused sweep over two buffers
 //! (and, later, clipping and weight decay in the same pass), with no per-tensor locking.
 
+use std::cell::Cell;
+
 use ndarray::ArrayViewD;
 
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Error, Result};
 use crate::regularizer::Regularizer;
+
+/// Values one tensor, or a whole store, may hold: `Vec<f32>`'s own bound (`isize::MAX` bytes).
+pub const MAX_VALUES: usize = isize::MAX as usize / std::mem::size_of::<f32>();
+
+thread_local! {
+    /// At most this many values for stores filled on this thread (see [`with_budget`]).
+    static BUDGET: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Limits every store filled on this thread from now on to `budget` values (`None`: no limit)
+/// and returns the previous limit, for the caller to restore. Loading a file sets it to the
+/// values the file holds, so its architecture cannot ask for more memory than its weights
+/// justify: the excess is refused before anything is allocated.
+pub fn set_budget(budget: Option<usize>) -> Option<usize> {
+    BUDGET.with(|b| b.replace(budget))
+}
+
+/// Values of a tensor of `shape`, or `None` when the product overflows or exceeds [`MAX_VALUES`].
+pub fn checked_len(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).filter(|&n| n <= MAX_VALUES)
+}
 
 /// What a tensor is for: decoupled weight decay and regularizers treat kernels and biases apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,8 +56,9 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// Values of the tensor (saturating: a tensor too large to store never got storage).
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        checked_len(&self.shape).unwrap_or(usize::MAX)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -42,7 +66,7 @@ impl Tensor {
     }
 
     pub fn range(&self) -> std::ops::Range<usize> {
-        self.offset..self.offset + self.len()
+        self.offset..self.offset.saturating_add(self.len())
     }
 }
 
@@ -52,17 +76,56 @@ pub struct ParamStore {
     pub values: Vec<f32>,
     pub grads: Vec<f32>,
     pub tensors: Vec<Tensor>,
+    /// Tensors are recorded without storage (shape inference).
+    dry: bool,
+    /// Why a tensor got no storage; building stops there ([`ParamStore::check`]).
+    failure: Option<Error>,
 }
 
 impl ParamStore {
-    /// Reserves a tensor and returns its index; storage grows with it (filled with zeros).
+    /// A store that records tensors but allocates nothing: for shapes only.
+    pub fn dry() -> Self {
+        Self { dry: true, ..Self::default() }
+    }
+
+    /// Reserves a tensor and returns its index; storage grows with it (filled with zeros). A
+    /// tensor too large, or whose memory cannot be had, gets no storage and the store remembers
+    /// why: builders call [`ParamStore::check`] after each layer, and fills skip such tensors.
     pub fn register(&mut self, name: String, shape: Vec<usize>, role: Role) -> usize {
         let offset = self.values.len();
         let t = Tensor { name, shape, offset, role, regularizer: None, trainable: true };
-        self.values.resize(offset + t.len(), 0.0);
-        self.grads.resize(offset + t.len(), 0.0);
+        if !self.dry && self.failure.is_none() {
+            if let Err(e) = self.grow(&t) {
+                self.failure = Some(e);
+            }
+        }
         self.tensors.push(t);
         self.tensors.len() - 1
+    }
+
+    fn grow(&mut self, t: &Tensor) -> Result<()> {
+        let too_large = || invalid(format!("weight '{}' of shape {:?} is too large", t.name, t.shape));
+        let len = checked_len(&t.shape).ok_or_else(too_large)?;
+        let total = self.values.len().checked_add(len).filter(|&n| n <= MAX_VALUES).ok_or_else(too_large)?;
+        if let Some(budget) = BUDGET.with(Cell::get).filter(|&b| total > b) {
+            return Err(invalid(format!(
+                "the architecture asks for more weights than the {budget} values stored (weight '{}' of \
+                 shape {:?} brings it to {total})",
+                t.name, t.shape
+            )));
+        }
+        let bytes = len.saturating_mul(2 * std::mem::size_of::<f32>());
+        self.values.try_reserve_exact(len).and_then(|_| self.grads.try_reserve_exact(len)).map_err(|_| {
+            Error::OutOfMemory(format!("cannot allocate {bytes} bytes for weight '{}' of shape {:?}", t.name, t.shape))
+        })?;
+        self.values.resize(total, 0.0);
+        self.grads.resize(total, 0.0);
+        Ok(())
+    }
+
+    /// The first tensor that got no storage, as an error (a layer too large for memory).
+    pub fn check(&self) -> Result<()> {
+        self.failure.clone().map_or(Ok(()), Err)
     }
 
     pub fn len(&self) -> usize {
@@ -162,5 +225,42 @@ impl ParamStore {
             .filter(|t| t.trainable)
             .filter_map(|t| t.regularizer.map(|r| r.penalty(&self.values[t.range()])))
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_that_overflow_or_exceed_memory_are_refused_without_storage() {
+        let mut s = ParamStore::default();
+        s.register("a/kernel".into(), vec![2, 3], Role::Kernel);
+        assert!(s.check().is_ok());
+        // 2**62 * 8 wraps to 0 in plain arithmetic.
+        let i = s.register("b/kernel".into(), vec![8, 1 << 62], Role::Kernel);
+        assert!(matches!(s.check(), Err(Error::InvalidArgument(m)) if m.contains("too large")));
+        assert_eq!((s.values.len(), s.grads.len()), (6, 6));
+        assert!(s.values.get(s.tensors[i].range()).is_none());
+
+        let mut s = ParamStore::default();
+        s.register("c/kernel".into(), vec![1 << 40, 1 << 20], Role::Kernel);
+        assert!(matches!(s.check(), Err(Error::OutOfMemory(_) | Error::InvalidArgument(_))));
+        assert!(s.values.is_empty());
+    }
+
+    #[test]
+    fn a_budget_refuses_more_values_before_allocating_and_a_dry_store_allocates_nothing() {
+        let previous = set_budget(Some(10));
+        let mut s = ParamStore::default();
+        s.register("a/kernel".into(), vec![2, 4], Role::Kernel);
+        s.register("a/bias".into(), vec![4], Role::Bias);
+        set_budget(previous);
+        assert!(matches!(s.check(), Err(Error::InvalidArgument(m)) if m.contains("more weights than the 10")));
+        assert_eq!(s.values.len(), 8);
+
+        let mut d = ParamStore::dry();
+        d.register("big/kernel".into(), vec![1 << 30, 1 << 10], Role::Kernel);
+        assert!(d.check().is_ok() && d.values.is_empty() && d.tensors[0].shape == [1 << 30, 1 << 10]);
     }
 }

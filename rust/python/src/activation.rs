@@ -6,6 +6,8 @@ use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethod
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use crate::convert::{catch, contiguous, zeros};
+
 /// `f(x)` along the last axis of `x` (row-wise for softmax), as a new float32 array.
 #[pyfunction]
 pub fn activation_forward<'py>(
@@ -13,16 +15,18 @@ pub fn activation_forward<'py>(
     spec_json: &str,
     x: PyReadonlyArrayDyn<'py, f32>,
 ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    let act: Activation = serde_json::from_str(spec_json)
-        .map_err(|e| PyValueError::new_err(format!("invalid activation specification: {e}")))?;
-    let cols = x.shape().last().copied().unwrap_or(1).max(1);
-    let out = PyArrayDyn::<f32>::zeros(py, x.shape().to_vec(), false);
-    {
+    catch(|| {
+        let act: Activation = serde_json::from_str(spec_json)
+            .map_err(|e| PyValueError::new_err(format!("invalid activation specification: {e}")))?;
+        let cols = x.shape().last().copied().unwrap_or(1).max(1);
         let src = x.as_slice().map_err(|_| PyValueError::new_err("x must be C-contiguous float32"))?;
-        let mut rw = out.readwrite();
-        let dst = rw.as_slice_mut().expect("a new array is contiguous");
-        dst.copy_from_slice(src);
-        py.detach(|| ferronet_core::threads::install(|| act.forward(dst, cols)));
-    }
-    Ok(out)
+        let out = zeros(py, x.shape())?;
+        {
+            let mut rw = out.readwrite();
+            let dst = contiguous(&mut rw)?;
+            dst.copy_from_slice(src);
+            py.detach(|| ferronet_core::threads::install(|| act.forward(dst, cols)));
+        }
+        Ok(out)
+    })
 }

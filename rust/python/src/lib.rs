@@ -7,6 +7,7 @@ mod convert;
 mod loss;
 mod model;
 mod schedule;
+mod shared;
 mod tensor_file;
 
 use pyo3::prelude::*;
@@ -48,6 +49,20 @@ fn measure_fp32_peak(py: Python<'_>, threads: usize, seconds: f64) -> PyResult<f
     py.detach(|| guard(|| ferronet_core::cpu::measure_fp32_peak(threads, seconds)))
 }
 
+/// Why `FERRONET_NUM_THREADS` was ignored, if it is set but unusable (warned at import).
+#[pyfunction]
+fn num_threads_warning() -> PyResult<Option<String>> {
+    guard(|| Ok(ferronet_core::threads::env_threads().1))
+}
+
+/// Limits the weights of models built on this thread to `budget` values (`None`: no limit);
+/// returns the previous limit. `load_model` sets it to what the file holds.
+#[pyfunction]
+#[pyo3(signature = (budget=None))]
+fn set_weight_budget(budget: Option<usize>) -> PyResult<Option<usize>> {
+    guard(|| Ok(ferronet_core::params::set_budget(budget)))
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FerronetError", m.py().get_type::<FerronetError>())?;
@@ -61,5 +76,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(cpu_info, m)?)?;
     m.add_function(wrap_pyfunction!(measure_fp32_peak, m)?)?;
+    m.add_function(wrap_pyfunction!(num_threads_warning, m)?)?;
+    m.add_function(wrap_pyfunction!(set_weight_budget, m)?)?;
     Ok(())
 }

@@ -9,8 +9,10 @@ use pyo3::prelude::*;
 #[pyfunction]
 #[pyo3(signature = (spec_json, step, steps_per_epoch=1))]
 pub fn schedule_value(spec_json: &str, step: u64, steps_per_epoch: u64) -> PyResult<f64> {
-    let lr: LearningRate = serde_json::from_str(spec_json)
-        .map_err(|e| PyValueError::new_err(format!("invalid schedule specification: {e}")))?;
-    lr.validate().map_err(crate::convert::to_py)?;
-    Ok(lr.at(step, steps_per_epoch.max(1)))
+    crate::convert::catch(|| {
+        let lr: LearningRate = serde_json::from_str(spec_json)
+            .map_err(|e| PyValueError::new_err(format!("invalid schedule specification: {e}")))?;
+        lr.validate().map_err(crate::convert::to_py)?;
+        Ok(lr.at(step, steps_per_epoch.max(1)))
+    })
 }

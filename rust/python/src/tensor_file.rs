@@ -8,7 +8,7 @@ use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedA
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::convert::guard;
+use crate::convert::{catch, guard};
 
 /// Writes named float32 arrays and string metadata to `path` atomically.
 #[pyfunction]
@@ -18,15 +18,18 @@ pub fn write_tensor_file(
     tensors: Vec<(String, PyReadonlyArrayDyn<'_, f32>)>,
     metadata: HashMap<String, String>,
 ) -> PyResult<()> {
-    let named = tensors
-        .iter()
-        .map(|(n, a)| {
-            let v =
-                a.as_slice().map_err(|_| PyValueError::new_err(format!("tensor '{n}' must be contiguous float32")))?;
-            Ok((n.clone(), a.shape().to_vec(), v))
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    py.detach(|| guard(|| persist::write_tensors(&path, &named, metadata)))
+    catch(|| {
+        let named = tensors
+            .iter()
+            .map(|(n, a)| {
+                let v = a
+                    .as_slice()
+                    .map_err(|_| PyValueError::new_err(format!("tensor '{n}' must be contiguous float32")))?;
+                Ok((n.clone(), a.shape().to_vec(), v))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        py.detach(|| guard(|| persist::write_tensors(&path, &named, metadata)))
+    })
 }
 
 /// Named arrays and string metadata of a tensor file, as Python sees them.
@@ -36,10 +39,12 @@ type TensorFileContents<'py> = (HashMap<String, Bound<'py, PyArrayDyn<f32>>>, Ha
 /// foreign file.
 #[pyfunction]
 pub fn read_tensor_file<'py>(py: Python<'py>, path: PathBuf) -> PyResult<TensorFileContents<'py>> {
-    let file = py.detach(|| guard(|| persist::read_tensors(&path)))?;
-    let mut out = HashMap::new();
-    for (name, (shape, values)) in file.tensors {
-        out.insert(name, PyArray1::from_vec(py, values).reshape(shape)?);
-    }
-    Ok((out, file.metadata))
+    catch(|| {
+        let file = py.detach(|| guard(|| persist::read_tensors(&path)))?;
+        let mut out = HashMap::new();
+        for (name, (shape, values)) in file.tensors {
+            out.insert(name, PyArray1::from_vec(py, values).reshape(shape)?);
+        }
+        Ok((out, file.metadata))
+    })
 }

@@ -191,7 +191,9 @@ impl Normalization {
         let mut reg = |what: &str, role: Role, value: f32| {
             let i = params.register(format!("{name}/{what}"), vec![channels], role);
             let r = params.tensors[i].range();
-            params.values[r].fill(value);
+            if let Some(v) = params.values.get_mut(r) {
+                v.fill(value);
+            }
             params.tensors[i].offset
         };
         let gamma = scale.then(|| reg("gamma", Role::Norm, 1.0));

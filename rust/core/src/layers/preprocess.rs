@@ -94,7 +94,9 @@ impl Scale {
         let mut reg = |what: &str, value: f32| {
             let i = params.register(format!("{name}/{what}"), vec![channels], Role::NonTrainable);
             let r = params.tensors[i].range();
-            params.values[r].fill(value);
+            if let Some(v) = params.values.get_mut(r) {
+                v.fill(value);
+            }
             params.tensors[i].offset
         };
         let kind = if min_max {

@@ -167,7 +167,10 @@ impl InitSpec {
             None => Stream::new(model_seed, index as u64),
         };
         let (range, shape) = (t.range(), t.shape.clone());
-        self.init.fill(&mut params.values[range], &shape, &mut rng);
+        // A tensor without storage (see `ParamStore::register`) is not filled.
+        if let Some(values) = params.values.get_mut(range) {
+            self.init.fill(values, &shape, &mut rng);
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use ndarray::ArrayViewD;
 use smallvec::SmallVec;
 
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Error, Result};
 use crate::threads;
 
 /// One slice per model input or output. Up to four live inline, so slicing a batch out of a
@@ -107,15 +107,23 @@ pub struct Gather {
 
 impl Gather {
     /// Sizes the buffers for batches of `rows` (once per epoch; steps reuse them).
-    pub fn prepare(&mut self, data: &Dataset<'_>, rows: usize, x_widths: &[usize], y_widths: &[usize]) {
-        let size = |bufs: &mut Vec<Vec<f32>>, widths: &mut dyn Iterator<Item = usize>| {
+    pub fn prepare(&mut self, data: &Dataset<'_>, rows: usize, x_widths: &[usize], y_widths: &[usize]) -> Result<()> {
+        let size = |bufs: &mut Vec<Vec<f32>>, widths: &mut dyn Iterator<Item = usize>| -> Result<()> {
             let widths: Vec<usize> = widths.collect();
             bufs.resize_with(widths.len(), Vec::new);
-            bufs.iter_mut().zip(widths).for_each(|(b, w)| b.resize(rows * w, 0.0));
+            for (b, w) in bufs.iter_mut().zip(widths) {
+                // A shuffled full batch copies the whole data set: ask for it fallibly.
+                let n = rows.saturating_mul(w);
+                b.try_reserve_exact(n.saturating_sub(b.len())).map_err(|_| {
+                    Error::OutOfMemory(format!("cannot allocate {} bytes for a shuffled batch", n.saturating_mul(4)))
+                })?;
+                b.resize(n, 0.0);
+            }
+            Ok(())
         };
-        size(&mut self.x, &mut x_widths.iter().copied());
-        size(&mut self.y, &mut data.y.iter().zip(y_widths).map(|(y, &w)| if y.is_empty() { 0 } else { w }));
-        size(&mut self.w, &mut data.weights.iter().map(|w| if w.is_some() { 1 } else { 0 }));
+        size(&mut self.x, &mut x_widths.iter().copied())?;
+        size(&mut self.y, &mut data.y.iter().zip(y_widths).map(|(y, &w)| if y.is_empty() { 0 } else { w }))?;
+        size(&mut self.w, &mut data.weights.iter().map(|w| if w.is_some() { 1 } else { 0 }))
     }
 
     /// Copies the samples `order` of `data` into the buffers; returns them as a batch.

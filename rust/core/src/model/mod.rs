@@ -5,11 +5,14 @@
 //!
 //! - `data.rs`: the borrowed data sets and the shuffled-batch gather;
 //! - `heads.rs`: per-output losses, weights, metrics and their log names;
-//! - `step.rs`: one training step, and the full-batch L-BFGS driver;
-//! - `monitor.rs`: per-layer gradient norms.
+//! - `step.rs`: the objective of one batch (forward, weighted losses, backward, penalties);
+//! - `trainer.rs`: how a step trains (minibatch first-order rules, or full-batch L-BFGS);
+//! - `monitor.rs`: per-layer gradient norms;
+//! - `inference.rs`: predict and evaluate through a shared reference (threads at once).
 
 mod data;
 mod heads;
+mod inference;
 mod monitor;
 mod step;
 #[cfg(test)]
@@ -23,16 +26,17 @@ use smallvec::SmallVec;
 
 pub use data::{first_non_finite, Dataset, Slices};
 pub use heads::{CompileSpec, HeadSpec, Logs};
+pub use inference::Scratch;
 pub use monitor::GradMonitor;
 
 use crate::error::{invalid, Error, Result};
-use crate::graph::{GraphSpec, GraphWorkspace};
+use crate::graph::{width, Graph, GraphSpec, GraphWorkspace};
 use crate::network::Network;
 use crate::rng::Stream;
 use crate::threads;
 use data::Gather;
 use heads::{Compiled, Head, Running};
-use step::{forward_backward, heads_loss};
+use step::forward_backward;
 use trainer::train_step;
 pub use trainer::{FullBatchLbfgs, Trainer};
 
@@ -165,26 +169,34 @@ impl Model {
 
     /// Values per target row that each output's loss expects (0 for an output without loss).
     pub fn target_widths(&self) -> Result<Vec<usize>> {
+        self.target_widths_on(&self.net.graph)
+    }
+
+    /// Per output of `graph` (this model's, at some input shapes), values per target row.
+    fn target_widths_on(&self, graph: &Graph) -> Result<Vec<usize>> {
         let c = self.compiled("fit")?;
-        Ok(c.heads.iter().enumerate().map(|(k, h)| h.target_width(self.net.output_width(k))).collect())
+        Ok(c.heads.iter().zip(&graph.outputs).map(|(h, &r)| h.target_width(width(graph.shape(r)))).collect())
     }
 
     fn widths(&self) -> (Vec<usize>, Vec<usize>) {
-        let x = self.net.input_widths().collect();
-        let y = self.target_widths().unwrap_or_default();
-        (x, y)
+        widths_on(&self.net.graph, self.target_widths().unwrap_or_default())
     }
 
     /// Checks shapes and values of a data set once, before any step runs; the graph first takes
     /// the data's shapes on the model's unknown (`None`) input dimensions.
     pub fn validate(&mut self, data: &Dataset<'_>, what: &str) -> Result<()> {
         self.adapt_to(data)?;
+        self.validate_on(&self.net.graph, data, what)
+    }
+
+    /// [`Model::validate`] against `graph` (this model's, instantiated at the data's shapes).
+    fn validate_on(&self, graph: &Graph, data: &Dataset<'_>, what: &str) -> Result<()> {
         let c = self.compiled(what)?;
-        let tw = self.target_widths()?;
+        let tw = self.target_widths_on(graph)?;
         if data.rows == 0 {
             return Err(invalid(format!("{what}: x is empty (0 samples)")));
         }
-        self.validate_x(&data.x, data.rows, what)?;
+        self.validate_x(graph, &data.x, data.rows, what)?;
         if data.y.len() != c.heads.len() {
             return Err(invalid(format!(
                 "{what}: the model has {} output(s); got {} target array(s)",
@@ -215,7 +227,7 @@ impl Model {
                     return Err(invalid(format!("{what}: sample weights must be finite and >= 0; found {bad}")));
                 }
             }
-            loss.validate_targets(y, self.net.output_width(k))?;
+            loss.validate_targets(y, width(graph.shape(graph.outputs[k])))?;
         }
         Ok(())
     }
@@ -245,13 +257,13 @@ impl Model {
         }
     }
 
-    fn validate_x(&self, x: &[&[f32]], rows: usize, what: &str) -> Result<()> {
-        let xw: Vec<usize> = self.net.input_widths().collect();
+    fn validate_x(&self, graph: &Graph, x: &[&[f32]], rows: usize, what: &str) -> Result<()> {
+        let xw: Vec<usize> = graph.inputs.iter().map(|i| width(&i.shape)).collect();
         if x.len() != xw.len() {
             return Err(invalid(format!("{what}: the model has {} input(s); got {} array(s)", xw.len(), x.len())));
         }
         for (k, (x, &w)) in x.iter().zip(&xw).enumerate() {
-            let name = &self.net.graph.inputs[k].name;
+            let name = &graph.inputs[k].name;
             let label = if xw.len() > 1 { format!(" (input '{name}')") } else { String::new() };
             if x.len() != rows * w {
                 return Err(invalid(format!("{what}: x{label} must hold {w} values per sample")));
@@ -306,22 +318,39 @@ impl Model {
     /// Returns `true` when the epoch is complete.
     /// At most `max_steps` steps run (a per-batch callback asks for one at a time).
     pub fn train_steps(&mut self, data: &Dataset<'_>, deadline: Option<Instant>, max_steps: usize) -> Result<bool> {
+        self.train_steps_while(data, max_steps, &|| deadline.is_none_or(|d| Instant::now() < d))
+    }
+
+    /// [`Model::train_steps`], asking `go_on` after each step whether to take another (a caller
+    /// that shares the model stops when another thread waits for it).
+    pub fn train_steps_while(
+        &mut self,
+        data: &Dataset<'_>,
+        max_steps: usize,
+        go_on: &(dyn Fn() -> bool + Sync),
+    ) -> Result<bool> {
         if data.rows != self.epoch.rows {
             return Err(invalid("train_steps: data differs from the one the epoch began with"));
         }
         self.adapt_to(data)?;
         self.compiled("fit")?;
+        self.net.graph.try_prepare(&mut self.ws, self.epoch.batch_size.max(1))?;
         let this = &mut *self;
-        threads::install(move || this.train_steps_in_pool(data, deadline, max_steps.max(1)))
+        threads::install(move || this.train_steps_in_pool(data, go_on, max_steps.max(1)))
     }
 
-    fn train_steps_in_pool(&mut self, data: &Dataset<'_>, deadline: Option<Instant>, max_steps: usize) -> Result<bool> {
+    fn train_steps_in_pool(
+        &mut self,
+        data: &Dataset<'_>,
+        go_on: &(dyn Fn() -> bool + Sync),
+        max_steps: usize,
+    ) -> Result<bool> {
         let (xw, tw) = self.widths();
         let c = self.compiled.as_mut().ok_or_else(|| not_compiled("fit"))?;
         let e = &mut self.epoch;
         let bs = e.batch_size;
         if e.shuffle {
-            self.gather.prepare(data, bs, &xw, &tw);
+            self.gather.prepare(data, bs, &xw, &tw)?;
         }
         let stop_on_nan = self.stop_on_nan;
         let backup = &mut self.backup;
@@ -346,7 +375,7 @@ impl Model {
             }
             e.step += 1;
             taken += 1;
-            if taken >= max_steps || deadline.is_some_and(|d| Instant::now() >= d) {
+            if taken >= max_steps || !go_on() {
                 break;
             }
         }
@@ -372,6 +401,7 @@ impl Model {
     /// One optimizer step on exactly this batch; returns its loss and metrics.
     pub fn train_on_batch(&mut self, data: &Dataset<'_>) -> Result<Logs> {
         self.validate(data, "train_on_batch")?;
+        self.net.graph.try_prepare(&mut self.ws, data.rows)?;
         self.in_pool("train_on_batch", |net, ws, c| {
             let mut running = Running::new(&c.heads);
             train_step(net, ws, c, data, &mut running, None, None);
@@ -384,6 +414,7 @@ impl Model {
     /// compare against finite differences.
     pub fn compute_gradients(&mut self, data: &Dataset<'_>) -> Result<f64> {
         self.validate(data, "compute_gradients")?;
+        self.net.graph.try_prepare(&mut self.ws, data.rows)?;
         self.in_pool("compute_gradients", |net, ws, c| {
             let mut running = Running::new(&c.heads);
             net.reset_noise();
@@ -415,22 +446,8 @@ impl Model {
 
     /// Loss and metrics over `data` in inference mode, batch by batch.
     pub fn evaluate(&mut self, data: &Dataset<'_>, batch_size: usize) -> Result<Logs> {
-        self.validate(data, "evaluate")?;
-        if batch_size == 0 {
-            return Err(invalid("batch_size must be a positive integer"));
-        }
-        let (xw, tw) = self.widths();
-        self.in_pool("evaluate", |net, ws, c| {
-            let penalty = net.params.penalty();
-            let mut running = Running::new(&c.heads);
-            for lo in (0..data.rows).step_by(batch_size) {
-                let b = data.slice(lo, (lo + batch_size).min(data.rows), &xw, &tw);
-                net.forward(ws, &b.x, b.rows, false);
-                heads_loss(net, ws, &c.heads, &b, &mut running, false);
-                running.end_batch(b.rows, penalty);
-            }
-            running.logs(c)
-        })
+        self.adapt_to(data)?;
+        self.evaluate_with(&mut Scratch::default(), 0, data, batch_size)
     }
 
     /// Inference on every input's samples (`x[k]` for input `k`, one row per sample): per
@@ -506,29 +523,16 @@ impl Model {
         training: bool,
         out: &mut [&mut [f32]],
     ) -> Result<()> {
-        self.validate_x(x, rows, "predict")?;
-        let outputs = self.net.outputs().len();
-        if out.len() != outputs || (0..outputs).any(|k| out[k].len() != rows * self.net.output_width(k)) {
-            return Err(invalid("predict: output buffers have the wrong size"));
-        }
-        if batch_size == 0 {
-            return Err(invalid("batch_size must be a positive integer"));
-        }
-        let xw: Vec<usize> = self.net.input_widths().collect();
-        let this = &mut *self;
-        threads::install(move || {
-            for lo in (0..rows).step_by(batch_size) {
-                let hi = (lo + batch_size).min(rows);
-                let feeds: Slices<'_> = x.iter().zip(&xw).map(|(x, &w)| &x[lo * w..hi * w]).collect();
-                this.net.forward(&mut this.ws, &feeds, hi - lo, training);
-                for (k, o) in out.iter_mut().enumerate() {
-                    let ow = this.net.output_width(k);
-                    let r = this.net.outputs()[k];
-                    o[lo * ow..hi * ow].copy_from_slice(this.net.graph.tensor(&this.ws, &feeds, r, hi - lo));
-                }
-            }
-            Ok(())
-        })
+        self.check_call(&self.net.graph, x, rows, batch_size, out)?;
+        self.net.graph.try_prepare(&mut self.ws, batch_size.min(rows))?;
+        let Self { net, ws, .. } = self;
+        let mut noise = net.noise().clone();
+        let (graph, params) = (&net.graph, &mut net.params.values);
+        threads::install(|| {
+            inference::forward_batches(graph, params, &mut noise, ws, x, rows, batch_size, training, out)
+        });
+        net.set_noise(noise);
+        Ok(())
     }
 
     /// Weight tensor `i` as an array of its shape (a view into the flat store).
@@ -551,6 +555,11 @@ impl Model {
 /// Rows of a list of arrays: the first axis of the first one (the model checks the others).
 fn rows_of(x: &[ArrayViewD<'_, f32>]) -> usize {
     x.first().and_then(|a| a.shape().first().copied()).unwrap_or(0)
+}
+
+/// Per-sample widths of `graph`'s inputs, beside the given target widths.
+fn widths_on(graph: &Graph, targets: Vec<usize>) -> (Vec<usize>, Vec<usize>) {
+    (graph.inputs.iter().map(|i| width(&i.shape)).collect(), targets)
 }
 
 fn not_compiled(what: &str) -> Error {

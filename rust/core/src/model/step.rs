@@ -1,7 +1,7 @@
 //! The training objective of a batch: forward, every head's loss (weighted), backward and the
 //! regularization penalties. The trainers (`trainer.rs`) build their steps from it.
 
-use crate::graph::GraphWorkspace;
+use crate::graph::{width, Graph, GraphWorkspace};
 use crate::network::Network;
 
 use super::data::Dataset;
@@ -11,19 +11,18 @@ use super::heads::{Head, Running};
 /// gradient of `sum_k w_k L_k` into the output tensors (`L_k` the batch-mean loss of head `k`).
 /// Returns `sum_k w_k L_k` summed over the batch's samples.
 pub fn heads_loss(
-    net: &Network,
+    g: &Graph,
     ws: &mut GraphWorkspace,
     heads: &[Head],
     b: &Dataset<'_>,
     running: &mut Running,
     train: bool,
 ) -> f64 {
-    let g = &net.graph;
     let mut total = 0.0;
     for (k, head) in heads.iter().enumerate() {
         let Some(loss) = head.spec.loss else { continue };
         let r = g.outputs[k];
-        let ow = net.output_width(k);
+        let ow = width(g.shape(r));
         let scale = head.spec.weight / b.rows as f32;
         let sum = if train {
             let (out, grad) = g.output_and_grad(ws, &b.x, r, b.rows);
@@ -59,7 +58,7 @@ pub fn forward_backward(
 ) -> f64 {
     net.forward(ws, &b.x, b.rows, true);
     net.graph.begin_backward(ws);
-    let sum = heads_loss(net, ws, heads, b, running, true);
+    let sum = heads_loss(&net.graph, ws, heads, b, running, true);
     net.backward(ws, &b.x, b.rows, fused_nodes);
     net.params.zero_frozen_grads();
     let penalty = net.params.apply_regularizers();

@@ -436,4 +436,60 @@ mod unknown_dims {
         let shape = crate::graph::Graph::layer_output_shape(&dense("d", 2, Activation::Linear), &[vec![None]]);
         assert!(shape.unwrap_err().to_string().contains("None"));
     }
+
+    #[test]
+    fn shared_inference_runs_other_sizes_on_a_graph_of_its_own() {
+        let spec = fully_convolutional(
+            serde_json::from_value(serde_json::json!({"name": "image", "shape": [null, null, 2]})).unwrap(),
+        );
+        let mut m = Model::new(spec, 3).unwrap();
+        let x = images((6, 5), 9);
+        let want = m.predict(&[x.view()], 2).unwrap();
+        m.set_input_shapes(&[&[8, 8, 2]]).unwrap();
+        let mut s = Scratch::default();
+        assert_eq!(m.output_shapes_with(&mut s, &[&[6, 5, 2]]).unwrap(), vec![vec![2]]);
+        let mut got = ArrayD::<f32>::zeros(ndarray::IxDyn(&[4, 2]));
+        m.predict_with(&mut s, 1, &[x.view()], 2, &mut [got.view_mut()]).unwrap();
+        assert_eq!(vec![got], want);
+        assert_eq!(m.net.input_shapes().next().unwrap(), &[8, 8, 2], "the model's own graph is left alone");
+    }
+}
+
+#[test]
+fn shared_inference_matches_exclusive_and_follows_weight_versions() {
+    use ndarray::{Array2, ArrayD, IxDyn};
+    let rows = 7;
+    let (x, y) = (random(rows * 4, 11), random(rows * 3, 12));
+    let mut m =
+        model(vec![dense("a", 5, Activation::Tanh), dense("b", 3, Activation::Linear)], Loss::MeanSquaredError, 4);
+    let data = Dataset::new(&x, &y, rows);
+    let xa = Array2::from_shape_vec((rows, 4), x.clone()).unwrap().into_dyn();
+    let mut got = ArrayD::<f32>::zeros(IxDyn(&[rows, 3]));
+    let want = m.predict(&[xa.view()], 3).unwrap();
+    let mut s = Scratch::default();
+    m.predict_with(&mut s, 1, &[xa.view()], 3, &mut [got.view_mut()]).unwrap();
+    assert_eq!(got, want[0]);
+    let logs = m.evaluate_with(&mut s, 1, &data, 4).unwrap();
+    assert_eq!(logs.0, m.evaluate(&data, 4).unwrap().0);
+
+    // The scratch keeps its copy while the version stands, and refreshes it when it moves.
+    m.fit_epoch(&data, 4, false).unwrap();
+    let want = m.predict(&[xa.view()], 3).unwrap();
+    m.predict_with(&mut s, 1, &[xa.view()], 3, &mut [got.view_mut()]).unwrap();
+    assert_ne!(got, want[0]);
+    m.predict_with(&mut s, 2, &[xa.view()], 3, &mut [got.view_mut()]).unwrap();
+    assert_eq!(got, want[0]);
+}
+
+#[test]
+fn training_yields_when_asked() {
+    let rows = 16;
+    let (x, y) = (random(rows * 4, 13), random(rows * 3, 14));
+    let mut m = model(vec![dense("a", 3, Activation::Linear)], Loss::MeanSquaredError, 4);
+    let data = Dataset::new(&x, &y, rows);
+    m.begin_epoch(rows, 2, false).unwrap();
+    assert!(!m.train_steps_while(&data, usize::MAX, &|| false).unwrap());
+    assert_eq!(m.steps_done(), 1);
+    assert!(m.train_steps_while(&data, usize::MAX, &|| true).unwrap());
+    assert_eq!(m.steps_done(), 8);
 }

@@ -47,12 +47,12 @@ impl Trainer {
             return Err(invalid("LBFGS: max_iter and history_size must be positive"));
         }
         Ok(Trainer::FullBatch(Box::new(FullBatchLbfgs {
-            lbfgs: Lbfgs::new(max_iter, history_size, tolerance_grad, tolerance_change, n),
+            lbfgs: Lbfgs::new(max_iter, history_size, tolerance_grad, tolerance_change, n)?,
             learning_rate: spec.learning_rate.clone(),
             iterations: 0,
             last_learning_rate: spec.learning_rate.at(0, 1),
-            w: vec![0.0; n],
-            g: vec![0.0; n],
+            w: crate::alloc::filled(n, 0.0, "the L-BFGS weights")?,
+            g: crate::alloc::filled(n, 0.0, "the L-BFGS gradient")?,
         })))
     }
 
@@ -213,7 +213,7 @@ impl FullBatchLbfgs {
         self.last_learning_rate = lr;
         // Loss and metrics at the final weights.
         net.forward(ws, &data.x, data.rows, false);
-        heads_loss(net, ws, heads, data, running, false);
+        heads_loss(&net.graph, ws, heads, data, running, false);
         running.end_batch(data.rows, net.params.penalty());
     }
 }

@@ -3,6 +3,7 @@
 //! `initial_accumulator_value`.
 
 use super::Update;
+use crate::error::Result;
 
 #[derive(Clone, Debug)]
 pub struct Adagrad {
@@ -11,8 +12,8 @@ pub struct Adagrad {
 }
 
 impl Adagrad {
-    pub fn new(initial_accumulator_value: f32, epsilon: f32, n: usize) -> Self {
-        Self { epsilon, accumulator: vec![initial_accumulator_value; n] }
+    pub fn new(initial_accumulator_value: f32, epsilon: f32, n: usize) -> Result<Self> {
+        Ok(Self { epsilon, accumulator: crate::alloc::filled(n, initial_accumulator_value, "the optimizer's slots")? })
     }
 
     /// One update of the trainable runs (see [`Update`]).

@@ -8,7 +8,8 @@
 //! with decoupled weight decay (applied by the optimizer before the update).
 //! (Note 002 writes `sqrt(v_hat + eps)`; the published form with `eps` outside the root is used.)
 
-use super::Update;
+use super::{slots, Update};
+use crate::error::Result;
 
 #[derive(Clone, Debug)]
 pub struct Adam {
@@ -22,9 +23,9 @@ pub struct Adam {
 }
 
 impl Adam {
-    pub fn new(beta_1: f32, beta_2: f32, epsilon: f32, amsgrad: bool, n: usize) -> Self {
-        let v_hat = if amsgrad { vec![0.0; n] } else { Vec::new() };
-        Self { beta_1, beta_2, epsilon, m: vec![0.0; n], v: vec![0.0; n], v_hat }
+    pub fn new(beta_1: f32, beta_2: f32, epsilon: f32, amsgrad: bool, n: usize) -> Result<Self> {
+        let v_hat = slots(if amsgrad { n } else { 0 })?;
+        Ok(Self { beta_1, beta_2, epsilon, m: slots(n)?, v: slots(n)?, v_hat })
     }
 
     /// One update of the trainable runs (see [`Update`]); the bias corrections use its number `t`.

@@ -1,7 +1,8 @@
 //! Adamax (Kingma and Ba 2015, §7.1), Keras' form: `m <- b1 m + (1 - b1) g`,
 //! `u <- max(b2 u, |g|)`, `w <- w - lr / (1 - b1^t) * m / (u + eps)`.
 
-use super::Update;
+use super::{slots, Update};
+use crate::error::Result;
 
 #[derive(Clone, Debug)]
 pub struct Adamax {
@@ -13,8 +14,8 @@ pub struct Adamax {
 }
 
 impl Adamax {
-    pub fn new(beta_1: f32, beta_2: f32, epsilon: f32, n: usize) -> Self {
-        Self { beta_1, beta_2, epsilon, m: vec![0.0; n], u: vec![0.0; n] }
+    pub fn new(beta_1: f32, beta_2: f32, epsilon: f32, n: usize) -> Result<Self> {
+        Ok(Self { beta_1, beta_2, epsilon, m: slots(n)?, u: slots(n)? })
     }
 
     /// One update of the trainable runs (see [`Update`]).

@@ -9,6 +9,9 @@
 //!
 //! Pairs with `s.y <= 1e-10` are skipped, keeping `H` positive definite.
 
+use crate::alloc::filled;
+use crate::error::Result;
+
 /// L-BFGS state: the curvature pairs, kept across calls, and work vectors allocated once.
 #[derive(Clone, Debug)]
 pub struct Lbfgs {
@@ -33,8 +36,15 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 }
 
 impl Lbfgs {
-    pub fn new(max_iter: usize, history_size: usize, tolerance_grad: f64, tolerance_change: f64, n: usize) -> Self {
-        Self {
+    pub fn new(
+        max_iter: usize,
+        history_size: usize,
+        tolerance_grad: f64,
+        tolerance_change: f64,
+        n: usize,
+    ) -> Result<Self> {
+        let what = "L-BFGS's buffers";
+        Ok(Self {
             max_iter,
             history_size: history_size.max(1),
             tolerance_grad,
@@ -42,11 +52,11 @@ impl Lbfgs {
             s: Vec::new(),
             y: Vec::new(),
             rho: Vec::new(),
-            alpha: vec![0.0; history_size.max(1)],
-            dir: vec![0.0; n],
-            w0: vec![0.0; n],
-            g0: vec![0.0; n],
-        }
+            alpha: filled(history_size.max(1), 0.0, what)?,
+            dir: filled(n, 0.0, what)?,
+            w0: filled(n, 0.0, what)?,
+            g0: filled(n, 0.0, what)?,
+        })
     }
 
     /// The curvature pairs kept, as `(s, y)` flattened one after the other (for inspection).
@@ -161,7 +171,7 @@ mod tests {
     /// The Rosenbrock function, a classic quasi-Newton benchmark: minimum 0 at (1, 1).
     #[test]
     fn minimises_rosenbrock() {
-        let mut opt = Lbfgs::new(200, 10, 1e-9, 1e-14, 2);
+        let mut opt = Lbfgs::new(200, 10, 1e-9, 1e-14, 2).unwrap();
         let mut w = [-1.2f32, 1.0];
         let mut g = [0.0f32; 2];
         let (loss, _) = opt.run(1.0, &mut w, &mut g, |w, g| {

@@ -173,6 +173,11 @@ impl OptimizerSpec {
     }
 }
 
+/// A zeroed slot buffer of `n` values, asked for fallibly.
+fn slots(n: usize) -> Result<Vec<f32>> {
+    crate::alloc::filled(n, 0.0, "the optimizer's slots")
+}
+
 /// The state of an update rule.
 #[derive(Clone, Debug)]
 pub enum State {
@@ -227,34 +232,34 @@ impl Optimizer {
         let state = match spec.rule {
             Rule::Sgd { momentum, nesterov } => {
                 check("momentum", momentum, (0.0..=1.0).contains(&momentum))?;
-                State::Sgd(Sgd::new(momentum, nesterov, n))
+                State::Sgd(Sgd::new(momentum, nesterov, n)?)
             }
             Rule::Adam { beta_1, beta_2, epsilon, amsgrad } => {
                 unit("beta_1", beta_1)?;
                 unit("beta_2", beta_2)?;
                 check("epsilon", epsilon, epsilon >= 0.0)?;
-                State::Adam(Adam::new(beta_1, beta_2, epsilon, amsgrad, n))
+                State::Adam(Adam::new(beta_1, beta_2, epsilon, amsgrad, n)?)
             }
             Rule::Adagrad { initial_accumulator_value, epsilon } => {
                 check("initial_accumulator_value", initial_accumulator_value, initial_accumulator_value >= 0.0)?;
                 check("epsilon", epsilon, epsilon >= 0.0)?;
-                State::Adagrad(Adagrad::new(initial_accumulator_value, epsilon, n))
+                State::Adagrad(Adagrad::new(initial_accumulator_value, epsilon, n)?)
             }
             Rule::Rmsprop { rho, momentum, epsilon, centered } => {
                 unit("rho", rho)?;
                 check("momentum", momentum, (0.0..1.0).contains(&momentum))?;
                 check("epsilon", epsilon, epsilon >= 0.0)?;
-                State::RmsProp(RmsProp::new(rho, momentum, epsilon, centered, n))
+                State::RmsProp(RmsProp::new(rho, momentum, epsilon, centered, n)?)
             }
             Rule::Adamax { beta_1, beta_2, epsilon } => {
                 unit("beta_1", beta_1)?;
                 unit("beta_2", beta_2)?;
-                State::Adamax(Adamax::new(beta_1, beta_2, epsilon, n))
+                State::Adamax(Adamax::new(beta_1, beta_2, epsilon, n)?)
             }
             Rule::Nadam { beta_1, beta_2, epsilon } => {
                 unit("beta_1", beta_1)?;
                 unit("beta_2", beta_2)?;
-                State::Nadam(Nadam::new(beta_1, beta_2, epsilon, n))
+                State::Nadam(Nadam::new(beta_1, beta_2, epsilon, n)?)
             }
             Rule::Lbfgs { .. } => {
                 return Err(invalid("LBFGS is a full-batch method: it trains through model::Trainer, not per batch"))

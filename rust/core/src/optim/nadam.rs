@@ -5,7 +5,8 @@
 //! `m_hat = u_{t+1} m / (1 - prod_{i<=t+1} u_i) + (1 - u_t) g / (1 - prod_{i<=t} u_i)`,
 //! `v_hat = v / (1 - b2^t)`, `w <- w - lr m_hat / (sqrt(v_hat) + eps)`.
 
-use super::Update;
+use super::{slots, Update};
+use crate::error::Result;
 
 #[derive(Clone, Debug)]
 pub struct Nadam {
@@ -19,8 +20,8 @@ pub struct Nadam {
 }
 
 impl Nadam {
-    pub fn new(beta_1: f32, beta_2: f32, epsilon: f32, n: usize) -> Self {
-        Self { beta_1, beta_2, epsilon, m: vec![0.0; n], v: vec![0.0; n], u_product: 1.0 }
+    pub fn new(beta_1: f32, beta_2: f32, epsilon: f32, n: usize) -> Result<Self> {
+        Ok(Self { beta_1, beta_2, epsilon, m: slots(n)?, v: slots(n)?, u_product: 1.0 })
     }
 
     /// One update of the trainable runs (see [`Update`]). The momentum-schedule product advances

@@ -3,7 +3,8 @@
 //! otherwise `s + eps`; increment `lr g / sqrt(denominator)`; with momentum
 //! `b <- mu b + increment`, `w <- w - b`, otherwise `w <- w - increment`.
 
-use super::Update;
+use super::{slots, Update};
+use crate::error::Result;
 
 #[derive(Clone, Debug)]
 pub struct RmsProp {
@@ -19,18 +20,18 @@ pub struct RmsProp {
 }
 
 impl RmsProp {
-    pub fn new(rho: f32, momentum: f32, epsilon: f32, centered: bool, n: usize) -> Self {
+    pub fn new(rho: f32, momentum: f32, epsilon: f32, centered: bool, n: usize) -> Result<Self> {
         // The general path sweeps three buffers; allocate them once when it is needed at all.
         let extra = if centered || momentum > 0.0 { n } else { 0 };
-        Self {
+        Ok(Self {
             rho,
             momentum,
             epsilon,
             centered,
-            velocity: vec![0.0; n],
-            average: vec![0.0; extra],
-            momentum_buf: vec![0.0; extra],
-        }
+            velocity: slots(n)?,
+            average: slots(extra)?,
+            momentum_buf: slots(extra)?,
+        })
     }
 
     /// One update of the trainable runs (see [`Update`]).

@@ -4,7 +4,8 @@
 //! - momentum: `v <- mu v - lr g`, `w <- w + v`
 //! - Nesterov: `v <- mu v - lr g`, `w <- w + mu v - lr g`
 
-use super::Update;
+use super::{slots, Update};
+use crate::error::Result;
 
 #[derive(Clone, Debug)]
 pub struct Sgd {
@@ -15,9 +16,9 @@ pub struct Sgd {
 }
 
 impl Sgd {
-    pub fn new(momentum: f32, nesterov: bool, n: usize) -> Self {
-        let velocity = if momentum > 0.0 { vec![0.0; n] } else { Vec::new() };
-        Self { momentum, nesterov, velocity }
+    pub fn new(momentum: f32, nesterov: bool, n: usize) -> Result<Self> {
+        let velocity = slots(if momentum > 0.0 { n } else { 0 })?;
+        Ok(Self { momentum, nesterov, velocity })
     }
 
     /// One update of the trainable runs (see [`Update`]).

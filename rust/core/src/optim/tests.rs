@@ -434,7 +434,7 @@ fn lbfgs_leaves_tensors_with_zeroed_gradients_alone() {
     let mut w: Vec<f32> = (0..10).map(|i| 1.0 - 0.3 * i as f32).collect();
     let w_frozen = frozen(&w);
     let mut g = vec![0.0f32; 10];
-    let mut lbfgs = Lbfgs::new(50, 10, 1e-7, 1e-12, 10);
+    let mut lbfgs = Lbfgs::new(50, 10, 1e-7, 1e-12, 10).unwrap();
     lbfgs.run(1.0, &mut w, &mut g, |w, g| {
         store.values.copy_from_slice(w);
         for i in 0..10 {
