@@ -612,6 +612,17 @@ def test_a_huge_thread_count_is_refused_at_once():
     assert out.split() == ["True", "True", "True", "ValueError", "True"]
 
 
+def test_set_num_threads_out_of_any_range_is_a_value_error():
+    before = fn.get_num_threads()
+    for n in (10**30, -1, 0, 2000):
+        with pytest.raises(ValueError, match="from 1 to 1024"):
+            fn.set_num_threads(n)
+    for n in (True, "2", 2.0):
+        with pytest.raises(TypeError):
+            fn.set_num_threads(n)
+    assert fn.get_num_threads() == before
+
+
 def test_reshape_refuses_non_integer_sizes():
     for bad in ((2.5, 2), (2, 0), (-1, -1), (), (True, 2)):
         with pytest.raises(ValueError, match="target_shape"):

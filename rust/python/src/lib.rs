@@ -14,10 +14,24 @@ use pyo3::prelude::*;
 
 use convert::{guard, FerronetError};
 
-/// Sets the number of worker threads used by every model.
+/// Sets the number of worker threads used by every model. Any integer is accepted here so that
+/// an out-of-range one (negative, or beyond a machine word) gets the engine's `ValueError`
+/// rather than the argument conversion's `OverflowError`.
 #[pyfunction]
-fn set_num_threads(n: usize) -> PyResult<()> {
-    guard(|| ferronet_core::threads::set_num_threads(n))
+fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
+    if n.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err("set_num_threads: n must be an integer, not a bool"));
+    }
+    if !n.is_instance_of::<pyo3::types::PyInt>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!("set_num_threads: n must be an integer; got {n}")));
+    }
+    match n.extract::<usize>() {
+        Ok(n) => guard(|| ferronet_core::threads::set_num_threads(n)),
+        Err(_) => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "set_num_threads: n must be from 1 to {}; got {n}",
+            ferronet_core::threads::MAX_THREADS
+        ))),
+    }
 }
 
 /// Number of worker threads in use.
