@@ -430,14 +430,25 @@ impl LayerKernel for Conv2D {
             patches.par_chunks_mut(p * k).zip(input[..rows * iw].par_chunks(iw)).for_each(|(pc, x)| self.im2col(x, pc));
             gemm(MatRef::row_major(patches, m, k), MatRef::row_major(w, k, f), 0.0, z);
         }
-        if let Some(o) = self.bias_offset {
-            let b = &params[o..o + f];
+        let act = self.activation;
+        let bias = self.bias_offset.map(|o| &params[o..o + f]);
+        if !needs_z && !act.is_row_wise() {
+            // Bias and activation in one pass over the output, each row while it is in cache.
+            for_each_row(z, f, |_, r| {
+                if let Some(b) = bias {
+                    r.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                }
+                act.forward_row(r);
+            });
+            return;
+        }
+        if let Some(b) = bias {
             for_each_row(z, f, |_, r| r.iter_mut().zip(b).for_each(|(v, b)| *v += b));
         }
         if needs_z {
             output[..m * f].copy_from_slice(&z_saved[..m * f]);
         }
-        self.activation.forward(&mut output[..m * f], f);
+        act.forward(&mut output[..m * f], f);
     }
 
     fn backward(&self, bp: BackwardPass<'_>) {
