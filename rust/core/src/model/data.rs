@@ -164,9 +164,28 @@ impl Gather {
     }
 }
 
+/// Values gathered by one task of a parallel batch gather (a shuffled `mlp_mnist` batch, 100k
+/// values, splits in two).
+const GATHER_CHUNK: usize = 1 << 15;
+
+/// Copies rows `order` of `src` (rows of `w` values) into `buf`, in parallel for large batches
+/// (a pure copy: the result does not depend on the thread count).
 fn gather_rows(buf: &mut [f32], src: &[f32], order: &[usize], w: usize) {
-    for (r, &s) in order.iter().enumerate() {
-        buf[r * w..(r + 1) * w].copy_from_slice(&src[s * w..(s + 1) * w]);
+    use rayon::prelude::*;
+    if w == 0 {
+        return;
+    }
+    let copy = |(rows, idx): (&mut [f32], &[usize])| {
+        for (row, &s) in rows.chunks_exact_mut(w).zip(idx) {
+            row.copy_from_slice(&src[s * w..(s + 1) * w]);
+        }
+    };
+    let buf = &mut buf[..order.len() * w];
+    let rows_per_task = (GATHER_CHUNK / w).max(1);
+    if buf.len() >= 2 * GATHER_CHUNK && rayon::current_num_threads() > 1 {
+        buf.par_chunks_mut(rows_per_task * w).zip(order.par_chunks(rows_per_task)).for_each(copy);
+    } else {
+        copy((buf, order));
     }
 }
 
@@ -183,4 +202,24 @@ pub fn first_non_finite(x: &[f32]) -> Option<usize> {
             .find_first(|(_, c)| c.iter().any(|v| !v.is_finite()))
             .map(|(k, c)| k * CHUNK + c.iter().position(|v| !v.is_finite()).expect("found"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parallel_gather_copies_the_rows_a_serial_one_does() {
+        let (rows, w) = (300, 700); // 210k values: several parallel tasks
+        let src: Vec<f32> = (0..rows * w).map(|i| i as f32).collect();
+        let order: Vec<usize> = (0..rows).map(|r| (r * 7919) % rows).collect();
+        let mut serial = vec![0.0; rows * w];
+        for (r, &s) in order.iter().enumerate() {
+            serial[r * w..(r + 1) * w].copy_from_slice(&src[s * w..(s + 1) * w]);
+        }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let mut parallel = vec![0.0; rows * w];
+        pool.install(|| gather_rows(&mut parallel, &src, &order, w));
+        assert_eq!(parallel, serial);
+    }
 }
