@@ -129,8 +129,7 @@ impl LayerKernel for ActivationLayer {
 
     fn forward(&self, p: ForwardPass<'_>) {
         let n = p.rows * self.per_sample;
-        p.output[..n].copy_from_slice(&p.input[..n]);
-        self.activation.forward(&mut p.output[..n], self.last_axis);
+        self.activation.forward_into(&p.input[..n], &mut p.output[..n], self.last_axis);
     }
 
     fn backward(&self, p: BackwardPass<'_>) {
