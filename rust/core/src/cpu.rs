@@ -132,40 +132,29 @@ pub fn fma_chains(seed: f32) -> (f32, u64) {
     (chains_scalar(seed), (STEPS * CHAINS * 2) as u64)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn chains_avx512(seed: f32) -> f32 {
-    use std::arch::x86_64::*;
-    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(seed * 1e-7));
-    let mut acc = [_mm512_set1_ps(seed); CHAINS];
-    for _ in 0..STEPS {
-        for v in acc.iter_mut() {
-            *v = _mm512_fmadd_ps(*v, a, b);
+/// Defines `$name(seed)`: the FMA chains on one vector type, compiled with `$features`; the
+/// result sums every lane of every chain.
+macro_rules! fma_chains {
+    ($name:ident, $features:literal, $vector:ident, $lanes:literal, $set1:ident, $fmadd:ident) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        unsafe fn $name(seed: f32) -> f32 {
+            use std::arch::x86_64::*;
+            let (a, b) = ($set1(0.999_999), $set1(seed * 1e-7));
+            let mut acc = [$set1(seed); CHAINS];
+            for _ in 0..STEPS {
+                for v in acc.iter_mut() {
+                    *v = $fmadd(*v, a, b);
+                }
+            }
+            // SAFETY: a vector of `$lanes` floats has the layout of `[f32; $lanes]`.
+            acc.iter().map(|v| unsafe { std::mem::transmute::<$vector, [f32; $lanes]>(*v) }.iter().sum::<f32>()).sum()
         }
-    }
-    acc.iter().map(|v| _mm512_reduce_add_ps(*v)).sum()
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn chains_avx2(seed: f32) -> f32 {
-    use std::arch::x86_64::*;
-    let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(seed * 1e-7));
-    let mut acc = [_mm256_set1_ps(seed); CHAINS];
-    for _ in 0..STEPS {
-        for v in acc.iter_mut() {
-            *v = _mm256_fmadd_ps(*v, a, b);
-        }
-    }
-    let mut lanes = [0.0f32; 8];
-    acc.iter()
-        .map(|v| {
-            // SAFETY: `lanes` holds the 8 floats the store writes.
-            unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), *v) };
-            lanes.iter().sum::<f32>()
-        })
-        .sum()
-}
+fma_chains!(chains_avx512, "avx512f", __m512, 16, _mm512_set1_ps, _mm512_fmadd_ps);
+fma_chains!(chains_avx2, "avx2,fma", __m256, 8, _mm256_set1_ps, _mm256_fmadd_ps);
 
 fn chains_scalar(seed: f32) -> f32 {
     let mut acc = [seed; CHAINS];

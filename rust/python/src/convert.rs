@@ -63,6 +63,21 @@ pub fn contiguous<'a>(rw: &'a mut PyReadwriteArrayDyn<'_, f32>) -> PyResult<&'a 
     rw.as_slice_mut().map_err(|_| FerronetError::new_err("internal error: a new array is not contiguous"))
 }
 
+/// The values of named float32 arrays (`what` names them in the error for a strided one).
+pub fn named_slices<'a>(
+    arrays: &'a [(String, PyReadonlyArrayDyn<'_, f32>)],
+    what: &str,
+) -> PyResult<Vec<(&'a str, &'a [f32])>> {
+    arrays
+        .iter()
+        .map(|(n, a)| {
+            let v =
+                a.as_slice().map_err(|_| PyValueError::new_err(format!("{what} '{n}' must be contiguous float32")))?;
+            Ok((n.as_str(), v))
+        })
+        .collect()
+}
+
 /// A dataset over the inputs `x`, the targets `y` (one per output; an empty array for an output
 /// without a loss) and optional per-output sample weights: numpy arrays handed to the engine as
 /// ndarray views, without a copy.

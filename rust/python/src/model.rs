@@ -12,7 +12,7 @@ use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethod
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::convert::{catch, contiguous, dataset, guard, zeros};
+use crate::convert::{catch, contiguous, dataset, guard, named_slices, zeros};
 use crate::shared::Shared;
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> PyResult<T> {
@@ -471,15 +471,8 @@ impl PyModel {
         slots: Vec<(String, PyReadonlyArrayDyn<'_, f32>)>,
     ) -> PyResult<()> {
         catch(|| {
-            let owned = slots
-                .iter()
-                .map(|(n, a)| {
-                    let v = a
-                        .as_slice()
-                        .map_err(|_| PyValueError::new_err("optimizer state must be contiguous float32"))?;
-                    Ok((n.clone(), v.to_vec()))
-                })
-                .collect::<PyResult<Vec<_>>>()?;
+            let owned: Vec<(String, Vec<f32>)> =
+                named_slices(&slots, "optimizer slot")?.into_iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
             self.shared.write(py, |m| guard(|| m.trainer_mut().ok_or_else(not_compiled)?.restore(iterations, &owned)))
         })
     }

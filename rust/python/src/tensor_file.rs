@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use ferronet_core::persist;
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::convert::{catch, guard};
+use crate::convert::{catch, guard, named_slices};
 
 /// Writes named float32 arrays and string metadata to `path` atomically.
 #[pyfunction]
@@ -19,15 +18,11 @@ pub fn write_tensor_file(
     metadata: HashMap<String, String>,
 ) -> PyResult<()> {
     catch(|| {
-        let named = tensors
-            .iter()
-            .map(|(n, a)| {
-                let v = a
-                    .as_slice()
-                    .map_err(|_| PyValueError::new_err(format!("tensor '{n}' must be contiguous float32")))?;
-                Ok((n.clone(), a.shape().to_vec(), v))
-            })
-            .collect::<PyResult<Vec<_>>>()?;
+        let named: Vec<_> = named_slices(&tensors, "tensor")?
+            .into_iter()
+            .zip(&tensors)
+            .map(|((n, v), (_, a))| (n.to_string(), a.shape().to_vec(), v))
+            .collect();
         py.detach(|| guard(|| persist::write_tensors(&path, &named, metadata)))
     })
 }
