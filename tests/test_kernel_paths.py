@@ -11,9 +11,10 @@ import sys
 
 import numpy as np
 
-# A network through every kernel family: implicit-GEMM convolutions (>= 8 channels, stride 1),
-# a patch-matrix convolution (3 channels), batch normalization (chunked statistics), pooling,
-# the dense GEMMs, a dropout mask large enough to be drawn in parallel chunks, and an Adam sweep.
+# A network through every kernel family: implicit-GEMM convolutions (stride 1; on 3 channels, the
+# weight gradient summed in sample groups; on 16 and 40, per kernel cell), a patch-matrix
+# convolution (stride 2), batch normalization (chunked statistics), pooling, the dense GEMMs, a
+# dropout mask large enough to be drawn in parallel chunks, and an Adam sweep.
 SCRIPT = """
 import json, sys
 import numpy as np
@@ -28,7 +29,7 @@ model = fn.Sequential([
     L.Input((12, 12, 3)),
     L.Conv2D(16, 3, padding="same"), L.BatchNormalization(), L.ReLU(),
     L.Conv2D(40, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
-    L.Conv2D(8, 2, padding="valid", activation="tanh"),
+    L.Conv2D(8, 2, padding="valid", activation="tanh"), L.Conv2D(8, 2, strides=2, activation="tanh"),
     L.Flatten(), L.Dense(520, activation="relu"), L.Dropout(0.3), L.Dense(4),
 ])
 model.compile(optimizer=fn.optimizers.Adam(1e-2),

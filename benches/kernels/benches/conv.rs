@@ -1,6 +1,7 @@
 //! A convolution layer's forward (inference) and forward + backward, on the conv layers of the
-//! `cnn_lenet` and `cnn_bn` workloads, batch 64. A parameter-free layer sits in front so the
-//! input gradient is computed, as it is for every conv layer but the first.
+//! `cnn_lenet` and `cnn_bn` workloads, batch 64. A parameter-free layer sits in front of the inner
+//! layers so their input gradient is computed; the first layers (1 and 3 channels) take the
+//! model's input directly, so they compute none, as in the workloads.
 //!
 //!     cargo bench -p ferronet-benches --bench conv
 //!     FERRONET_GEMM=matrixmultiply cargo bench -p ferronet-benches --bench conv   # portable path
@@ -13,18 +14,23 @@ use ferronet_core::optim::{OptimizerSpec, Rule};
 use ferronet_core::rng::Stream;
 use ferronet_core::{CompileSpec, Dataset, Model, ModelSpec};
 
-/// (name, height = width, channels, filters).
-const LAYERS: [(&str, usize, usize, usize); 3] =
-    [("lenet_conv2", 14, 32, 64), ("cnn_bn_conv2", 32, 32, 32), ("cnn_bn_conv4", 16, 64, 64)];
+/// (name, height = width, channels, filters, first layer).
+const LAYERS: [(&str, usize, usize, usize, bool); 5] = [
+    ("lenet_conv1", 28, 1, 32, true),
+    ("cnn_bn_conv1", 32, 3, 32, true),
+    ("lenet_conv2", 14, 32, 64, false),
+    ("cnn_bn_conv2", 32, 32, 32, false),
+    ("cnn_bn_conv4", 16, 64, 64, false),
+];
 const BATCH: usize = 64;
 
-fn model(side: usize, channels: usize, filters: usize) -> Model {
+fn model(side: usize, channels: usize, filters: usize, first: bool) -> Model {
     let conv = Conv2DConfig { padding: Padding::Same, ..Conv2DConfig::new(filters, [3, 3], Activation::Relu) };
-    let layers = vec![
-        LayerSpec::new("scale", RescalingConfig { scale: 1.0, offset: 0.0 }),
-        LayerSpec::new("conv", conv),
-        LayerSpec::new("pool", GlobalAveragePooling2DConfig::default()),
-    ];
+    let mut layers =
+        vec![LayerSpec::new("conv", conv), LayerSpec::new("pool", GlobalAveragePooling2DConfig::default())];
+    if !first {
+        layers.insert(0, LayerSpec::new("scale", RescalingConfig { scale: 1.0, offset: 0.0 }));
+    }
     let mut m = Model::new(&ModelSpec { input_shape: vec![side, side, channels], layers }, 0).unwrap();
     m.compile(&CompileSpec::single(
         Loss::MeanSquaredError,
@@ -43,8 +49,8 @@ fn bench(c: &mut Criterion) {
             .sample_size(10)
             .warm_up_time(std::time::Duration::from_secs(1))
             .measurement_time(std::time::Duration::from_secs(2));
-        for &(name, side, channels, filters) in &LAYERS {
-            let mut m = model(side, channels, filters);
+        for &(name, side, channels, filters, first) in &LAYERS {
+            let mut m = model(side, channels, filters, first);
             let mut rng = Stream::new(0, 0);
             let x: Vec<f32> = (0..BATCH * side * side * channels).map(|_| rng.normal()).collect();
             let y = vec![0.0f32; BATCH * filters];

@@ -1,8 +1,8 @@
 //! Matrix products for the layers, chosen at run time:
 //!
-//! - with AVX-512 and a narrow `B` (at most [`AVX512_MAX_N`] columns): [`avx512`], which reads
-//!   `A` in place (no packing pass; the tall im2col matrices of convolutions made packing cost as
-//!   much as the arithmetic);
+//! - with AVX-512: [`avx512`], which reads `A` in place (no packing pass; the tall im2col
+//!   matrices of convolutions made packing cost as much as the arithmetic), unless `B` is both
+//!   wide (more than [`AVX512_MAX_N`] columns) and transposed;
 //! - otherwise `matrixmultiply` (its own runtime AVX-512/AVX2/NEON dispatch, arbitrary strides).
 //!
 //! Both run single-threaded on one panel; [`gemm`] splits the output into row or column panels,
@@ -67,7 +67,8 @@ fn avx512_tile() -> (usize, usize) {
 
 /// Whether `A · B` goes to the in-place AVX-512 kernel.
 fn in_place(kernel: Kernel, a: &MatRef<'_>, b: &MatRef<'_>) -> bool {
-    (b.cols <= AVX512_MAX_N || a.rows >= TALL_A * b.cols) && kernel == Kernel::Avx512 && Kernel::get() == Kernel::Avx512
+    let wide_transposed_b = b.cols > AVX512_MAX_N && b.cs != 1;
+    (!wide_transposed_b || a.rows >= TALL_A * b.cols) && kernel == Kernel::Avx512 && Kernel::get() == Kernel::Avx512
 }
 
 /// Raw pointer that may cross to a worker thread: each worker touches a disjoint panel of C.
@@ -125,9 +126,10 @@ pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
     });
 }
 
-/// Widest `B` the in-place kernel takes. Beyond it `matrixmultiply`'s packing is amortised over
-/// enough columns and its two-thread scaling was better (147 against 119 GFLOP/s at
-/// 256x1024x1024); below it the in-place kernel wins (`benches/README.md`).
+/// Widest transposed `B` (`dZ · Wᵀ`, an input gradient) the in-place kernel takes. Its packing
+/// gathers `B` element by element, which on a wide `B` costs more than `matrixmultiply`'s packing
+/// (256x1024x1024 `NT`: 70 against 83 GFLOP/s on one Zen 4 thread). A row-major `B` of any width
+/// goes to the in-place kernel: 256x784x1024 `NN` 102 against 95 (`benches/README.md`).
 const AVX512_MAX_N: usize = 384;
 /// A wider `B` still goes to the in-place kernel when `A` is this many times taller than `B` is
 /// wide (a convolution's input gradient, `dZ · Wᵀ`): packing `A` would then dominate.
@@ -342,7 +344,7 @@ mod tests {
     fn every_kernel_family_agrees_with_the_naive_product_across_blocks_and_edges() {
         // k > KC (several inner blocks), n > NC (several column blocks) with a partial 32-wide
         // tile, m not a multiple of the 12-row tile; beta 0 (C never read), 1 and 0.5.
-        for &(m, k, n) in &[(37, 1000, 300), (13, 769, 33), (96, 5, 384), (1, 3, 1)] {
+        for &(m, k, n) in &[(37, 1000, 300), (13, 769, 33), (96, 5, 384), (20, 50, 400), (1, 3, 1)] {
             let ad = filled(m * k, 3);
             let bd = filled(k * n, 4);
             for (ta, tb) in [(false, false), (true, false), (false, true)] {

@@ -123,8 +123,9 @@ impl Axis {
 
 /// One sample's map copied into a zero border, for a stride-1, undilated convolution as an
 /// implicit GEMM (where the machine has the segmented kernel): output cell `(y, x)` of a
-/// `kh x kw` kernel reads grid cells `(y + u, x + v)`, one kernel cell `(u, v)` per segment, so
-/// no patch matrix (`kh kw` copies of the map) is built.
+/// `kh x kw` kernel reads grid cells `(y + u, x + v)`. The `kw` cells of one kernel row are
+/// adjacent in the grid, so each kernel row `u` is one segment of `kw C` values, and no patch
+/// matrix (`kh kw` copies of the map) is built.
 ///
 /// Two grids per convolution: the input, for the forward pass and the weight gradient; and
 /// `dZ`, for the input gradient (a transposed convolution is a convolution of the padded `dZ`
@@ -137,16 +138,17 @@ struct PaddedGrid {
     top: usize,
     left: usize,
     channels: usize,
-    /// Offset of each kernel cell `(u, v)`, row-major: `(u width + v) channels`.
+    /// Offset of each kernel row `u`: `u width channels`; its segment is `kw channels` long.
     offsets: Vec<usize>,
+    segment: usize,
 }
 
 impl PaddedGrid {
     /// The grid holding every cell that `out` outputs of a `kernel` read.
     fn new(out: (usize, usize), kernel: (usize, usize), (top, left): (usize, usize), channels: usize) -> Self {
         let (height, width) = (out.0 + kernel.0 - 1, out.1 + kernel.1 - 1);
-        let offsets = (0..kernel.0).flat_map(|u| (0..kernel.1).map(move |v| (u * width + v) * channels)).collect();
-        Self { height, width, top, left, channels, offsets }
+        let offsets = (0..kernel.0).map(|u| u * width * channels).collect();
+        Self { height, width, top, left, channels, offsets, segment: kernel.1 * channels }
     }
 
     fn len(&self) -> usize {
@@ -167,7 +169,8 @@ impl PaddedGrid {
     fn convolve(&self, grid: &[f32], packed: &[f32], n: usize, out: &mut [f32], cols: usize) {
         let c = self.channels;
         for (y, line) in out.chunks_exact_mut(cols * n).enumerate() {
-            gemm::segmented(&grid[y * self.width * c..], (c, 1), &self.offsets, c, cols, packed, n, line, n, false);
+            let row = &grid[y * self.width * c..];
+            gemm::segmented(row, (c, 1), &self.offsets, self.segment, cols, packed, n, line, n, false);
         }
     }
 }
@@ -178,36 +181,57 @@ fn implicit_possible(rows: &Axis, cols: &Axis) -> bool {
     plain(rows) && plain(cols) && gemm::segmented_available()
 }
 
-/// Forward and weight gradient on the input's padded grid (at least [`IMPLICIT_MIN_CHANNELS`]
-/// input channels), kept for backward instead of the patch matrix:
+/// Forward and weight gradient on the input's padded grid, kept for backward instead of the
+/// patch matrix:
 ///
 /// - forward: `Z = grid (*) W`, [`PaddedGrid::convolve`];
-/// - weight gradient, per kernel cell: `dW[u, v] = sum over samples and output rows of
-///   grid[oy + u, v .. v + OW]ᵀ · dZ[oy, ..]`.
+/// - weight gradient, one block of `dW` rows per task: `dW[block] = sum over samples and output
+///   rows oy of grid[oy + u, ..]ᵀ · dZ[oy, ..]`, where a block is one kernel cell `(u, v)` (its
+///   `C` rows of `dW`) when there are many channels, and one kernel row `u` (its `kw C` rows)
+///   for a first layer's 1-7 channels, whose per-cell blocks would be 1-7 rows thin.
 #[derive(Clone, Debug)]
 struct ImplicitConv {
     grid: PaddedGrid,
-    /// Per kernel cell, the offset of output row `oy`'s inputs: `((oy + u) width + v) C`.
+    /// Rows of `dW` per block: `C`, or `kw C`.
+    block_rows: usize,
+    /// Per block, the offset of output row `oy`'s inputs: `((oy + u) width + v) C` for a cell,
+    /// `(oy + u) width C` for a kernel row (its rows `(v, c)` then lie at `v C + c`).
     row_offsets: Vec<usize>,
+    /// Sample groups whose blocks are summed separately, then added in group order (a fixed
+    /// count, so every thread count sums in the same order): few blocks per layer leave the
+    /// threads idle without them.
+    groups: usize,
 }
 
-/// Fewer input channels leave the weight-gradient tiles too thin (a first layer on RGB or grey
-/// images): those layers keep the patch matrix, which is small for them.
-const IMPLICIT_MIN_CHANNELS: usize = 8;
+/// Below this many input channels, blocks are kernel rows summed in [`THIN_GROUPS`] sample groups.
+const PER_CELL_MIN_CHANNELS: usize = 8;
+const THIN_GROUPS: usize = 16;
 
 impl ImplicitConv {
     fn new(rows: &Axis, cols: &Axis, channels: usize) -> Option<Self> {
-        if channels < IMPLICIT_MIN_CHANNELS || !implicit_possible(rows, cols) {
+        if !implicit_possible(rows, cols) {
             return None;
         }
         let kernel = (rows.kernel, cols.kernel);
         let grid = PaddedGrid::new((rows.output, cols.output), kernel, (rows.pad_before, cols.pad_before), channels);
         let width = grid.width;
-        let row_offsets = (0..kernel.0)
-            .flat_map(|u| (0..kernel.1).map(move |v| (u, v)))
+        let per_cell = channels >= PER_CELL_MIN_CHANNELS;
+        let blocks: Vec<(usize, usize)> = if per_cell {
+            (0..kernel.0).flat_map(|u| (0..kernel.1).map(move |v| (u, v))).collect()
+        } else {
+            (0..kernel.0).map(|u| (u, 0)).collect()
+        };
+        let row_offsets = blocks
+            .into_iter()
             .flat_map(|(u, v)| (0..rows.output).map(move |oy| ((oy + u) * width + v) * channels))
             .collect();
-        Some(Self { grid, row_offsets })
+        let (block_rows, groups) = if per_cell { (channels, 1) } else { (kernel.1 * channels, THIN_GROUPS) };
+        Some(Self { grid, block_rows, row_offsets, groups })
+    }
+
+    /// Values of the per-group blocks of `dW`, each `block_rows x PANEL` per filter panel.
+    fn blocks_len(&self, patch: usize, filters: usize) -> usize {
+        self.groups * patch * filters.div_ceil(gemm::PANEL) * gemm::PANEL
     }
 }
 
@@ -305,13 +329,24 @@ impl Conv2D {
         input.max(dz_grid)
     }
 
-    /// Per sample: `dZ` packed for the implicit weight gradient.
+    /// Per sample: `dZ` packed for the implicit weight gradient; none when `dZ` is one panel wide
+    /// already (32 filters), as it is then laid out as packed.
     fn dz_panels(&self) -> usize {
-        self.implicit.as_ref().map_or(0, |_| gemm::packed_len(self.positions(), self.filters))
+        let packed = self.implicit.is_some() && self.filters != gemm::PANEL;
+        if packed {
+            gemm::packed_len(self.positions(), self.filters)
+        } else {
+            0
+        }
     }
 
     fn forward_panels(&self) -> usize {
         self.implicit.as_ref().map_or(0, |_| gemm::packed_len(self.patch(), self.filters))
+    }
+
+    /// Per batch: the packed kernel in forward, the weight gradient's blocks in backward.
+    fn kernel_scratch(&self) -> usize {
+        self.implicit.as_ref().map_or(0, |g| self.forward_panels().max(g.blocks_len(self.patch(), self.filters)))
     }
 
     fn flipped_panels(&self) -> usize {
@@ -390,10 +425,10 @@ impl LayerKernel for Conv2D {
             + if self.activation.needs_input() { self.positions() * self.filters } else { 0 }
     }
 
-    /// Scratch per batch: the packed kernel (implicit forward), then the packed flipped kernel
-    /// (implicit input gradient).
+    /// Scratch per batch: the packed kernel (implicit forward) or the weight gradient's blocks
+    /// (implicit backward), then the packed flipped kernel (implicit input gradient).
     fn saved_extra(&self) -> usize {
-        self.forward_panels() + self.implicit_dx.as_ref().map_or(0, |_| self.flipped_panels())
+        self.kernel_scratch() + self.implicit_dx.as_ref().map_or(0, |_| self.flipped_panels())
     }
 
     fn final_activation(&self) -> Activation {
@@ -411,6 +446,18 @@ impl LayerKernel for Conv2D {
         let needs_z = self.activation.needs_input();
         let z = if needs_z { &mut z_saved[..m * f] } else { &mut output[..m * f] };
         let w = &params[self.kernel_offset..self.kernel_offset + k * f];
+        let act = self.activation;
+        let bias = self.bias_offset.map(|o| &params[o..o + f]);
+        // Bias and activation in one pass over the output, each row while it is in cache.
+        let one_pass = !needs_z && !act.is_row_wise();
+        let bias_and_activation = |out: &mut [f32]| {
+            for r in out.chunks_exact_mut(f) {
+                if let Some(b) = bias {
+                    r.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                }
+                act.forward_row(r);
+            }
+        };
         if let Some(g) = &self.implicit {
             let packed = &mut extra[..self.forward_panels()];
             gemm::pack_block(MatRef::row_major(w, k, f), (0, k), (0, f), packed);
@@ -424,23 +471,22 @@ impl LayerKernel for Conv2D {
                     let grid = &mut grid[..g.grid.len()];
                     g.grid.fill(x, iwid, grid);
                     g.grid.convolve(grid, packed, f, zs, ow);
+                    if one_pass {
+                        // While this sample's output is still in cache.
+                        bias_and_activation(zs);
+                    }
                 });
+            if one_pass {
+                return;
+            }
         } else {
             let patches = &mut region[..rows * p * k];
             patches.par_chunks_mut(p * k).zip(input[..rows * iw].par_chunks(iw)).for_each(|(pc, x)| self.im2col(x, pc));
             gemm(MatRef::row_major(patches, m, k), MatRef::row_major(w, k, f), 0.0, z);
-        }
-        let act = self.activation;
-        let bias = self.bias_offset.map(|o| &params[o..o + f]);
-        if !needs_z && !act.is_row_wise() {
-            // Bias and activation in one pass over the output, each row while it is in cache.
-            for_each_row(z, f, |_, r| {
-                if let Some(b) = bias {
-                    r.iter_mut().zip(b).for_each(|(v, b)| *v += b);
-                }
-                act.forward_row(r);
-            });
-            return;
+            if one_pass {
+                for_each_row(z, f, |_, r| bias_and_activation(r));
+                return;
+            }
         }
         if let Some(b) = bias {
             for_each_row(z, f, |_, r| r.iter_mut().zip(b).for_each(|(v, b)| *v += b));
@@ -457,7 +503,7 @@ impl LayerKernel for Conv2D {
         let (per_sample, extra) = bp.saved.split_at_mut(rows * self.saved_width());
         let (region, rest) = per_sample.split_at_mut(rows * self.patch_region());
         let (dz_panels, rest) = rest.split_at_mut(rows * self.dz_panels());
-        let (fwd_scratch, extra) = extra.split_at_mut(self.forward_panels());
+        let (kernel_scratch, extra) = extra.split_at_mut(self.kernel_scratch());
         let dz = &mut bp.grad_out[..m * f];
         if !bp.skip_activation {
             let z = if self.activation.needs_input() { &rest[..m * f] } else { &[][..] };
@@ -468,32 +514,51 @@ impl LayerKernel for Conv2D {
         let dw = &mut bp.grads[ko..ko + k * f];
         if let Some(g) = &self.implicit {
             let (c, (oh, ow), region_len) = (self.channels, (self.rows.output, self.cols.output), self.patch_region());
-            let panels_len = self.dz_panels();
-            dz_panels.par_chunks_mut(panels_len).zip(dz.par_chunks(p * f)).for_each(|(pk, d)| {
-                gemm::pack_block(MatRef::row_major(d, p, f), (0, p), (0, f), pk);
-            });
-            let (grids, dz_panels) = (&*region, &*dz_panels);
-            // One task per kernel cell and 32-filter panel, so 2 threads share 9 cells evenly:
-            // block (cell, t) of dW (C x 32) sums over samples into the forward's packed-kernel
-            // scratch (free in backward), then lands in dW.
-            let width = gemm::PANEL;
-            let per_cell = f.div_ceil(width);
-            let blocks = &mut fwd_scratch[..k * per_cell * width];
-            blocks.par_chunks_mut(c * width).enumerate().for_each(|(task, block)| {
-                let (cell, t) = (task / per_cell, task % per_cell);
-                let offsets = &g.row_offsets[cell * oh..][..oh];
+            let panels_len = gemm::packed_len(p, f);
+            let dz_panels: &[f32] = if self.dz_panels() == 0 {
+                dz
+            } else {
+                dz_panels.par_chunks_mut(panels_len).zip(dz.par_chunks(p * f)).for_each(|(pk, d)| {
+                    gemm::pack_block(MatRef::row_major(d, p, f), (0, p), (0, f), pk);
+                });
+                dz_panels
+            };
+            let grids = &*region;
+            // One task per sample group, block of dW and 32-filter panel, so 2 threads share the
+            // 9 cells of a 3x3 kernel evenly, and the 3 kernel rows of a first layer in 16 sample
+            // groups. Task (group, block, t) sums its samples into the kernel scratch (free in
+            // backward); the groups are then added in order into dW.
+            let (width, block_rows) = (gemm::PANEL, g.block_rows);
+            let per_block = f.div_ceil(width);
+            let tasks_per_group = k / block_rows * per_block;
+            let blocks = &mut kernel_scratch[..g.blocks_len(k, f)];
+            blocks.par_chunks_mut(block_rows * width).enumerate().for_each(|(task, block)| {
+                let (group, task) = (task / tasks_per_group, task % tasks_per_group);
+                let (b, t) = (task / per_block, task % per_block);
+                let offsets = &g.row_offsets[b * oh..][..oh];
                 let cols = width.min(f - t * width);
-                for n in 0..rows {
+                let samples = group * rows / g.groups..(group + 1) * rows / g.groups;
+                if samples.is_empty() {
+                    block.fill(0.0);
+                }
+                for n in samples.clone() {
                     let grid = &grids[n * region_len..][..g.grid.len()];
                     let panel = &dz_panels[n * panels_len + t * p * width..][..p * width];
-                    gemm::segmented(grid, (1, c), offsets, ow, c, panel, cols, block, width, n > 0);
+                    let accumulate = n > samples.start;
+                    gemm::segmented(grid, (1, c), offsets, ow, block_rows, panel, cols, block, width, accumulate);
                 }
             });
-            for (task, block) in blocks.chunks_exact(c * width).enumerate() {
-                let (cell, t) = (task / per_cell, task % per_cell);
+            let (first, later) = blocks.split_at(tasks_per_group * block_rows * width);
+            for (task, block) in first.chunks_exact(block_rows * width).enumerate() {
+                let (b, t) = (task / per_block, task % per_block);
                 let cols = width.min(f - t * width);
                 for (r, row) in block.chunks_exact(width).enumerate() {
-                    dw[(cell * c + r) * f + t * width..][..cols].copy_from_slice(&row[..cols]);
+                    let out = &mut dw[(b * block_rows + r) * f + t * width..][..cols];
+                    out.copy_from_slice(&row[..cols]);
+                    for group in later.chunks_exact(first.len()) {
+                        let row = &group[(task * block_rows + r) * width..][..cols];
+                        out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+                    }
                 }
             }
         } else {

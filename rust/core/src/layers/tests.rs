@@ -70,8 +70,9 @@ fn direct_conv(
 
 #[test]
 fn conv_forward_matches_direct_convolution() {
-    // 3 channels take the patch-matrix path; 9 the implicit GEMM where the machine has it (stride
-    // 1 only), with filters across a partial 32-wide panel.
+    // Stride 1 takes the implicit GEMM where the machine has it (on 3 channels, one segment per
+    // kernel row of 3 x 3 values; on 9, of 27), other strides and dilations the patch matrix;
+    // filters across a partial 32-wide panel.
     for (c, extra) in [(3, vec![]), (9, vec![(3, 1, true, 1, 33), (2, 1, true, 1, 4), (3, 1, false, 1, 5)])] {
         conv_forward_case(c, extra);
     }
