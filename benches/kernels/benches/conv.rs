@@ -1,14 +1,17 @@
 //! A convolution layer's forward (inference) and forward + backward, on the conv layers of the
-//! `cnn_lenet` and `cnn_bn` workloads, batch 64. A parameter-free layer sits in front of the inner
-//! layers so their input gradient is computed; the first layers (1 and 3 channels) take the
-//! model's input directly, so they compute none, as in the workloads.
+//! `cnn_lenet` and `cnn_bn` workloads, batch 64. A 1x1 convolution (a small product of its own)
+//! sits in front of the inner layers so their input gradient is computed (gradients only flow
+//! where some weight upstream needs them); the first layers (1 and 3 channels) take the model's
+//! input directly, so they compute none, as in the workloads.
+//!
+//! Also MaxPooling2D(2) on the `cnn_lenet` map its first convolution outputs (28x28x32).
 //!
 //!     cargo bench -p ferronet-benches --bench conv
 //!     FERRONET_GEMM=matrixmultiply cargo bench -p ferronet-benches --bench conv   # portable path
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ferronet_core::activation::Activation;
-use ferronet_core::layers::{Conv2DConfig, GlobalAveragePooling2DConfig, LayerSpec, Padding, RescalingConfig};
+use ferronet_core::layers::{Conv2DConfig, GlobalAveragePooling2DConfig, LayerSpec, MaxPooling2DConfig, Padding};
 use ferronet_core::loss::Loss;
 use ferronet_core::optim::{OptimizerSpec, Rule};
 use ferronet_core::rng::Stream;
@@ -26,10 +29,15 @@ const BATCH: usize = 64;
 
 fn model(side: usize, channels: usize, filters: usize, first: bool) -> Model {
     let conv = Conv2DConfig { padding: Padding::Same, ..Conv2DConfig::new(filters, [3, 3], Activation::Relu) };
-    let mut layers =
-        vec![LayerSpec::new("conv", conv), LayerSpec::new("pool", GlobalAveragePooling2DConfig::default())];
+    compiled(side, channels, first, LayerSpec::new("conv", conv))
+}
+
+/// `layer` between an optional 1x1 convolution and a global average pooling.
+fn compiled(side: usize, channels: usize, first: bool, layer: LayerSpec) -> Model {
+    let mut layers = vec![layer, LayerSpec::new("pool", GlobalAveragePooling2DConfig::default())];
     if !first {
-        layers.insert(0, LayerSpec::new("scale", RescalingConfig { scale: 1.0, offset: 0.0 }));
+        let front = Conv2DConfig::new(channels, [1, 1], Activation::Linear);
+        layers.insert(0, LayerSpec::new("front", front));
     }
     let mut m = Model::new(&ModelSpec { input_shape: vec![side, side, channels], layers }, 0).unwrap();
     m.compile(&CompileSpec::single(
@@ -49,8 +57,13 @@ fn bench(c: &mut Criterion) {
             .sample_size(10)
             .warm_up_time(std::time::Duration::from_secs(1))
             .measurement_time(std::time::Duration::from_secs(2));
-        for &(name, side, channels, filters, first) in &LAYERS {
-            let mut m = model(side, channels, filters, first);
+        let max_pool = LayerSpec::new("max", MaxPooling2DConfig::new([2, 2], None, Padding::Valid));
+        let cases = LAYERS.iter().map(|&(name, side, channels, filters, first)| {
+            (name, side, channels, filters, model(side, channels, filters, first))
+        });
+        for (name, side, channels, filters, mut m) in
+            cases.chain([("lenet_max_pool", 28, 32, 32, compiled(28, 32, false, max_pool))])
+        {
             let mut rng = Stream::new(0, 0);
             let x: Vec<f32> = (0..BATCH * side * side * channels).map(|_| rng.normal()).collect();
             let y = vec![0.0f32; BATCH * filters];

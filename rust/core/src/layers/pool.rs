@@ -1,7 +1,7 @@
 //! Pooling, channels last (note 002 §6: pooling summarises a neighbourhood, shrinking the map).
 //!
-//! - max pooling: the largest value of each window; backward routes the gradient to the position
-//!   that won (its index is kept from forward)
+//! - max pooling: the largest value of each window (the first, in window order, among equals);
+//!   backward routes the gradient to the position that won (its index is kept from forward)
 //! - average pooling: the mean of each window; with `same` padding the mean is over the cells
 //!   inside the input only (Keras' behaviour); backward spreads `g / count` over the window
 //! - global average / max pooling: over the whole `H x W` map, one value per channel
@@ -76,6 +76,14 @@ impl<const MAX: bool> BuildLayer for GlobalPooling2DConfig<MAX> {
     }
 }
 
+/// `if pick { a } else { b }` as bit masks: the channel loops then vectorise even for baseline
+/// x86-64 (SSE2 has no blend, and an `if` there became one branch per lane).
+#[inline(always)]
+fn select(pick: bool, a: f32, b: f32) -> f32 {
+    let mask = u32::from(pick).wrapping_neg();
+    f32::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
     Max,
@@ -123,6 +131,14 @@ impl Pool2D {
         self.rows.output * self.cols.output * self.channels
     }
 
+    /// Whether the windows tile the input without overlap or padding (the usual `pool_size = 2`,
+    /// `strides = pool_size` on an even map): then [`Pool2D::tiled_max_sample`] and its backward
+    /// run, which keep the winner's place in its window and write each input gradient once.
+    fn tiled(&self) -> bool {
+        let fits = |a: &Axis| a.stride == a.kernel && a.pad_before == 0 && a.output * a.stride <= a.input;
+        fits(&self.rows) && fits(&self.cols)
+    }
+
     /// Visits every output cell `(oy, ox)` with the input cells `(iy, ix)` of its window.
     fn window(&self, oy: usize, ox: usize, mut f: impl FnMut(usize)) {
         for ky in 0..self.rows.kernel {
@@ -145,14 +161,62 @@ impl Pool2D {
                 yc.fill(f32::NEG_INFINITY);
                 self.window(oy, ox, |cell| {
                     let xc = &x[cell * c..cell * c + c];
-                    // Selects rather than branches, so the channel loop vectorises.
                     for ch in 0..c {
                         let better = xc[ch] > yc[ch];
-                        yc[ch] = if better { xc[ch] } else { yc[ch] };
-                        let idx = f32::from_bits((cell * c + ch) as u32);
-                        sc[ch] = if better { idx } else { sc[ch] };
+                        yc[ch] = select(better, xc[ch], yc[ch]);
+                        sc[ch] = select(better, f32::from_bits((cell * c + ch) as u32), sc[ch]);
                     }
                 });
+            }
+        }
+    }
+
+    /// [`Pool2D::max_sample`] for tiling windows: the winner is saved as its place `ky kw + kx` in
+    /// the window.
+    fn tiled_max_sample(&self, x: &[f32], y: &mut [f32], s: &mut [f32]) {
+        let (c, (kh, kw), width) = (self.channels, (self.rows.kernel, self.cols.kernel), self.cols.input);
+        for (oy, (y_row, s_row)) in
+            y.chunks_exact_mut(self.cols.output * c).zip(s.chunks_exact_mut(self.cols.output * c)).enumerate()
+        {
+            for (ox, (yc, sc)) in y_row.chunks_exact_mut(c).zip(s_row.chunks_exact_mut(c)).enumerate() {
+                let cell = |place: usize| {
+                    let (iy, ix) = (oy * kh + place / kw, ox * kw + place % kw);
+                    &x[(iy * width + ix) * c..][..c]
+                };
+                yc.copy_from_slice(cell(0));
+                sc.fill(0.0);
+                for place in 1..kh * kw {
+                    let at = place as f32;
+                    for ((yv, sv), &xv) in yc.iter_mut().zip(sc.iter_mut()).zip(cell(place)) {
+                        let better = xv > *yv;
+                        *yv = select(better, xv, *yv);
+                        *sv = select(better, at, *sv);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Backward of [`Pool2D::tiled_max_sample`]: every input cell lies in at most one window, so
+    /// its gradient is written once, `g` where it won and 0 elsewhere (cells past the last
+    /// window included).
+    fn tiled_max_backward(&self, g: &[f32], s: &[f32], d: &mut [f32]) {
+        let (c, (kh, kw), width) = (self.channels, (self.rows.kernel, self.cols.kernel), self.cols.input);
+        let (oh, ow) = (self.rows.output, self.cols.output);
+        for (iy, d_row) in d.chunks_exact_mut(width * c).enumerate() {
+            let (oy, ky) = (iy / kh, iy % kh);
+            if oy >= oh {
+                d_row.fill(0.0);
+                continue;
+            }
+            let (covered, rest) = d_row.split_at_mut(ow * kw * c);
+            rest.fill(0.0);
+            for (ix, dc) in covered.chunks_exact_mut(c).enumerate() {
+                let (ox, place) = (ix / kw, (ky * kw + ix % kw) as f32);
+                let o = (oy * ow + ox) * c;
+                for ((dv, &gv), &sv) in dc.iter_mut().zip(&g[o..o + c]).zip(&s[o..o + c]) {
+                    *dv = select(sv == place, gv, 0.0);
+                }
             }
         }
     }
@@ -192,10 +256,18 @@ impl LayerKernel for Pool2D {
         let (iw, ow) = (self.in_width(), self.out_width());
         let (x, y) = (&input[..rows * iw], &mut output[..rows * ow]);
         match self.kind {
-            PoolKind::Max => x
-                .par_chunks(iw)
-                .zip(y.par_chunks_mut(ow).zip(saved[..rows * ow].par_chunks_mut(ow)))
-                .for_each(|(x, (y, s))| self.max_sample(x, y, s)),
+            PoolKind::Max => {
+                let tiled = self.tiled();
+                x.par_chunks(iw).zip(y.par_chunks_mut(ow).zip(saved[..rows * ow].par_chunks_mut(ow))).for_each(
+                    |(x, (y, s))| {
+                        if tiled {
+                            self.tiled_max_sample(x, y, s)
+                        } else {
+                            self.max_sample(x, y, s)
+                        }
+                    },
+                )
+            }
             PoolKind::Average => {
                 x.par_chunks(iw).zip(y.par_chunks_mut(ow)).for_each(|(x, y)| self.average_sample(x, y))
             }
@@ -211,7 +283,11 @@ impl LayerKernel for Pool2D {
         match self.kind {
             PoolKind::Max => {
                 let s = &p.saved[..rows * ow];
+                let tiled = self.tiled();
                 dx.par_chunks_mut(iw).zip(g.par_chunks(ow).zip(s.par_chunks(ow))).for_each(|(d, (g, s))| {
+                    if tiled {
+                        return self.tiled_max_backward(g, s, d);
+                    }
                     d.fill(0.0);
                     for (gv, sv) in g.iter().zip(s) {
                         d[sv.to_bits() as usize] += gv;
@@ -315,6 +391,36 @@ impl LayerKernel for GlobalPool2D {
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The general max pooling against the tiled one on the same windows (ties included: the
+    /// first in window order wins both), forward values and input gradients bit for bit.
+    #[test]
+    fn tiled_max_pooling_matches_the_general_windows() {
+        // 7 x 6 maps leave an uncovered last row (and, for 3 x 3 pools, no column); 2 x 3 pools.
+        for (pool, (h, w)) in [([2, 2], (7, 6)), ([3, 3], (7, 6)), ([2, 3], (4, 9))] {
+            let p = Pool2D::build("p", PoolKind::Max, &[h, w, 5], pool, pool, false).unwrap();
+            assert!(p.tiled());
+            let x: Vec<f32> = (0..h * w * 5).map(|i| ((i * 7) % 4) as f32).collect(); // many ties
+            let g: Vec<f32> = (0..p.out_width()).map(|i| 1.0 + i as f32).collect();
+            let (mut y1, mut s1, mut y2, mut s2) =
+                (vec![0.0; g.len()], vec![0.0; g.len()], vec![0.0; g.len()], vec![0.0; g.len()]);
+            p.max_sample(&x, &mut y1, &mut s1);
+            p.tiled_max_sample(&x, &mut y2, &mut s2);
+            assert_eq!(y1, y2);
+            let mut d1 = vec![0.0f32; x.len()];
+            for (gv, sv) in g.iter().zip(&s1) {
+                d1[sv.to_bits() as usize] += gv;
+            }
+            let mut d2 = vec![f32::NAN; x.len()];
+            p.tiled_max_backward(&g, &s2, &mut d2);
+            assert_eq!(d1, d2, "pool {pool:?}");
         }
     }
 }
