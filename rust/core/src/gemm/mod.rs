@@ -1,8 +1,8 @@
 //! Matrix products for the layers, chosen at run time:
 //!
-//! - with AVX-512: [`avx512`], which reads `A` in place (no packing pass; the tall im2col
-//!   matrices of convolutions made packing cost as much as the arithmetic), unless `B` is both
-//!   wide (more than [`AVX512_MAX_N`] columns) and transposed;
+//! - with AVX-512 and a narrow `B` (at most [`AVX512_MAX_N`] columns): [`avx512`], which reads
+//!   `A` in place (no packing pass; the tall im2col matrices of convolutions made packing cost as
+//!   much as the arithmetic);
 //! - otherwise `matrixmultiply` (its own runtime AVX-512/AVX2/NEON dispatch, arbitrary strides).
 //!
 //! Both run single-threaded on one panel; [`gemm`] splits the output into row or column panels,
@@ -67,8 +67,7 @@ fn avx512_tile() -> (usize, usize) {
 
 /// Whether `A · B` goes to the in-place AVX-512 kernel.
 fn in_place(kernel: Kernel, a: &MatRef<'_>, b: &MatRef<'_>) -> bool {
-    let wide_transposed_b = b.cols > AVX512_MAX_N && b.cs != 1;
-    (!wide_transposed_b || a.rows >= TALL_A * b.cols) && kernel == Kernel::Avx512 && Kernel::get() == Kernel::Avx512
+    (b.cols <= AVX512_MAX_N || a.rows >= TALL_A * b.cols) && kernel == Kernel::Avx512 && Kernel::get() == Kernel::Avx512
 }
 
 /// Raw pointer that may cross to a worker thread: each worker touches a disjoint panel of C.
@@ -126,10 +125,12 @@ pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
     });
 }
 
-/// Widest transposed `B` (`dZ · Wᵀ`, an input gradient) the in-place kernel takes. Its packing
-/// gathers `B` element by element, which on a wide `B` costs more than `matrixmultiply`'s packing
-/// (256x1024x1024 `NT`: 70 against 83 GFLOP/s on one Zen 4 thread). A row-major `B` of any width
-/// goes to the in-place kernel: 256x784x1024 `NN` 102 against 95 (`benches/README.md`).
+/// Widest `B` the in-place kernel takes. Beyond it `matrixmultiply`'s packing is amortised over
+/// enough columns and its two-thread scaling is better: `mlp_wide` (1024 units) trained 12%
+/// slower at 2 threads with the in-place kernel on its wide products (2026-12-06, 3 of 4
+/// alternating pairs), though 3% faster at 1 thread; the transposed `B` of an input gradient
+/// (256x1024x1024 `NT`) ran at 70 against 83 GFLOP/s on one thread, its packing being a gather.
+/// Below it the in-place kernel wins (`benches/README.md`).
 const AVX512_MAX_N: usize = 384;
 /// A wider `B` still goes to the in-place kernel when `A` is this many times taller than `B` is
 /// wide (a convolution's input gradient, `dZ · Wᵀ`): packing `A` would then dominate.
