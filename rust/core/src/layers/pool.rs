@@ -158,14 +158,17 @@ impl Pool2D {
             for ox in 0..self.cols.output {
                 let o = (oy * self.cols.output + ox) * c;
                 let (yc, sc) = (&mut y[o..o + c], &mut s[o..o + c]);
-                yc.fill(f32::NEG_INFINITY);
+                let mut first = true;
                 self.window(oy, ox, |cell| {
                     let xc = &x[cell * c..cell * c + c];
+                    // The first cell wins until a larger value comes, so every channel has a
+                    // winner (even a window of -inf or NaN).
                     for ch in 0..c {
-                        let better = xc[ch] > yc[ch];
+                        let better = first || xc[ch] > yc[ch];
                         yc[ch] = select(better, xc[ch], yc[ch]);
                         sc[ch] = select(better, f32::from_bits((cell * c + ch) as u32), sc[ch]);
                     }
+                    first = false;
                 });
             }
         }
@@ -347,50 +350,45 @@ impl LayerKernel for GlobalPool2D {
     fn forward(&self, p: ForwardPass<'_>) {
         let ForwardPass { input, output, saved, rows, .. } = p;
         let (c, iw) = (self.channels, self.cells * self.channels);
-        for r in 0..rows {
-            let x = &input[r * iw..(r + 1) * iw];
-            let y = &mut output[r * c..(r + 1) * c];
-            match self.kind {
-                PoolKind::Average => {
-                    y.fill(0.0);
-                    x.chunks_exact(c).for_each(|cell| y.iter_mut().zip(cell).for_each(|(a, v)| *a += v));
-                    let inv = 1.0 / self.cells as f32;
-                    y.iter_mut().for_each(|v| *v *= inv);
-                }
-                PoolKind::Max => {
-                    let s = &mut saved[r * c..(r + 1) * c];
-                    y.fill(f32::NEG_INFINITY);
-                    for (i, cell) in x.chunks_exact(c).enumerate() {
-                        for ch in 0..c {
-                            if cell[ch] > y[ch] {
-                                y[ch] = cell[ch];
-                                s[ch] = f32::from_bits((i * c + ch) as u32);
-                            }
-                        }
+        let (x, y) = (input[..rows * iw].par_chunks(iw), output[..rows * c].par_chunks_mut(c));
+        match self.kind {
+            PoolKind::Average => x.zip(y).for_each(|(x, y)| {
+                y.fill(0.0);
+                x.chunks_exact(c).for_each(|cell| y.iter_mut().zip(cell).for_each(|(a, v)| *a += v));
+                let inv = 1.0 / self.cells as f32;
+                y.iter_mut().for_each(|v| *v *= inv);
+            }),
+            PoolKind::Max => x.zip(y).zip(saved[..rows * c].par_chunks_mut(c)).for_each(|((x, y), s)| {
+                // The first cell wins until a larger value comes, so every channel has a winner
+                // (even a map of -inf or NaN).
+                y.copy_from_slice(&x[..c]);
+                s.iter_mut().enumerate().for_each(|(ch, v)| *v = f32::from_bits(ch as u32));
+                for (i, cell) in x.chunks_exact(c).enumerate().skip(1) {
+                    for (ch, ((yv, sv), &xv)) in y.iter_mut().zip(s.iter_mut()).zip(cell).enumerate() {
+                        let better = xv > *yv;
+                        *yv = select(better, xv, *yv);
+                        *sv = select(better, f32::from_bits((i * c + ch) as u32), *sv);
                     }
                 }
-            }
+            }),
         }
     }
 
     fn backward(&self, p: BackwardPass<'_>) {
         let Some(dx) = p.grad_in else { return };
         let (c, iw) = (self.channels, self.cells * self.channels);
-        for r in 0..p.rows {
-            let g = &p.grad_out[r * c..(r + 1) * c];
-            let d = &mut dx[r * iw..(r + 1) * iw];
-            match self.kind {
-                PoolKind::Average => {
-                    let inv = 1.0 / self.cells as f32;
-                    d.chunks_exact_mut(c).for_each(|cell| cell.iter_mut().zip(g).for_each(|(a, g)| *a = g * inv));
+        let (g, d) = (p.grad_out[..p.rows * c].par_chunks(c), dx[..p.rows * iw].par_chunks_mut(iw));
+        match self.kind {
+            PoolKind::Average => g.zip(d).for_each(|(g, d)| {
+                let inv = 1.0 / self.cells as f32;
+                d.chunks_exact_mut(c).for_each(|cell| cell.iter_mut().zip(g).for_each(|(a, g)| *a = g * inv));
+            }),
+            PoolKind::Max => g.zip(d).zip(p.saved[..p.rows * c].par_chunks(c)).for_each(|((g, d), s)| {
+                d.fill(0.0);
+                for (gv, sv) in g.iter().zip(s) {
+                    d[sv.to_bits() as usize] += gv;
                 }
-                PoolKind::Max => {
-                    d.fill(0.0);
-                    for ch in 0..c {
-                        d[p.saved[r * c + ch].to_bits() as usize] += g[ch];
-                    }
-                }
-            }
+            }),
         }
     }
 }
@@ -398,6 +396,49 @@ impl LayerKernel for GlobalPool2D {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A window of equal values (here all -inf, as a diverged network can make) is won by its
+    /// first cell, so the saved winner is always a cell of the window.
+    #[test]
+    fn max_pooling_of_equal_values_routes_the_gradient_to_the_first_cell() {
+        let (h, w, c) = (4, 4, 3);
+        let x = vec![f32::NEG_INFINITY; h * w * c];
+        // General windows (3 x 3, stride 1) and tiled ones (2 x 2).
+        for (pool, strides) in [([3, 3], [1, 1]), ([2, 2], [2, 2])] {
+            let p = Pool2D::build("p", PoolKind::Max, &[h, w, c], pool, strides, false).unwrap();
+            let (mut y, mut s) = (vec![0.0; p.out_width()], vec![f32::NAN; p.out_width()]);
+            if p.tiled() {
+                p.tiled_max_sample(&x, &mut y, &mut s);
+                assert!(s.iter().all(|&v| v == 0.0));
+            } else {
+                p.max_sample(&x, &mut y, &mut s);
+                for (o, v) in s.chunks_exact(c).enumerate() {
+                    let (oy, ox) = (o / p.cols.output, o % p.cols.output);
+                    let first = (oy * w + ox) * c;
+                    assert_eq!(
+                        v.iter().map(|v| v.to_bits() as usize).collect::<Vec<_>>(),
+                        [first, first + 1, first + 2]
+                    );
+                }
+            }
+            assert!(y.iter().all(|&v| v == f32::NEG_INFINITY));
+        }
+        let g = GlobalPool2D::build("g", PoolKind::Max, &[h, w, c]).unwrap();
+        let (mut y, mut s) = (vec![0.0; c], vec![f32::NAN; c]);
+        let (mut rng, mut nested) = (crate::rng::Stream::new(0, 0), Vec::new());
+        let pass = ForwardPass {
+            params: &mut [],
+            input: &x,
+            output: &mut y,
+            saved: &mut s,
+            rows: 1,
+            training: true,
+            rng: &mut rng,
+            nested: &mut nested,
+        };
+        g.forward(pass);
+        assert_eq!(s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), [0, 1, 2]);
+    }
 
     /// The general max pooling against the tiled one on the same windows (ties included: the
     /// first in window order wins both), forward values and input gradients bit for bit.
