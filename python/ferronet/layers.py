@@ -575,7 +575,8 @@ class Conv2D(_KernelLayer):
     Kernel ``(kh, kw, in_channels, filters)`` then bias ``(filters,)`` in ``get_weights()``.
     Output size per axis (note 002 §6.4): ``valid``: ``(n - f) / s + 1`` (floored), ``same``:
     ``ceil(n / s)`` with zero padding; ``dilation_rate`` spreads the kernel taps ``d`` apart.
-    Computed as one matrix product over im2col patches, multithreaded.
+    Computed as an implicit matrix product on a zero-bordered copy of each sample (stride 1, on
+    AVX-512 machines) or as one matrix product over im2col patches, multithreaded.
     """
 
     engine_type = "conv2d"
