@@ -236,3 +236,26 @@ def test_augmented_cnn_trains(digits):
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     hist = model.fit(x_train.reshape(-1, 8, 8, 1), y_train, epochs=5, verbose=0)
     assert hist.history["loss"][-1] < hist.history["loss"][0]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_first_layer_weight_gradient_equals_numpy(channels):
+    """A first layer on 1 or 3 channels (the implicit path's kernel-row blocks, summed over sample
+    groups: 37 samples do not divide evenly), with an even kernel and Keras' uneven 'same' padding:
+    one SGD step of rate 1 subtracts exactly the gradient of the mean squared error."""
+    n, h, w, f = 37, 7, 6, 4
+    model = fn.Sequential([layers.Input((h, w, channels)), layers.Conv2D(f, (2, 3), padding="same")])
+    model.compile(optimizer=fn.optimizers.SGD(learning_rate=1.0), loss="mse")
+    k0, b0 = [v.astype(np.float64) for v in model.get_weights()]
+    x = rng.normal(size=(n, h, w, channels)).astype(np.float32)
+    y = rng.normal(size=(n, h, w, f)).astype(np.float32)
+    # 'same' for a (2, 3) kernel pads 0 rows above, 1 below, 1 column each side.
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 1), (1, 1), (0, 0)))
+    patches = np.stack([xp[:, u : u + h, v : v + w, :] for u in range(2) for v in range(3)], axis=3)
+    z = np.einsum("nijkc,kcf->nijf", patches, k0.reshape(6, channels, f)) + b0
+    dz = 2 * (z - y) / z.size
+    dk = np.einsum("nijkc,nijf->kcf", patches, dz).reshape(k0.shape)
+    model.train_on_batch(x, y)
+    k1, b1 = model.get_weights()
+    np.testing.assert_allclose(k0 - k1, dk, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(b0 - b1, dz.sum(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6)
