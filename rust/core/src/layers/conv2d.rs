@@ -5,10 +5,11 @@
 //! - `valid`: `o = floor((n - d (f - 1) - 1) / s) + 1`, i.e. `(n + 2p - f)/s + 1` with `p = 0`
 //! - `same`: `o = ceil(n / s)`, zero padding split as Keras does (the extra cell at the end)
 //!
-//! Forward is one GEMM on im2col patches: row `(sample, oy, ox)` of the patch matrix holds the
-//! `kh kw C` inputs under the kernel (channels contiguous, as NHWC lays them out), so
-//! `Z = patches · W` is already NHWC. Backward: `dW = patchesᵀ dZ`, `db = sum dZ`,
-//! `dpatches = dZ Wᵀ`, scattered back (col2im) into `dX`.
+//! As a GEMM on im2col patches: row `(sample, oy, ox)` of the patch matrix holds the `kh kw C`
+//! inputs under the kernel (channels contiguous, as NHWC lays them out), so `Z = patches · W` is
+//! already NHWC. Backward: `dW = patchesᵀ dZ`, `db = sum dZ`, `dpatches = dZ Wᵀ`, scattered back
+//! (col2im) into `dX`. With stride 1 on AVX-512 machines the same products run as implicit GEMMs
+//! on a zero-bordered copy of each sample, with no patch matrix ([`PaddedGrid`], [`ImplicitConv`]).
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
