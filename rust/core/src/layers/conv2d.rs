@@ -9,7 +9,7 @@
 //! inputs under the kernel (channels contiguous, as NHWC lays them out), so `Z = patches · W` is
 //! already NHWC. Backward: `dW = patchesᵀ dZ`, `db = sum dZ`, `dpatches = dZ Wᵀ`, scattered back
 //! (col2im) into `dX`. With stride 1 on AVX-512 machines the same products run as implicit GEMMs
-//! on a zero-bordered copy of each sample, with no patch matrix ([`PaddedGrid`], [`ImplicitConv`]).
+//! on a zero-bordered copy of each sample, with no patch matrix (`PaddedGrid`, `ImplicitConv`).
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
