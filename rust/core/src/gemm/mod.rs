@@ -1,6 +1,6 @@
 //! Matrix products for the layers, chosen at run time:
 //!
-//! - with AVX-512 and a narrow `B` (at most [`AVX512_MAX_N`] columns): [`avx512`], which reads
+//! - with AVX-512 and a narrow `B` (at most `AVX512_MAX_N` columns): `avx512`, which reads
 //!   `A` in place (no packing pass; the tall im2col matrices of convolutions made packing cost as
 //!   much as the arithmetic);
 //! - otherwise `matrixmultiply` (its own runtime AVX-512/AVX2/NEON dispatch, arbitrary strides).
