@@ -204,6 +204,9 @@ struct ImplicitConv {
     groups: usize,
 }
 
+/// Sample groups of the bias gradient's sum.
+const BIAS_GROUPS: usize = 16;
+
 /// Below this many input channels, blocks are kernel rows summed in [`THIN_GROUPS`] sample groups.
 const PER_CELL_MIN_CHANNELS: usize = 8;
 const THIN_GROUPS: usize = 16;
@@ -354,6 +357,11 @@ impl Conv2D {
         self.implicit.as_ref().map_or(0, |_| gemm::packed_len(self.patch(), self.filters))
     }
 
+    /// Per batch: the bias gradient's partial sums, one row of `filters` per sample group.
+    fn bias_partials(&self) -> usize {
+        self.bias_offset.map_or(0, |_| BIAS_GROUPS * self.filters)
+    }
+
     /// Per batch: the packed kernel in forward, the weight gradient's blocks in backward.
     fn kernel_scratch(&self) -> usize {
         self.implicit.as_ref().map_or(0, |g| self.forward_panels().max(g.blocks_len(self.patch(), self.filters)))
@@ -438,7 +446,7 @@ impl LayerKernel for Conv2D {
     /// Scratch per batch: the packed kernel (implicit forward) or the weight gradient's blocks
     /// (implicit backward), then the packed flipped kernel (implicit input gradient).
     fn saved_extra(&self) -> usize {
-        self.kernel_scratch() + self.implicit_dx.as_ref().map_or(0, |_| self.flipped_panels())
+        self.kernel_scratch() + self.implicit_dx.as_ref().map_or(0, |_| self.flipped_panels()) + self.bias_partials()
     }
 
     fn final_activation(&self) -> Activation {
@@ -575,11 +583,21 @@ impl LayerKernel for Conv2D {
             let patches = &region[..rows * p * k];
             gemm(MatRef::row_major(patches, m, k).t(), MatRef::row_major(dz, m, f), 0.0, dw);
         }
+        let (extra, partials) = extra.split_at_mut(extra.len() - self.bias_partials());
         if let Some(bo) = self.bias_offset {
+            // db = sum of dZ's rows, per sample group in parallel, the groups then added in order
+            // (a fixed count, so every thread count gives the same bits).
+            partials.par_chunks_mut(f).enumerate().for_each(|(group, part)| {
+                part.fill(0.0);
+                let samples = group * rows / BIAS_GROUPS..(group + 1) * rows / BIAS_GROUPS;
+                for r in dz[samples.start * p * f..samples.end * p * f].chunks_exact(f) {
+                    part.iter_mut().zip(r).for_each(|(d, g)| *d += g);
+                }
+            });
             let db = &mut bp.grads[bo..bo + f];
             db.fill(0.0);
-            for r in dz.chunks_exact(f) {
-                db.iter_mut().zip(r).for_each(|(d, g)| *d += g);
+            for part in partials.chunks_exact(f) {
+                db.iter_mut().zip(part).for_each(|(d, g)| *d += g);
             }
         }
         let Some(dx) = bp.grad_in else { return };
