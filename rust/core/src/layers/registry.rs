@@ -67,7 +67,7 @@ macro_rules! register_layers {
             }
         })*
 
-        /// A built layer that runs on one input (statically dispatched in the hot loop).
+        /// A built layer that runs on one input.
         #[derive(Clone, Debug)]
         pub enum Layer {
             $($kernel($kernel),)*
@@ -79,47 +79,43 @@ macro_rules! register_layers {
             }
         })*
 
+        impl Layer {
+            /// The built kernel inside, as a trait object: one match, and every method of
+            /// [`LayerKernel`] below goes through it (a call per layer and pass, not per value).
+            fn kernel(&self) -> &dyn LayerKernel {
+                match self {
+                    $(Layer::$kernel(l) => l,)*
+                }
+            }
+        }
+
         impl LayerKernel for Layer {
             fn forward(&self, p: ForwardPass<'_>) {
-                match self {
-                    $(Layer::$kernel(l) => l.forward(p),)*
-                }
+                self.kernel().forward(p)
             }
 
             fn backward(&self, p: BackwardPass<'_>) {
-                match self {
-                    $(Layer::$kernel(l) => l.backward(p),)*
-                }
+                self.kernel().backward(p)
             }
 
             fn saved_width(&self) -> usize {
-                match self {
-                    $(Layer::$kernel(l) => l.saved_width(),)*
-                }
+                self.kernel().saved_width()
             }
 
             fn saved_extra(&self) -> usize {
-                match self {
-                    $(Layer::$kernel(l) => l.saved_extra(),)*
-                }
+                self.kernel().saved_extra()
             }
 
             fn nested_workspaces(&self, rows: usize) -> Vec<GraphWorkspace> {
-                match self {
-                    $(Layer::$kernel(l) => l.nested_workspaces(rows),)*
-                }
+                self.kernel().nested_workspaces(rows)
             }
 
             fn final_activation(&self) -> Activation {
-                match self {
-                    $(Layer::$kernel(l) => l.final_activation(),)*
-                }
+                self.kernel().final_activation()
             }
 
             fn uses_batch_statistics(&self) -> bool {
-                match self {
-                    $(Layer::$kernel(l) => l.uses_batch_statistics(),)*
-                }
+                self.kernel().uses_batch_statistics()
             }
         }
     };
