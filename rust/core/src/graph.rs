@@ -217,6 +217,8 @@ pub struct Graph {
 #[derive(Debug, Default)]
 pub struct GraphWorkspace {
     capacity: usize,
+    /// Sized for training (what backward reads is kept), not only for inference.
+    keeps: bool,
     /// The input shapes the buffers were sized for (a graph re-instantiated at other shapes
     /// resizes them).
     input_shapes: Vec<Vec<usize>>,
@@ -233,6 +235,20 @@ pub struct GraphWorkspace {
     /// `dL/d(input)` per graph input, and whether it holds a value (nested graphs only).
     input_grads: Vec<Vec<f32>>,
     input_written: Vec<bool>,
+}
+
+impl GraphWorkspace {
+    /// Floats held in its buffers, nested workspaces included (what a pass costs in memory).
+    pub fn values_held(&self) -> usize {
+        let lens = |v: &[Vec<f32>]| v.iter().map(Vec::len).sum::<usize>();
+        lens(&self.outputs)
+            + lens(&self.grads)
+            + lens(&self.saved)
+            + lens(&self.input_grads)
+            + self.scratch.len()
+            + self.stash.len()
+            + self.nested.iter().flatten().map(GraphWorkspace::values_held).sum::<usize>()
+    }
 }
 
 impl Graph {
@@ -432,7 +448,8 @@ impl Graph {
         }
     }
 
-    /// Makes sure `ws` holds buffers for `rows` samples.
+    /// Makes sure `ws` holds buffers for training passes (forward and backward) of `rows`
+    /// samples.
     pub fn prepare(&self, ws: &mut GraphWorkspace, rows: usize) {
         if let Err(e) = self.try_prepare(ws, rows) {
             panic!("{e}");
@@ -442,13 +459,25 @@ impl Graph {
     /// [`Graph::prepare`], failing (with nothing changed) when the sizes overflow or the memory
     /// cannot be had; callers run it before a pass so that the pass itself never allocates.
     pub fn try_prepare(&self, ws: &mut GraphWorkspace, rows: usize) -> Result<()> {
+        self.try_prepare_for(ws, rows, true)
+    }
+
+    /// Makes sure `ws` holds buffers for inference passes ([`Graph::infer`]) of `rows` samples:
+    /// the tensors and each layer's forward scratch, without the gradients and what only
+    /// backward reads. A workspace prepared for training serves inference as it is.
+    pub fn try_prepare_inference(&self, ws: &mut GraphWorkspace, rows: usize) -> Result<()> {
+        self.try_prepare_for(ws, rows, false)
+    }
+
+    fn try_prepare_for(&self, ws: &mut GraphWorkspace, rows: usize, keep: bool) -> Result<()> {
         let same_shapes = ws.input_shapes.len() == self.inputs.len()
             && ws.input_shapes.iter().zip(&self.inputs).all(|(s, i)| *s == i.shape);
-        if ws.capacity >= rows && ws.outputs.len() == self.nodes.len() && same_shapes {
+        if ws.capacity >= rows && ws.outputs.len() == self.nodes.len() && same_shapes && (ws.keeps || !keep) {
             return Ok(());
         }
         let per_node = |n: &Node| match &self.layers[n.layer].op {
-            Op::Unary(l) => rows.checked_mul(l.saved_width()).and_then(|v| v.checked_add(l.saved_extra())),
+            Op::Unary(l) if keep => rows.checked_mul(l.saved_width()).and_then(|v| v.checked_add(l.saved_extra())),
+            Op::Unary(l) => rows.checked_mul(l.inference_width()).and_then(|v| v.checked_add(l.inference_extra())),
             Op::Merge(_) => Some(0),
         };
         let outputs = self.nodes.iter().map(|n| rows.checked_mul(width(&n.shape))).collect::<Option<Vec<_>>>();
@@ -459,9 +488,12 @@ impl Graph {
         let what = format!("the activations of a batch of {rows} samples (use a smaller batch_size)");
         let zeroed = |n: usize| crate::alloc::filled(n, 0.0f32, &what);
         let zeroed_all = |sizes: &[usize]| sizes.iter().map(|&n| zeroed(n)).collect::<Result<Vec<_>>>();
-        // Every buffer is had before `ws` changes.
-        let (new_outputs, new_grads, new_saved) = (zeroed_all(&outputs)?, zeroed_all(&outputs)?, zeroed_all(&saved)?);
-        let new_scratch = zeroed(scratch)?;
+        // Every buffer is had before `ws` changes. Inference needs no tensor gradients.
+        let grad_sizes = if keep { outputs.clone() } else { vec![0; outputs.len()] };
+        let (new_outputs, new_grads, new_saved) =
+            (zeroed_all(&outputs)?, zeroed_all(&grad_sizes)?, zeroed_all(&saved)?);
+        let new_scratch = zeroed(if keep { scratch } else { 0 })?;
+        ws.keeps = keep;
         ws.outputs = new_outputs;
         ws.grads = new_grads;
         ws.saved = new_saved;
@@ -476,8 +508,8 @@ impl Graph {
         ws.written = vec![false; self.nodes.len()];
         ws.layer_done = vec![false; self.layers.len()];
         ws.scratch = new_scratch;
-        ws.stash = vec![0.0; self.max_shared_values];
-        let input_rows = if self.input_grads { rows } else { 0 };
+        ws.stash = vec![0.0; if keep { self.max_shared_values } else { 0 }];
+        let input_rows = if self.input_grads && keep { rows } else { 0 };
         ws.input_grads = self.inputs.iter().map(|i| vec![0.0; input_rows * width(&i.shape)]).collect();
         ws.input_written = vec![false; self.inputs.len()];
         ws.input_shapes = self.inputs.iter().map(|i| i.shape.clone()).collect();
@@ -494,7 +526,8 @@ impl Graph {
         }
     }
 
-    /// Forward pass of `rows` samples; `feeds[k]` holds input `k`.
+    /// Forward pass of `rows` samples, keeping what [`Graph::backward`] reads; `feeds[k]` holds
+    /// input `k`. `training` picks the layers' behaviour (dropout, batch statistics).
     pub fn forward(
         &self,
         params: &mut [f32],
@@ -505,6 +538,32 @@ impl Graph {
         rng: &mut Stream,
     ) {
         self.prepare(ws, rows);
+        self.run_forward(params, ws, feeds, rows, training, true, rng);
+    }
+
+    /// Inference pass of `rows` samples: layers in inference mode, nothing kept for backward
+    /// (no saved activations, pooling winners or tensor gradients). On a workspace prepared by
+    /// [`Graph::try_prepare_inference`] (or for training).
+    pub fn infer(&self, params: &mut [f32], ws: &mut GraphWorkspace, feeds: &[&[f32]], rows: usize) {
+        if let Err(e) = self.try_prepare_inference(ws, rows) {
+            panic!("{e}");
+        }
+        // Inference draws no noise; the stream only completes the layers' signature.
+        let mut rng = Stream::new(0, 0);
+        self.run_forward(params, ws, feeds, rows, false, false, &mut rng);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_forward(
+        &self,
+        params: &mut [f32],
+        ws: &mut GraphWorkspace,
+        feeds: &[&[f32]],
+        rows: usize,
+        training: bool,
+        keep: bool,
+        rng: &mut Stream,
+    ) {
         for (j, node) in self.nodes.iter().enumerate() {
             let (done, rest) = ws.outputs.split_at_mut(j);
             let get = |r: &TensorRef| -> &[f32] {
@@ -523,6 +582,7 @@ impl Graph {
                     nested: &mut ws.nested[j],
                     rows,
                     training: training && !(layer.frozen && layer.uses_batch_statistics()),
+                    keep,
                     rng: &mut *rng,
                 }),
                 Op::Merge(m) => {
@@ -596,6 +656,7 @@ impl Graph {
         fused: &[bool],
         training: bool,
     ) {
+        assert!(ws.keeps, "backward on a workspace prepared for inference only");
         let GraphWorkspace {
             outputs,
             grads: tgrads,

@@ -155,6 +155,11 @@ impl Network {
         self.graph.forward(&mut self.params.values, ws, feeds, rows, training, &mut self.noise);
     }
 
+    /// Inference pass of `rows` samples: nothing kept for backward ([`Graph::infer`]).
+    pub fn infer(&mut self, ws: &mut GraphWorkspace, feeds: &[&[f32]], rows: usize) {
+        self.graph.infer(&mut self.params.values, ws, feeds, rows);
+    }
+
     /// Backward pass after [`Network::forward`] on the same feeds, once the losses have written
     /// the output gradients. Fills `self.params.grads`.
     pub fn backward(&mut self, ws: &mut GraphWorkspace, feeds: &[&[f32]], rows: usize, fused: &[bool]) {

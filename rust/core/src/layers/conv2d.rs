@@ -335,11 +335,16 @@ impl Conv2D {
     /// of the implicit input gradient (backward, once the weight gradient is done).
     fn patch_region(&self) -> usize {
         let dz_grid = self.implicit_dx.as_ref().map_or(0, PaddedGrid::len);
-        let input = match &self.implicit {
+        self.input_region().max(dz_grid)
+    }
+
+    /// Per sample, what forward reads the input through: its padded grid (implicit) or its
+    /// patch matrix.
+    fn input_region(&self) -> usize {
+        match &self.implicit {
             Some(g) => g.grid.len(),
             None => self.positions() * self.patch(),
-        };
-        input.max(dz_grid)
+        }
     }
 
     /// Per sample: `dZ` packed for the implicit weight gradient; none when `dZ` is one panel wide
@@ -449,19 +454,33 @@ impl LayerKernel for Conv2D {
         self.kernel_scratch() + self.implicit_dx.as_ref().map_or(0, |_| self.flipped_panels()) + self.bias_partials()
     }
 
+    /// Inference keeps nothing: per sample only the input's grid or patch matrix.
+    fn inference_width(&self) -> usize {
+        self.input_region()
+    }
+
+    /// Inference: the packed kernel of the implicit forward.
+    fn inference_extra(&self) -> usize {
+        self.forward_panels()
+    }
+
     fn final_activation(&self) -> Activation {
         self.activation
     }
 
     fn forward(&self, fp: ForwardPass<'_>) {
-        let ForwardPass { params, input, output, saved, rows, .. } = fp;
+        let ForwardPass { params, input, output, saved, rows, keep, .. } = fp;
         let (p, k, f, iw) = (self.positions(), self.patch(), self.filters, self.in_width());
         let m = rows * p;
-        let (per_sample, extra) = saved.split_at_mut(rows * self.saved_width());
-        let (region, rest) = per_sample.split_at_mut(rows * self.patch_region());
-        let z_saved = &mut rest[rows * self.dz_panels()..];
+        // Training lays out `saved` for backward (see `saved_width`); inference holds only the
+        // input regions, then the packed kernel.
+        let (width, region_width) =
+            if keep { (self.saved_width(), self.patch_region()) } else { (self.input_region(), self.input_region()) };
+        let (per_sample, extra) = saved.split_at_mut(rows * width);
+        let (region, rest) = per_sample.split_at_mut(rows * region_width);
         // The derivative needs z: keep it after the patches, write f(z) to the output.
-        let needs_z = self.activation.needs_input();
+        let needs_z = keep && self.activation.needs_input();
+        let z_saved = if needs_z { &mut rest[rows * self.dz_panels()..] } else { &mut [][..] };
         let z = if needs_z { &mut z_saved[..m * f] } else { &mut output[..m * f] };
         let w = &params[self.kernel_offset..self.kernel_offset + k * f];
         let act = self.activation;
@@ -482,7 +501,7 @@ impl LayerKernel for Conv2D {
             let packed: &[f32] = packed;
             let (ow, iwid) = (self.cols.output, self.cols.input);
             region
-                .par_chunks_mut(self.patch_region())
+                .par_chunks_mut(region_width)
                 .zip(input[..rows * iw].par_chunks(iw))
                 .zip(z.par_chunks_mut(p * f))
                 .for_each(|((grid, x), zs)| {

@@ -110,13 +110,13 @@ impl LayerKernel for Dense {
     }
 
     fn forward(&self, p: ForwardPass<'_>) {
-        let ForwardPass { params, input, output, saved, rows, .. } = p;
+        let ForwardPass { params, input, output, saved, rows, keep, .. } = p;
         let (n_in, n_out) = (self.in_dim, self.units);
         let bias = self.bias_offset.map(|o| &params[o..o + n_out]);
         let act = self.activation;
         let x = MatRef::row_major(&input[..rows * n_in], rows, n_in);
         let w = MatRef::row_major(self.w(params), n_in, n_out);
-        if act.needs_input() {
+        if keep && act.needs_input() {
             // The derivative needs z: keep it in `saved`, write a = f(z) to `output`.
             let z = &mut saved[..rows * n_out];
             gemm(x, w, 0.0, z);

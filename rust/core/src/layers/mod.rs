@@ -4,8 +4,10 @@
 //!   implementing [`BuildLayer`]: `validate` (arguments alone) and `build` (for input shapes:
 //!   registers its weights, returns what it computes and its output shape);
 //! - the built layer, implementing [`LayerKernel`]: `forward` reads the input buffer and writes
-//!   its output buffer; `backward` receives `dL/d(out)` in a buffer it may overwrite, writes its
-//!   parameter gradients into the flat gradient store, and writes `dL/d(in)` when asked.
+//!   its output buffer, keeping in its `saved` scratch what backward reads unless the pass is
+//!   inference only (`keep` false: `predict` and `evaluate` keep nothing); `backward` receives
+//!   `dL/d(out)` in a buffer it may overwrite, writes its parameter gradients into the flat
+//!   gradient store, and writes `dL/d(in)` when asked.
 //!
 //! `registry.rs` lists them; layers that take several inputs (merges) build an [`Op::Merge`].
 
@@ -87,6 +89,18 @@ pub trait LayerKernel {
         0
     }
 
+    /// Values per sample an inference forward pass (`keep` false) needs in `saved` as scratch;
+    /// at most [`LayerKernel::saved_width`], since a workspace sized for training serves
+    /// inference too.
+    fn inference_width(&self) -> usize {
+        0
+    }
+
+    /// Scratch per batch of an inference forward pass; at most [`LayerKernel::saved_extra`].
+    fn inference_extra(&self) -> usize {
+        0
+    }
+
     /// Workspaces for the graphs nested in this layer (residual branches).
     fn nested_workspaces(&self, _rows: usize) -> Vec<GraphWorkspace> {
         Vec::new()
@@ -111,11 +125,15 @@ pub struct ForwardPass<'a> {
     pub params: &'a mut [f32],
     pub input: &'a [f32],
     pub output: &'a mut [f32],
-    /// Per-layer scratch kept for backward (see [`LayerKernel::saved_width`]).
+    /// Per-layer scratch kept for backward (see [`LayerKernel::saved_width`]); in an inference
+    /// pass only [`LayerKernel::inference_width`] and [`LayerKernel::inference_extra`] long.
     pub saved: &'a mut [f32],
     pub rows: usize,
     /// Training behaviour (dropout, noise, batch statistics) or inference behaviour.
     pub training: bool,
+    /// A backward pass follows: keep in `saved` what it reads. False only in inference
+    /// (`predict`, `evaluate`), where `training` is false too and nothing is kept.
+    pub keep: bool,
     /// Random stream for dropout masks and noise.
     pub rng: &'a mut Stream,
     /// Workspaces of the chains nested in this layer (residual branches).

@@ -252,72 +252,89 @@ impl LayerKernel for Normalization {
         }
     }
 
+    /// Inference: batch normalization's per-channel affine map (scale, shift).
+    fn inference_extra(&self) -> usize {
+        match self.kind {
+            NormKind::Batch { .. } => 2 * self.channels,
+            NormKind::Layer | NormKind::Group { .. } => 0,
+        }
+    }
+
     fn forward(&self, p: ForwardPass<'_>) {
-        let ForwardPass { params, input, output, saved, rows, training, .. } = p;
+        let ForwardPass { params, input, output, saved, rows, training, keep, .. } = p;
         let (c, n) = (self.channels, rows * self.per_sample);
         let (x, y) = (&input[..n], &mut output[..n]);
-        let (x_hat, inv) = saved.split_at_mut(n);
+        // Training keeps x̂ for backward, then the statistics; inference keeps nothing.
+        let (x_hat, inv) = saved.split_at_mut(if keep { n } else { 0 });
         match self.kind {
+            NormKind::Batch { .. } if !training => {
+                // One affine map per channel from the moving statistics:
+                // y = gamma (x - mu) / sqrt(var + eps) + beta = s x + (beta - s mu).
+                let (mo, vo) = self.moving.expect("batch norm has moving statistics");
+                let map = if keep { &mut inv[3 * c..5 * c] } else { &mut inv[..2 * c] };
+                let (scale, shift) = map.split_at_mut(c);
+                self.gamma_beta(params, scale, shift);
+                for ch in 0..c {
+                    let s = scale[ch] / (params[vo + ch] + self.epsilon).sqrt();
+                    scale[ch] = s;
+                    shift[ch] -= s * params[mo + ch];
+                }
+                batch_norm::affine(x, y, scale, shift);
+            }
             NormKind::Batch { momentum } => {
                 let (mo, vo) = self.moving.expect("batch norm has moving statistics");
                 let (inv, rest) = inv.split_at_mut(c);
                 let (mean, rest) = rest.split_at_mut(c);
                 let (var, partials) = rest.split_at_mut(c);
                 // After the statistics, the partial-sum slots hold the per-channel affine map.
-                if training {
-                    batch_norm::statistics(x, c, partials, mean, var);
-                    for ch in 0..c {
-                        inv[ch] = 1.0 / (var[ch] + self.epsilon).sqrt();
-                        params[mo + ch] = momentum * params[mo + ch] + (1.0 - momentum) * mean[ch];
-                        params[vo + ch] = momentum * params[vo + ch] + (1.0 - momentum) * var[ch];
-                    }
-                    let (scale, shift) = partials[..2 * c].split_at_mut(c);
-                    self.gamma_beta(params, scale, shift);
-                    batch_norm::normalize(x, x_hat, y, mean, inv, scale, shift);
-                } else {
-                    let (scale, shift) = partials[..2 * c].split_at_mut(c);
-                    self.gamma_beta(params, scale, shift);
-                    for ch in 0..c {
-                        let s = scale[ch] / (params[vo + ch] + self.epsilon).sqrt();
-                        scale[ch] = s;
-                        shift[ch] -= s * params[mo + ch];
-                    }
-                    batch_norm::affine(x, y, scale, shift);
+                batch_norm::statistics(x, c, partials, mean, var);
+                for ch in 0..c {
+                    inv[ch] = 1.0 / (var[ch] + self.epsilon).sqrt();
+                    params[mo + ch] = momentum * params[mo + ch] + (1.0 - momentum) * mean[ch];
+                    params[vo + ch] = momentum * params[vo + ch] + (1.0 - momentum) * var[ch];
                 }
+                let (scale, shift) = partials[..2 * c].split_at_mut(c);
+                self.gamma_beta(params, scale, shift);
+                batch_norm::normalize(x, x_hat, y, mean, inv, scale, shift);
             }
             NormKind::Group { groups } => {
                 let (ps, cg) = (self.per_sample, c / groups);
                 let count = (ps / c * cg) as f64;
-                for (r, ((xs, hs), ys)) in
-                    x.chunks_exact(ps).zip(x_hat.chunks_exact_mut(ps)).zip(y.chunks_exact_mut(ps)).enumerate()
-                {
+                for (r, (xs, ys)) in x.chunks_exact(ps).zip(y.chunks_exact_mut(ps)).enumerate() {
                     for gi in 0..groups {
                         let members = || xs.chunks_exact(c).flat_map(move |cell| cell[gi * cg..(gi + 1) * cg].iter());
                         let mean = members().map(|&v| v as f64).sum::<f64>() / count;
                         let var = members().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count;
                         let s = (1.0 / (var + self.epsilon as f64).sqrt()) as f32;
-                        inv[r * groups + gi] = s;
-                        for ((xc, hc), yc) in xs.chunks_exact(c).zip(hs.chunks_exact_mut(c)).zip(ys.chunks_exact_mut(c))
-                        {
+                        if keep {
+                            inv[r * groups + gi] = s;
+                        }
+                        for (cell, (xc, yc)) in xs.chunks_exact(c).zip(ys.chunks_exact_mut(c)).enumerate() {
                             for ch in gi * cg..(gi + 1) * cg {
-                                hc[ch] = (xc[ch] - mean as f32) * s;
-                                yc[ch] = self.affine(params, hc[ch], ch);
+                                let h = (xc[ch] - mean as f32) * s;
+                                if keep {
+                                    x_hat[r * ps + cell * c + ch] = h;
+                                }
+                                yc[ch] = self.affine(params, h, ch);
                             }
                         }
                     }
                 }
             }
             NormKind::Layer => {
-                for (g, ((xr, hr), yr)) in
-                    x.chunks_exact(c).zip(x_hat.chunks_exact_mut(c)).zip(y.chunks_exact_mut(c)).enumerate()
-                {
+                for (g, (xr, yr)) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)).enumerate() {
                     let mean = xr.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
                     let var = xr.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
                     let s = (1.0 / (var + self.epsilon as f64).sqrt()) as f32;
-                    inv[g] = s;
+                    if keep {
+                        inv[g] = s;
+                    }
                     for ch in 0..c {
-                        hr[ch] = (xr[ch] - mean as f32) * s;
-                        yr[ch] = self.affine(params, hr[ch], ch);
+                        let h = (xr[ch] - mean as f32) * s;
+                        if keep {
+                            x_hat[g * c + ch] = h;
+                        }
+                        yr[ch] = self.affine(params, h, ch);
                     }
                 }
             }

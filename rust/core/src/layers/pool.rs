@@ -151,13 +151,13 @@ impl Pool2D {
     }
 
     /// One sample: each output cell takes, channel by channel (contiguous), the window maximum
-    /// and remembers the flat input index that won.
-    fn max_sample(&self, x: &[f32], y: &mut [f32], s: &mut [f32]) {
+    /// and, with `KEEP` (training), remembers in `s` the flat input index that won.
+    fn max_sample<const KEEP: bool>(&self, x: &[f32], y: &mut [f32], s: &mut [f32]) {
         let c = self.channels;
         for oy in 0..self.rows.output {
             for ox in 0..self.cols.output {
                 let o = (oy * self.cols.output + ox) * c;
-                let (yc, sc) = (&mut y[o..o + c], &mut s[o..o + c]);
+                let yc = &mut y[o..o + c];
                 let mut first = true;
                 self.window(oy, ox, |cell| {
                     let xc = &x[cell * c..cell * c + c];
@@ -166,7 +166,9 @@ impl Pool2D {
                     for ch in 0..c {
                         let better = first || xc[ch] > yc[ch];
                         yc[ch] = select(better, xc[ch], yc[ch]);
-                        sc[ch] = select(better, f32::from_bits((cell * c + ch) as u32), sc[ch]);
+                        if KEEP {
+                            s[o + ch] = select(better, f32::from_bits((cell * c + ch) as u32), s[o + ch]);
+                        }
                     }
                     first = false;
                 });
@@ -176,25 +178,30 @@ impl Pool2D {
 
     /// [`Pool2D::max_sample`] for tiling windows: the winner is saved as its place `ky kw + kx` in
     /// the window.
-    fn tiled_max_sample(&self, x: &[f32], y: &mut [f32], s: &mut [f32]) {
-        let (c, (kh, kw), width) = (self.channels, (self.rows.kernel, self.cols.kernel), self.cols.input);
-        for (oy, (y_row, s_row)) in
-            y.chunks_exact_mut(self.cols.output * c).zip(s.chunks_exact_mut(self.cols.output * c)).enumerate()
-        {
-            for (ox, (yc, sc)) in y_row.chunks_exact_mut(c).zip(s_row.chunks_exact_mut(c)).enumerate() {
-                let cell = |place: usize| {
-                    let (iy, ix) = (oy * kh + place / kw, ox * kw + place % kw);
-                    &x[(iy * width + ix) * c..][..c]
-                };
-                yc.copy_from_slice(cell(0));
-                sc.fill(0.0);
+    fn tiled_max_sample<const KEEP: bool>(&self, x: &[f32], y: &mut [f32], s: &mut [f32]) {
+        let (c, (kh, kw), width, ow) =
+            (self.channels, (self.rows.kernel, self.cols.kernel), self.cols.input, self.cols.output);
+        for (o, yc) in y.chunks_exact_mut(c).enumerate() {
+            let (oy, ox) = (o / ow, o % ow);
+            let cell = |place: usize| {
+                let (iy, ix) = (oy * kh + place / kw, ox * kw + place % kw);
+                &x[(iy * width + ix) * c..][..c]
+            };
+            yc.copy_from_slice(cell(0));
+            if !KEEP {
                 for place in 1..kh * kw {
-                    let at = place as f32;
-                    for ((yv, sv), &xv) in yc.iter_mut().zip(sc.iter_mut()).zip(cell(place)) {
-                        let better = xv > *yv;
-                        *yv = select(better, xv, *yv);
-                        *sv = select(better, at, *sv);
-                    }
+                    yc.iter_mut().zip(cell(place)).for_each(|(yv, &xv)| *yv = select(xv > *yv, xv, *yv));
+                }
+                continue;
+            }
+            let sc = &mut s[o * c..][..c];
+            sc.fill(0.0);
+            for place in 1..kh * kw {
+                let at = place as f32;
+                for ((yv, sv), &xv) in yc.iter_mut().zip(sc.iter_mut()).zip(cell(place)) {
+                    let better = xv > *yv;
+                    *yv = select(better, xv, *yv);
+                    *sv = select(better, at, *sv);
                 }
             }
         }
@@ -255,22 +262,29 @@ impl LayerKernel for Pool2D {
     }
 
     fn forward(&self, p: ForwardPass<'_>) {
-        let ForwardPass { input, output, saved, rows, .. } = p;
+        let ForwardPass { input, output, saved, rows, keep, .. } = p;
         let (iw, ow) = (self.in_width(), self.out_width());
         let (x, y) = (&input[..rows * iw], &mut output[..rows * ow]);
+        let tiled = self.tiled();
         match self.kind {
-            PoolKind::Max => {
-                let tiled = self.tiled();
-                x.par_chunks(iw).zip(y.par_chunks_mut(ow).zip(saved[..rows * ow].par_chunks_mut(ow))).for_each(
-                    |(x, (y, s))| {
-                        if tiled {
-                            self.tiled_max_sample(x, y, s)
-                        } else {
-                            self.max_sample(x, y, s)
-                        }
-                    },
-                )
-            }
+            // Inference: the maxima alone.
+            PoolKind::Max if !keep => x.par_chunks(iw).zip(y.par_chunks_mut(ow)).for_each(|(x, y)| {
+                if tiled {
+                    self.tiled_max_sample::<false>(x, y, &mut [])
+                } else {
+                    self.max_sample::<false>(x, y, &mut [])
+                }
+            }),
+            PoolKind::Max => x
+                .par_chunks(iw)
+                .zip(y.par_chunks_mut(ow).zip(saved[..rows * ow].par_chunks_mut(ow)))
+                .for_each(|(x, (y, s))| {
+                    if tiled {
+                        self.tiled_max_sample::<true>(x, y, s)
+                    } else {
+                        self.max_sample::<true>(x, y, s)
+                    }
+                }),
             PoolKind::Average => {
                 x.par_chunks(iw).zip(y.par_chunks_mut(ow)).for_each(|(x, y)| self.average_sample(x, y))
             }
@@ -348,10 +362,17 @@ impl LayerKernel for GlobalPool2D {
     }
 
     fn forward(&self, p: ForwardPass<'_>) {
-        let ForwardPass { input, output, saved, rows, .. } = p;
+        let ForwardPass { input, output, saved, rows, keep, .. } = p;
         let (c, iw) = (self.channels, self.cells * self.channels);
         let (x, y) = (input[..rows * iw].par_chunks(iw), output[..rows * c].par_chunks_mut(c));
         match self.kind {
+            // Inference: the maxima alone (the first cell wins ties and NaN, as below).
+            PoolKind::Max if !keep => x.zip(y).for_each(|(x, y)| {
+                y.copy_from_slice(&x[..c]);
+                for cell in x.chunks_exact(c).skip(1) {
+                    y.iter_mut().zip(cell).for_each(|(yv, &xv)| *yv = select(xv > *yv, xv, *yv));
+                }
+            }),
             PoolKind::Average => x.zip(y).for_each(|(x, y)| {
                 y.fill(0.0);
                 x.chunks_exact(c).for_each(|cell| y.iter_mut().zip(cell).for_each(|(a, v)| *a += v));
@@ -408,10 +429,10 @@ mod tests {
             let p = Pool2D::build("p", PoolKind::Max, &[h, w, c], pool, strides, false).unwrap();
             let (mut y, mut s) = (vec![0.0; p.out_width()], vec![f32::NAN; p.out_width()]);
             if p.tiled() {
-                p.tiled_max_sample(&x, &mut y, &mut s);
+                p.tiled_max_sample::<true>(&x, &mut y, &mut s);
                 assert!(s.iter().all(|&v| v == 0.0));
             } else {
-                p.max_sample(&x, &mut y, &mut s);
+                p.max_sample::<true>(&x, &mut y, &mut s);
                 for (o, v) in s.chunks_exact(c).enumerate() {
                     let (oy, ox) = (o / p.cols.output, o % p.cols.output);
                     let first = (oy * w + ox) * c;
@@ -433,6 +454,7 @@ mod tests {
             saved: &mut s,
             rows: 1,
             training: true,
+            keep: true,
             rng: &mut rng,
             nested: &mut nested,
         };
@@ -452,8 +474,8 @@ mod tests {
             let g: Vec<f32> = (0..p.out_width()).map(|i| 1.0 + i as f32).collect();
             let (mut y1, mut s1, mut y2, mut s2) =
                 (vec![0.0; g.len()], vec![0.0; g.len()], vec![0.0; g.len()], vec![0.0; g.len()]);
-            p.max_sample(&x, &mut y1, &mut s1);
-            p.tiled_max_sample(&x, &mut y2, &mut s2);
+            p.max_sample::<true>(&x, &mut y1, &mut s1);
+            p.tiled_max_sample::<true>(&x, &mut y2, &mut s2);
             assert_eq!(y1, y2);
             let mut d1 = vec![0.0f32; x.len()];
             for (gv, sv) in g.iter().zip(&s1) {

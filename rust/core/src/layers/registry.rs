@@ -106,6 +106,14 @@ macro_rules! register_layers {
                 self.kernel().saved_extra()
             }
 
+            fn inference_width(&self) -> usize {
+                self.kernel().inference_width()
+            }
+
+            fn inference_extra(&self) -> usize {
+                self.kernel().inference_extra()
+            }
+
             fn nested_workspaces(&self, rows: usize) -> Vec<GraphWorkspace> {
                 self.kernel().nested_workspaces(rows)
             }

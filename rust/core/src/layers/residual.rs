@@ -91,12 +91,19 @@ impl LayerKernel for Residual {
         let n = p.rows * self.out_width;
         let feeds = [p.input];
         let (wb, ws) = p.nested.split_at_mut(1);
-        self.block.forward(p.params, &mut wb[0], &feeds, p.rows, p.training, p.rng);
+        let mut run = |g: &Graph, w: &mut GraphWorkspace| {
+            if p.keep {
+                g.forward(p.params, w, &feeds, p.rows, p.training, p.rng)
+            } else {
+                g.infer(p.params, w, &feeds, p.rows)
+            }
+        };
+        run(&self.block, &mut wb[0]);
         let f = self.block.tensor(&wb[0], &feeds, self.block.outputs[0], p.rows);
         let s = match &self.shortcut {
             None => &p.input[..n],
             Some(short) => {
-                short.forward(p.params, &mut ws[0], &feeds, p.rows, p.training, p.rng);
+                run(short, &mut ws[0]);
                 short.tensor(&ws[0], &feeds, short.outputs[0], p.rows)
             }
         };

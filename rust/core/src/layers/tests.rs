@@ -471,3 +471,51 @@ fn specs_read_the_python_get_config_with_keras_forms() {
     types.dedup();
     assert_eq!(types.len(), LayerConfig::TYPES.len());
 }
+
+/// An inference pass keeps nothing for backward, yet computes what a training pass in inference
+/// mode computes, bit for bit: every layer's lean path (convolutions on each of their paths,
+/// pooling, normalizations, residual branches, activations whose derivative needs `z`).
+#[test]
+fn inference_pass_matches_inference_mode_forward_and_keeps_nothing() {
+    let rows = 5;
+    let pool = |name: &str, size: usize, stride: usize, padding: &str| {
+        spec(serde_json::json!({"type": "max_pooling2d", "name": name, "pool_size": [size, size],
+                                "strides": [stride, stride], "padding": padding}))
+    };
+    let gelu = Activation::Gelu { approximate: false };
+    let block = vec![conv("r1", 8, 3, 1, true, 1, Activation::Swish), batch_norm(), conv("r2", 8, 1, 1, true, 1, gelu)];
+    let cnn = vec![
+        conv("first", 8, 3, 1, true, 1, gelu),
+        pool("tiled", 2, 2, "valid"),
+        conv("cells", 8, 3, 1, true, 1, Activation::LeakyRelu { negative_slope: 0.1 }),
+        batch_norm(),
+        LayerSpec::new("res", ResidualConfig { layers: block, shortcut: None }),
+        spec(serde_json::json!({"type": "group_normalization", "name": "gn", "groups": 2})),
+        conv("strided", 6, 3, 2, true, 1, Activation::Mish),
+        pool("overlapping", 3, 2, "same"),
+        spec(serde_json::json!({"type": "global_max_pooling2d", "name": "gmp"})),
+        spec(serde_json::json!({"type": "dropout", "name": "drop", "rate": 0.5})),
+        spec(serde_json::json!({"type": "layer_normalization", "name": "ln"})),
+        dense("o", 3, Activation::Softmax { temperature: 1.0 }),
+    ];
+    let mlp = vec![dense("h", 7, gelu), batch_norm(), dense("o", 2, Activation::LeakyRelu { negative_slope: 0.2 })];
+    for (layers, shape) in [(cnn, vec![12, 12, 1]), (mlp, vec![4])] {
+        let mut m = model_with_shape(layers, Loss::MeanSquaredError, shape.clone());
+        let x = random(rows * shape.iter().product::<usize>(), 40);
+        // Moving statistics away from their initial values, so inference-mode normalization
+        // does something.
+        let y = random(rows * m.net.output_width(0), 41);
+        m.fit_epoch(&Dataset::new(&x, &y, rows), rows, false).unwrap();
+        let (graph, params) = (&m.net.graph, &mut m.net.params.values);
+        let (mut kept, mut lean) = (crate::graph::GraphWorkspace::default(), Default::default());
+        let mut noise = crate::rng::Stream::new(0, 0);
+        graph.forward(params, &mut kept, &[&x], rows, false, &mut noise);
+        graph.infer(params, &mut lean, &[&x], rows);
+        for (j, (a, b)) in kept.outputs.iter().zip(&lean.outputs).enumerate() {
+            let same = a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "node {j} ({}) differs between the passes", graph.layers[graph.nodes[j].layer].name);
+        }
+        let (kept, lean) = (kept.values_held(), lean.values_held());
+        assert!(2 * lean < kept, "inference holds {lean} values, training {kept}");
+    }
+}

@@ -62,7 +62,11 @@ pub(super) fn forward_batches(
     for lo in (0..rows).step_by(batch_size) {
         let hi = (lo + batch_size).min(rows);
         let feeds: Slices<'_> = x.iter().zip(&xw).map(|(x, &w)| &x[lo * w..hi * w]).collect();
-        graph.forward(params, ws, &feeds, hi - lo, training, noise);
+        if training {
+            graph.forward(params, ws, &feeds, hi - lo, true, noise);
+        } else {
+            graph.infer(params, ws, &feeds, hi - lo);
+        }
         for (o, &r) in out.iter_mut().zip(&graph.outputs) {
             let ow = crate::graph::width(graph.shape(r));
             o[lo * ow..hi * ow].copy_from_slice(graph.tensor(ws, &feeds, r, hi - lo));
@@ -138,7 +142,7 @@ impl Model {
         let graph = self.graph_for(slot, &shapes)?;
         self.check_call(graph, &xs, rows, batch_size, &outs)?;
         sync(held, params, &self.net.params.values, version)?;
-        graph.try_prepare(ws, batch_size.min(rows))?;
+        graph.try_prepare_inference(ws, batch_size.min(rows))?;
         // Inference draws no noise; the stream only completes the signature.
         let mut noise = Stream::new(0, 0);
         threads::install(|| forward_batches(graph, params, &mut noise, ws, &xs, rows, batch_size, false, &mut outs));
@@ -163,15 +167,14 @@ impl Model {
         let (xw, tw) = super::widths_on(graph, self.target_widths_on(graph)?);
         let c = self.compiled("evaluate")?;
         sync(held, params, &self.net.params.values, version)?;
-        graph.try_prepare(ws, batch_size.min(data.rows))?;
+        graph.try_prepare_inference(ws, batch_size.min(data.rows))?;
         let net = &self.net;
         Ok(threads::install(|| {
             let penalty = net.params.penalty();
             let mut running = Running::new(&c.heads);
-            let mut noise = Stream::new(0, 0);
             for lo in (0..data.rows).step_by(batch_size) {
                 let b = data.slice(lo, (lo + batch_size).min(data.rows), &xw, &tw);
-                graph.forward(params, ws, &b.x, b.rows, false, &mut noise);
+                graph.infer(params, ws, &b.x, b.rows);
                 heads_loss(graph, ws, &c.heads, &b, &mut running, false);
                 running.end_batch(b.rows, penalty);
             }

@@ -524,7 +524,11 @@ impl Model {
         out: &mut [&mut [f32]],
     ) -> Result<()> {
         self.check_call(&self.net.graph, x, rows, batch_size, out)?;
-        self.net.graph.try_prepare(&mut self.ws, batch_size.min(rows))?;
+        if training {
+            self.net.graph.try_prepare(&mut self.ws, batch_size.min(rows))?;
+        } else {
+            self.net.graph.try_prepare_inference(&mut self.ws, batch_size.min(rows))?;
+        }
         let Self { net, ws, .. } = self;
         let mut noise = net.noise().clone();
         let (graph, params) = (&net.graph, &mut net.params.values);

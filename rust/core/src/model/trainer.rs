@@ -212,7 +212,7 @@ impl FullBatchLbfgs {
         self.iterations += 1;
         self.last_learning_rate = lr;
         // Loss and metrics at the final weights.
-        net.forward(ws, &data.x, data.rows, false);
+        net.infer(ws, &data.x, data.rows);
         heads_loss(&net.graph, ws, heads, data, running, false);
         running.end_batch(data.rows, net.params.penalty());
     }
