@@ -200,7 +200,10 @@ def cpu_header(threads: list[int]) -> tuple[str, dict[int, float]]:
     peaks = {t: _core.measure_fp32_peak(t, 0.5) for t in threads}
     caches = ", ".join(f"{k[:-4].upper()} {info[k]} KiB" for k in ("l1d_kib", "l2_kib", "l3_kib") if info[k])
     shown = ", ".join(f"{peaks[t]:.0f} GFLOPS on {t} thread{'s' if t > 1 else ''}" for t in threads)
-    line = f"CPU: {model} ({info['vendor']}, {info['simd']}, {info['logical_cpus']} logical CPUs; {caches}); "
+    line = (
+        f"CPU: {model} ({info['vendor']}, {info['simd']}, {info['kernels']} kernels, "
+        f"{info['logical_cpus']} logical CPUs; {caches}); "
+    )
     return line + f"measured fp32 peak: {shown}", peaks
 
 

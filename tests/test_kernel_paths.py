@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 # A network through every kernel family: implicit-GEMM convolutions (stride 1; on 3 channels, the
 # weight gradient summed in sample groups; on 16 and 40, per kernel cell), a patch-matrix
@@ -18,6 +19,7 @@ import numpy as np
 SCRIPT = """
 import json, sys
 import numpy as np
+import pytest
 import ferronet as fn
 fn.set_num_threads(int(sys.argv[1]))
 fn.utils.set_random_seed(3)
@@ -64,3 +66,19 @@ def test_every_thread_count_trains_to_identical_weights():
 
 def test_portable_simd_path_trains_to_identical_weights():
     assert_identical(train(2), train(2, FERRONET_SIMD="baseline"))
+
+
+def kernels_picked(**env: str) -> str:
+    script = "from ferronet import _core; print(_core.cpu_info()['kernels'])"
+    run = subprocess.run(
+        [sys.executable, "-c", script], env={**os.environ, **env}, check=True, capture_output=True, text=True
+    )
+    return run.stdout.strip()
+
+
+def test_avx2_kernels_train_to_identical_weights_as_the_widest():
+    # The AVX2 and AVX-512 in-place kernels add every product in the same order.
+    if kernels_picked(FERRONET_GEMM="avx2") != "avx2":
+        pytest.skip("this CPU has no AVX2 + FMA")
+    assert kernels_picked(FERRONET_GEMM="matrixmultiply") == "matrixmultiply"
+    assert_identical(train(2), train(2, FERRONET_GEMM="avx2"))

@@ -40,8 +40,8 @@ fn get_num_threads() -> PyResult<usize> {
     guard(|| Ok(ferronet_core::threads::num_threads()))
 }
 
-/// The CPU as the engine sees it: vendor, model name, SIMD level, logical CPUs and cache sizes
-/// (KiB, `None` when unknown).
+/// The CPU as the engine sees it: vendor, model name, SIMD level, the GEMM kernel family picked
+/// (`FERRONET_GEMM` may force one), logical CPUs and cache sizes (KiB, `None` when unknown).
 #[pyfunction]
 fn cpu_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     let i = ferronet_core::cpu::info();
@@ -49,6 +49,7 @@ fn cpu_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     d.set_item("vendor", i.vendor)?;
     d.set_item("model", i.model)?;
     d.set_item("simd", i.simd)?;
+    d.set_item("kernels", ferronet_core::gemm::Kernel::get().name())?;
     d.set_item("logical_cpus", i.logical_cpus)?;
     d.set_item("l1d_kib", i.l1d_kib)?;
     d.set_item("l2_kib", i.l2_kib)?;

@@ -1,8 +1,10 @@
 //! Matrix products for the layers, chosen at run time:
 //!
-//! - with AVX-512 and a narrow `B` (at most `AVX512_MAX_N` columns): `avx512`, which reads
-//!   `A` in place (no packing pass; the tall im2col matrices of convolutions made packing cost as
-//!   much as the arithmetic);
+//! - on x86-64 with AVX-512, or else AVX2 + FMA, and a narrow `B` (at most `AVX512_MAX_N`
+//!   columns): the in-place kernels (`tiled.rs`, with the micro-kernels of `avx512.rs` and
+//!   `avx2.rs`), which read `A` where it lies (no packing pass; the tall im2col matrices of
+//!   convolutions made packing cost as much as the arithmetic). Both kernels add the products of
+//!   each output in the same order, so they give the same bits;
 //! - otherwise `matrixmultiply` (its own runtime AVX-512/AVX2/NEON dispatch, arbitrary strides).
 //!
 //! Both run single-threaded on one panel; [`gemm`] splits the output into row or column panels,
@@ -10,7 +12,11 @@
 //! beat the `gemm` crate's own threading (see `benches/README.md`).
 
 #[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod tiled;
 
 use std::sync::OnceLock;
 
@@ -47,27 +53,17 @@ impl<'a> MatRef<'a> {
 const PARALLEL_MIN_FLOPS: usize = 1 << 17;
 /// Panel sizes are multiples of the micro-kernel's tile, so every thread feeds whole tiles, and of
 /// nothing larger, so the threads' shares stay even.
-fn panel_align(in_place: bool, split_rows: bool) -> usize {
+fn panel_align(kernel: Kernel, in_place: bool, split_rows: bool) -> usize {
     match (in_place, split_rows) {
-        (true, true) => avx512_tile().0,
-        (true, false) => avx512_tile().1,
+        (true, true) => kernel.tile().0,
+        (true, false) => kernel.tile().1,
         (false, _) => 16, // matrixmultiply's AVX-512 tile is 16 wide
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-fn avx512_tile() -> (usize, usize) {
-    (avx512::MR, avx512::NR)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn avx512_tile() -> (usize, usize) {
-    (16, 16)
-}
-
-/// Whether `A · B` goes to the in-place AVX-512 kernel.
+/// Whether `A · B` goes to an in-place kernel.
 fn in_place(kernel: Kernel, a: &MatRef<'_>, b: &MatRef<'_>) -> bool {
-    (b.cols <= AVX512_MAX_N || a.rows >= TALL_A * b.cols) && kernel == Kernel::Avx512 && Kernel::get() == Kernel::Avx512
+    (b.cols <= AVX512_MAX_N || a.rows >= TALL_A * b.cols) && kernel.in_place_runs()
 }
 
 /// Raw pointer that may cross to a worker thread: each worker touches a disjoint panel of C.
@@ -83,8 +79,8 @@ pub fn gemm(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
     gemm_with(Kernel::get(), a, b, beta, c)
 }
 
-/// [`gemm`] with a given kernel family ([`Kernel::Avx512`] only where [`Kernel::get`] picked it,
-/// and only for a narrow `B`; otherwise it falls back to `matrixmultiply`).
+/// [`gemm`] with a given kernel family (an in-place one only where the CPU runs it, and only for
+/// a narrow `B`; otherwise it falls back to `matrixmultiply`).
 pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "gemm: inner dimensions differ");
@@ -107,7 +103,7 @@ pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
     // Split the longer side of C, so each panel keeps enough work for the micro-kernel.
     let split_rows = m >= n;
     let len = if split_rows { m } else { n };
-    let align = panel_align(in_place(kernel, &a, &b), split_rows);
+    let align = panel_align(kernel, in_place(kernel, &a, &b), split_rows);
     let panel_len = len.div_ceil(threads).div_ceil(align) * align;
     let panels = len.div_ceil(panel_len);
     (0..panels).into_par_iter().for_each(|p| {
@@ -179,9 +175,9 @@ pub fn pack_block(b: MatRef<'_>, (p0, k): (usize, usize), (j0, n): (usize, usize
     );
 }
 
-/// Whether [`segmented`] runs on this machine (it needs AVX-512).
+/// Whether [`segmented`] runs on this machine (it needs AVX-512 or AVX2 + FMA).
 pub fn segmented_available() -> bool {
-    Kernel::get() == Kernel::Avx512
+    Kernel::get().in_place_runs()
 }
 
 /// Implicit GEMM: `C[i, :] (+)= sum_s sum_t a[i rs + offsets[s] + t cs] B[s seg_len + t, :]` for
@@ -191,6 +187,24 @@ pub fn segmented_available() -> bool {
 /// Panics if [`segmented_available`] is false or a buffer is too short (engine bugs).
 #[allow(clippy::too_many_arguments)]
 pub fn segmented(
+    a: &[f32],
+    strides: (usize, usize),
+    offsets: &[usize],
+    seg_len: usize,
+    rows: usize,
+    packed: &[f32],
+    n: usize,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    segmented_with(Kernel::get(), a, strides, offsets, seg_len, rows, packed, n, c, ldc, accumulate)
+}
+
+/// [`segmented`] with a given in-place kernel family (tests compare them).
+#[allow(clippy::too_many_arguments)]
+fn segmented_with(
+    kernel: Kernel,
     a: &[f32],
     (rs, cs): (usize, usize),
     offsets: &[usize],
@@ -202,7 +216,7 @@ pub fn segmented(
     ldc: usize,
     accumulate: bool,
 ) {
-    assert!(segmented_available(), "segmented GEMM needs AVX-512");
+    assert!(kernel.in_place_runs(), "segmented GEMM needs AVX-512 or AVX2 + FMA");
     if rows == 0 || n == 0 || seg_len == 0 {
         return;
     }
@@ -211,44 +225,86 @@ pub fn segmented(
     assert!(packed.len() >= packed_len(offsets.len() * seg_len, n), "segmented: packed B too short");
     assert!(c.len() >= (rows - 1) * ldc + n && ldc >= n, "segmented: C too short");
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is available and every address was bounds-checked above.
-    unsafe {
-        avx512::segmented(
-            a.as_ptr(),
-            (rs, cs),
-            offsets,
-            seg_len,
-            rows,
-            packed.as_ptr(),
-            n,
-            c.as_mut_ptr(),
-            ldc,
-            accumulate,
-        )
+    {
+        let (a, packed, c) = (a.as_ptr(), packed.as_ptr(), c.as_mut_ptr());
+        // SAFETY: the kernel's instructions are available and every address was bounds-checked
+        // above.
+        unsafe {
+            if kernel == Kernel::Avx512 {
+                avx512::segmented(a, (rs, cs), offsets, seg_len, rows, packed, n, c, ldc, accumulate)
+            } else {
+                avx2::segmented(a, (rs, cs), offsets, seg_len, rows, packed, n, c, ldc, accumulate)
+            }
+        }
     }
 }
 
 /// The micro-kernel family picked for this machine, once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
+    /// In-place kernels on AVX-512 (`12 x 32` tiles).
     Avx512,
+    /// In-place kernels on AVX2 + FMA (`6 x 16` tiles).
+    Avx2,
+    /// `matrixmultiply` for every product, and im2col for every convolution.
     MatrixMultiply,
 }
 
 static KERNEL: OnceLock<Kernel> = OnceLock::new();
 
 impl Kernel {
-    /// `FERRONET_GEMM=matrixmultiply` forces the portable path (for tests and comparisons).
+    /// The widest family this CPU runs. `FERRONET_GEMM=avx2` forces the AVX2 kernels where the
+    /// CPU has them, `FERRONET_GEMM=matrixmultiply` the portable path (for tests and
+    /// comparisons).
     pub fn get() -> Kernel {
         *KERNEL.get_or_init(|| {
-            let forced = std::env::var("FERRONET_GEMM").is_ok_and(|v| v == "matrixmultiply");
-            #[cfg(target_arch = "x86_64")]
-            if !forced && avx512::available() {
-                return Kernel::Avx512;
-            }
-            let _ = forced;
-            Kernel::MatrixMultiply
+            let forced = std::env::var("FERRONET_GEMM").unwrap_or_default();
+            let picked = match forced.as_str() {
+                "matrixmultiply" => Kernel::MatrixMultiply,
+                "avx2" => Kernel::Avx2,
+                _ => Kernel::Avx512,
+            };
+            [picked, Kernel::Avx2, Kernel::MatrixMultiply]
+                .into_iter()
+                .find(|k| *k == Kernel::MatrixMultiply || k.in_place_runs())
+                .unwrap_or(Kernel::MatrixMultiply)
         })
+    }
+
+    /// Its name, as `FERRONET_GEMM` takes it and `cpu_info()` reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512",
+            Kernel::Avx2 => "avx2",
+            Kernel::MatrixMultiply => "matrixmultiply",
+        }
+    }
+
+    /// Whether this is an in-place family the CPU can run.
+    fn in_place_runs(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return match self {
+            Kernel::Avx512 => avx512::available(),
+            Kernel::Avx2 => avx2::available(),
+            Kernel::MatrixMultiply => false,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// Rows and columns of its micro-tile.
+    fn tile(self) -> (usize, usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use tiled::MicroKernel;
+            match self {
+                Kernel::Avx512 => (avx512::Avx512::MR, avx512::Avx512::NR),
+                Kernel::Avx2 => (avx2::Avx2::MR, avx2::Avx2::NR),
+                Kernel::MatrixMultiply => (16, 16),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        (16, 16)
     }
 }
 
@@ -270,8 +326,15 @@ unsafe fn panel(
 ) {
     #[cfg(target_arch = "x86_64")]
     if in_place(kernel, &a, &b) {
-        // SAFETY: AVX-512F was detected; the rest is this function's own contract.
-        unsafe { avx512::panel(a, b, rows, cols, beta, c, ldc) };
+        // SAFETY: the kernel's instructions were detected; the rest is this function's own
+        // contract.
+        unsafe {
+            if kernel == Kernel::Avx512 {
+                avx512::panel(a, b, rows, cols, beta, c, ldc)
+            } else {
+                avx2::panel(a, b, rows, cols, beta, c, ldc)
+            }
+        };
         return;
     }
     let (m, n, k) = (rows.len(), cols.len(), a.cols);
@@ -314,6 +377,14 @@ mod tests {
         c
     }
 
+    /// Every kernel family this CPU runs (matrixmultiply always).
+    fn runnable() -> Vec<Kernel> {
+        [Kernel::Avx512, Kernel::Avx2, Kernel::MatrixMultiply]
+            .into_iter()
+            .filter(|k| *k == Kernel::MatrixMultiply || k.in_place_runs())
+            .collect()
+    }
+
     fn filled(len: usize, salt: usize) -> Vec<f32> {
         (0..len).map(|i| (((i * 31 + salt * 17) % 23) as f32 - 11.0) / 7.0).collect()
     }
@@ -352,14 +423,20 @@ mod tests {
                 let a = if ta { MatRef::row_major(&ad, k, m).t() } else { MatRef::row_major(&ad, m, k) };
                 let b = if tb { MatRef::row_major(&bd, n, k).t() } else { MatRef::row_major(&bd, k, n) };
                 let product = naive(a, b);
-                for kernel in [Kernel::get(), Kernel::MatrixMultiply] {
-                    for beta in [0.0f32, 1.0, 0.5] {
+                for beta in [0.0f32, 1.0, 0.5] {
+                    let mut in_place_bits: Option<Vec<u32>> = None;
+                    for kernel in runnable() {
                         let start = filled(m * n, 5);
                         let mut c = if beta == 0.0 { vec![f32::NAN; m * n] } else { start.clone() };
                         gemm_with(kernel, a, b, beta, &mut c);
                         for ((x, p), s) in c.iter().zip(&product).zip(&start) {
                             let want = p + if beta == 0.0 { 0.0 } else { beta * s };
                             assert!((x - want).abs() <= 1e-3 * (1.0 + want.abs()), "{kernel:?} {m}x{k}x{n} {ta} {tb}");
+                        }
+                        // The in-place families add in the same order: the same bits.
+                        if kernel != Kernel::MatrixMultiply && in_place(kernel, &a, &b) {
+                            let bits: Vec<u32> = c.iter().map(|v| v.to_bits()).collect();
+                            assert!(in_place_bits.get_or_insert_with(|| bits.clone()) == &bits, "{m}x{k}x{n}");
                         }
                     }
                 }
@@ -369,34 +446,47 @@ mod tests {
 
     #[test]
     fn segmented_product_matches_the_naive_sum_over_segments() {
-        if !segmented_available() {
-            return;
-        }
-        // 3 segments of 5 at scattered offsets, rows in two tiles and a remainder, 40 columns
-        // (one full panel and a partial one).
-        let (rows, rs, seg_len, n) = (29, 7, 5, 40);
+        // 3 segments of 5 at scattered offsets, rows in two tiles and a remainder; 40 columns
+        // (one full panel and a partial one), 45 and 5 (partial tiles of both kernels' widths).
+        let (rows, rs, seg_len) = (29, 7, 5);
         let offsets = [0usize, 11, 4];
         let a = filled(rows * rs + 30, 6);
         let k = offsets.len() * seg_len;
-        let b = filled(k * n, 7);
-        let mut packed = vec![f32::NAN; packed_len(k, n)];
-        pack_panels(k, n, |p, j| b[p * n + j], &mut packed);
-        let ldc = n + 3;
-        // Unit column stride (a convolution's forward and input gradient) and stride 2 (its
-        // weight gradient), overwriting and accumulating.
-        for (cs, accumulate) in [(1, false), (2, false), (2, true)] {
-            let start = filled(rows * ldc, 8);
-            let mut c = if accumulate { start.clone() } else { vec![f32::NAN; rows * ldc] };
-            segmented(&a, (rs, cs), &offsets, seg_len, rows, &packed, n, &mut c, ldc, accumulate);
-            for i in 0..rows {
-                for j in 0..n {
-                    let mut want = if accumulate { start[i * ldc + j] as f64 } else { 0.0 };
-                    for (s, off) in offsets.iter().enumerate() {
-                        for t in 0..seg_len {
-                            want += a[i * rs + off + t * cs] as f64 * b[(s * seg_len + t) * n + j] as f64;
+        for n in [40, 45, 5] {
+            let b = filled(k * n, 7);
+            let mut packed = vec![f32::NAN; packed_len(k, n)];
+            pack_panels(k, n, |p, j| b[p * n + j], &mut packed);
+            let ldc = n + 3;
+            // Unit column stride (a convolution's forward and input gradient) and stride 2 (its
+            // weight gradient), overwriting and accumulating.
+            for (cs, accumulate) in [(1, false), (2, false), (2, true)] {
+                let start = filled(rows * ldc, 8);
+                let mut first_bits: Option<Vec<u32>> = None;
+                for kernel in runnable().into_iter().filter(|k| k.in_place_runs()) {
+                    let mut c = if accumulate { start.clone() } else { vec![f32::NAN; rows * ldc] };
+                    segmented_with(kernel, &a, (rs, cs), &offsets, seg_len, rows, &packed, n, &mut c, ldc, accumulate);
+                    for i in 0..rows {
+                        for j in 0..n {
+                            let mut want = if accumulate { start[i * ldc + j] as f64 } else { 0.0 };
+                            for (s, off) in offsets.iter().enumerate() {
+                                for t in 0..seg_len {
+                                    want += a[i * rs + off + t * cs] as f64 * b[(s * seg_len + t) * n + j] as f64;
+                                }
+                            }
+                            let got = c[i * ldc + j] as f64;
+                            assert!(
+                                (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "{kernel:?} ({i}, {j}) n {n} cs {cs}"
+                            );
+                        }
+                        // The columns past `n` are left as they were.
+                        for j in n..ldc {
+                            let before = if accumulate { start[i * ldc + j] } else { f32::NAN };
+                            assert_eq!(c[i * ldc + j].to_bits(), before.to_bits(), "{kernel:?} wrote column {j}");
                         }
                     }
-                    assert!((c[i * ldc + j] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()), "({i}, {j}) cs {cs}");
+                    let bits: Vec<u32> = c.iter().map(|v| v.to_bits()).collect();
+                    assert!(first_bits.get_or_insert_with(|| bits.clone()) == &bits, "{kernel:?} n {n} cs {cs}");
                 }
             }
         }
