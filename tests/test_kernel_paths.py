@@ -76,9 +76,17 @@ def kernels_picked(**env: str) -> str:
     return run.stdout.strip()
 
 
-def test_avx2_kernels_train_to_identical_weights_as_the_widest():
-    # The AVX2 and AVX-512 in-place kernels add every product in the same order.
+def test_avx2_kernels_train_alike_and_the_same_at_every_thread_count():
+    # The AVX2 in-place kernels add in the AVX-512 ones' order, but Dense products go to
+    # matrixmultiply with AVX2 only, so the weights agree to float32 rounding.
     if kernels_picked(FERRONET_GEMM="avx2") != "avx2":
         pytest.skip("this CPU has no AVX2 + FMA")
     assert kernels_picked(FERRONET_GEMM="matrixmultiply") == "matrixmultiply"
-    assert_identical(train(2), train(2, FERRONET_GEMM="avx2"))
+    avx2 = train(1, FERRONET_GEMM="avx2")
+    assert_identical(avx2, train(2, FERRONET_GEMM="avx2"))
+    widest = train(2)
+    # Weight 1, the first convolution's bias, feeds a BatchNormalization that cancels it: its
+    # gradient is rounding noise, which Adam scales to full steps.
+    for i, (u, v) in enumerate(zip(avx2, widest)):
+        if i != 1:
+            np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5, err_msg=f"weight {i}")

@@ -8,8 +8,9 @@
 //! As a GEMM on im2col patches: row `(sample, oy, ox)` of the patch matrix holds the `kh kw C`
 //! inputs under the kernel (channels contiguous, as NHWC lays them out), so `Z = patches · W` is
 //! already NHWC. Backward: `dW = patchesᵀ dZ`, `db = sum dZ`, `dpatches = dZ Wᵀ`, scattered back
-//! (col2im) into `dX`. With stride 1 on AVX-512 machines the same products run as implicit GEMMs
-//! on a zero-bordered copy of each sample, with no patch matrix (`PaddedGrid`, `ImplicitConv`).
+//! (col2im) into `dX`. With stride 1 on x86-64 machines with AVX-512 or AVX2 + FMA the same
+//! products run as implicit GEMMs on a zero-bordered copy of each sample, with no patch matrix
+//! (`PaddedGrid`, `ImplicitConv`).
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
