@@ -18,6 +18,7 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod tiled;
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
@@ -102,7 +103,7 @@ pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
     let c_ptr = SendPtr(c.as_mut_ptr());
     if threads <= 1 || m * k * n < PARALLEL_MIN_FLOPS {
         // SAFETY: bounds checked above; C is exclusively borrowed.
-        unsafe { panel(kernel, a, b, 0..m, 0..n, beta, c_ptr.0, n) };
+        unsafe { panel(kernel, a, b, 0..m, 0..n, Out { c: c_ptr.0, ldc: n, beta }) };
         return;
     }
     // Split the longer side of C, so each panel keeps enough work for the micro-kernel.
@@ -118,9 +119,9 @@ pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
         // SAFETY: panels are disjoint row (or column) ranges of C, in bounds by construction.
         unsafe {
             if split_rows {
-                panel(kernel, a, b, lo..hi, 0..n, beta, ptr.0, n)
+                panel(kernel, a, b, lo..hi, 0..n, Out { c: ptr.0, ldc: n, beta })
             } else {
-                panel(kernel, a, b, 0..m, lo..hi, beta, ptr.0, n)
+                panel(kernel, a, b, 0..m, lo..hi, Out { c: ptr.0, ldc: n, beta })
             }
         }
     });
@@ -185,60 +186,65 @@ pub fn segmented_available() -> bool {
     Kernel::get().in_place_runs()
 }
 
-/// Implicit GEMM: `C[i, :] (+)= sum_s sum_t a[i rs + offsets[s] + t cs] B[s seg_len + t, :]` for
-/// `i < rows`, with `B` (`offsets.len() seg_len x n`) packed by [`pack_panels`] or [`pack_block`]. `C` (row stride
-/// `ldc`) is overwritten, or added to with `accumulate`. Single-threaded: callers split the work.
+/// The left operand of an implicit GEMM ([`segmented`]): `rows` rows whose inner values are the
+/// segments `a[i rs + offsets[s] + t cs]`, `t < seg_len`, for each offset `s` in turn
+/// (`strides = (rs, cs)`).
+#[derive(Clone, Copy, Debug)]
+pub struct Segments<'a> {
+    pub a: &'a [f32],
+    pub strides: (usize, usize),
+    pub offsets: &'a [usize],
+    pub seg_len: usize,
+    pub rows: usize,
+}
+
+/// Where a kernel writes its product: `C = product + beta C`, row-major from `c` with row stride
+/// `ldc`.
+#[derive(Clone, Copy)]
+struct Out {
+    c: *mut f32,
+    ldc: usize,
+    beta: f32,
+}
+
+/// Implicit GEMM: `C[i, :] (+)= sum_s sum_t A[i rs + offsets[s] + t cs] B[s seg_len + t, :]` for
+/// the rows of `a`, with `B` (`offsets.len() seg_len x n`) packed by [`pack_panels`] or
+/// [`pack_block`]. `C` (row stride `ldc`) is overwritten, or added to with `accumulate`.
+/// Single-threaded: callers split the work.
 ///
 /// Panics if [`segmented_available`] is false or a buffer is too short (engine bugs).
-#[allow(clippy::too_many_arguments)]
-pub fn segmented(
-    a: &[f32],
-    strides: (usize, usize),
-    offsets: &[usize],
-    seg_len: usize,
-    rows: usize,
-    packed: &[f32],
-    n: usize,
-    c: &mut [f32],
-    ldc: usize,
-    accumulate: bool,
-) {
-    segmented_with(Kernel::get(), a, strides, offsets, seg_len, rows, packed, n, c, ldc, accumulate)
+pub fn segmented(a: &Segments<'_>, packed: &[f32], n: usize, c: &mut [f32], ldc: usize, accumulate: bool) {
+    segmented_with(Kernel::get(), a, packed, (n, ldc), c, accumulate)
 }
 
 /// [`segmented`] with a given in-place kernel family (tests compare them).
-#[allow(clippy::too_many_arguments)]
 fn segmented_with(
     kernel: Kernel,
-    a: &[f32],
-    (rs, cs): (usize, usize),
-    offsets: &[usize],
-    seg_len: usize,
-    rows: usize,
+    a: &Segments<'_>,
     packed: &[f32],
-    n: usize,
+    (n, ldc): (usize, usize),
     c: &mut [f32],
-    ldc: usize,
     accumulate: bool,
 ) {
     assert!(kernel.in_place_runs(), "segmented GEMM needs AVX-512 or AVX2 + FMA");
+    let (rows, (rs, cs), seg_len) = (a.rows, a.strides, a.seg_len);
     if rows == 0 || n == 0 || seg_len == 0 {
         return;
     }
-    let reach = (rows - 1) * rs + offsets.iter().max().map_or(0, |&o| o + (seg_len - 1) * cs + 1);
-    assert!(reach <= a.len(), "segmented: A too short");
-    assert!(packed.len() >= packed_len(offsets.len() * seg_len, n), "segmented: packed B too short");
+    let reach = (rows - 1) * rs + a.offsets.iter().max().map_or(0, |&o| o + (seg_len - 1) * cs + 1);
+    assert!(reach <= a.a.len(), "segmented: A too short");
+    assert!(packed.len() >= packed_len(a.offsets.len() * seg_len, n), "segmented: packed B too short");
     assert!(c.len() >= (rows - 1) * ldc + n && ldc >= n, "segmented: C too short");
     #[cfg(target_arch = "x86_64")]
     {
-        let (a, packed, c) = (a.as_ptr(), packed.as_ptr(), c.as_mut_ptr());
+        let out = Out { c: c.as_mut_ptr(), ldc, beta: if accumulate { 1.0 } else { 0.0 } };
         // SAFETY: the kernel's instructions are available and every address was bounds-checked
         // above.
         unsafe {
             if kernel == Kernel::Avx512 {
-                avx512::segmented(a, (rs, cs), offsets, seg_len, rows, packed, n, c, ldc, accumulate)
+                avx512::segmented(a, packed.as_ptr(), n, out)
             } else {
-                avx2::segmented(a, (rs, cs), offsets, seg_len, rows, packed, n, c, ldc, accumulate)
+                avx2::segmented(a, packed.as_ptr(), n, out)
             }
         }
     }
@@ -319,29 +325,21 @@ impl Kernel {
 /// `c` must point to a row-major buffer of at least `a.rows * ldc` elements, and no other thread
 /// may touch the panel while this runs.
 #[allow(clippy::too_many_arguments)]
-unsafe fn panel(
-    kernel: Kernel,
-    a: MatRef<'_>,
-    b: MatRef<'_>,
-    rows: std::ops::Range<usize>,
-    cols: std::ops::Range<usize>,
-    beta: f32,
-    c: *mut f32,
-    ldc: usize,
-) {
+unsafe fn panel(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, rows: Range<usize>, cols: Range<usize>, out: Out) {
     #[cfg(target_arch = "x86_64")]
     if in_place(kernel, &a, &b) {
         // SAFETY: the kernel's instructions were detected; the rest is this function's own
         // contract.
         unsafe {
             if kernel == Kernel::Avx512 {
-                avx512::panel(a, b, rows, cols, beta, c, ldc)
+                avx512::panel(a, b, rows, cols, out)
             } else {
-                avx2::panel(a, b, rows, cols, beta, c, ldc)
+                avx2::panel(a, b, rows, cols, out)
             }
         };
         return;
     }
+    let Out { c, ldc, beta } = out;
     let (m, n, k) = (rows.len(), cols.len(), a.cols);
     // SAFETY: the caller guarantees the buffers; offsets stay inside the views checked by `gemm`.
     unsafe {
@@ -470,7 +468,8 @@ mod tests {
                 let mut first_bits: Option<Vec<u32>> = None;
                 for kernel in runnable().into_iter().filter(|k| k.in_place_runs()) {
                     let mut c = if accumulate { start.clone() } else { vec![f32::NAN; rows * ldc] };
-                    segmented_with(kernel, &a, (rs, cs), &offsets, seg_len, rows, &packed, n, &mut c, ldc, accumulate);
+                    let segs = Segments { a: &a, strides: (rs, cs), offsets: &offsets, seg_len, rows };
+                    segmented_with(kernel, &segs, &packed, (n, ldc), &mut c, accumulate);
                     for i in 0..rows {
                         for j in 0..n {
                             let mut want = if accumulate { start[i * ldc + j] as f64 } else { 0.0 };

@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::{MatRef, PANEL};
+use super::{MatRef, Out, Segments, PANEL};
 
 /// Calls `$call` with the const `$r` equal to the runtime row count `$mr`, one of the listed
 /// counts: each row count gets its own fully unrolled micro-kernel.
@@ -45,126 +45,319 @@ pub(super) struct Tile {
     pub depth: usize,
     pub c: *mut f32,
     pub ldc: usize,
-    /// Columns of `C` this tile covers (at most [`MicroKernel::NR`]).
+    /// Columns of `C` this tile covers (at most two vectors).
     pub width: usize,
 }
 
-/// A register-blocked kernel for one micro-tile of `C`, at one vector width.
+/// One SIMD register of `f32` lanes and the operations the micro-kernel uses. Implementations
+/// wrap intrinsics in `#[target_feature]` + `#[inline]` methods: inlined into the entry points
+/// `micro_kernel!` compiles for the same instructions, each becomes one instruction. (Generic
+/// code between them is `#[inline(always)]` and holds no closure, which would not inherit the
+/// entry point's features.)
+pub(super) trait Vector: Copy {
+    const LANES: usize;
+    /// Which lanes a partial load or store touches.
+    type Mask: Copy;
+
+    /// # Safety (every method)
+    /// The CPU has the instructions; pointers are valid for the lanes touched.
+    unsafe fn zero() -> Self;
+    unsafe fn splat(x: f32) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    /// `a b + c`, rounded once.
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    /// The first `width` lanes (all when `width >= LANES`, none when 0).
+    unsafe fn mask(width: usize) -> Self::Mask;
+    /// Masked-off lanes are neither read nor faulted on, and load as 0.
+    unsafe fn load_masked(p: *const f32, m: Self::Mask) -> Self;
+    unsafe fn store_masked(self, p: *mut f32, m: Self::Mask);
+}
+
+/// A register-blocked kernel for one micro-tile of `C`: `MR` rows of two vectors `V`.
 pub(super) trait MicroKernel {
-    /// Rows of `C` per tile (accumulators of a column vector each).
+    type V: Vector;
+    /// Rows of `C` per tile (two accumulators each).
     const MR: usize;
     /// Columns of `C` per tile; divides [`PANEL`].
-    const NR: usize;
+    const NR: usize = 2 * <Self::V as Vector>::LANES;
     /// Depth and width of the packed block of `B`.
     const KC: usize;
     const NC: usize;
 
-    /// `C = A B + keep C` on the tile's first `rows` rows, with `keep = beta` on the first inner
-    /// block (`first`) and 1 after; `keep = 0` writes without reading `C`, as in BLAS.
+    /// [`run`] on the tile's first `rows` rows (`1..=MR`).
     ///
     /// # Safety
-    /// The CPU has the kernel's instructions; every address the tile forms is in bounds.
+    /// As [`run`].
     unsafe fn tile(t: &Tile, rows: usize, first: bool, beta: f32);
 
-    /// `C (+)= sum_s sum_t A[r rs + offsets[s] + t cs] B[s seg_len + t, :]` on the tile's rows
-    /// (an implicit GEMM over segments of `A`), overwriting `C` or adding to it.
+    /// [`run_segments`] on the tile's first `rows` rows (`1..=MR`).
     ///
     /// # Safety
-    /// As [`MicroKernel::tile`].
-    unsafe fn tile_segments(t: &Tile, rows: usize, offsets: &[usize], seg_len: usize, accumulate: bool);
+    /// As [`run`].
+    unsafe fn tile_segments(t: &Tile, rows: usize, a: &Segments<'_>, accumulate: bool);
 }
+
+/// Writes the accumulators of `R` rows to `C`: `C = acc + keep C`, where `keep = 0` writes
+/// without reading `C` (which may hold anything), as in BLAS. A partial tile touches only its
+/// columns.
+#[inline(always)]
+unsafe fn store<V: Vector, const R: usize>(t: &Tile, acc0: &[V; R], acc1: &[V; R], keep: f32) {
+    let lanes = V::LANES;
+    let full = t.width >= 2 * lanes;
+    // SAFETY: the caller's contract covers the tile's rows and columns of C.
+    unsafe {
+        let (m0, m1) = (V::mask(t.width), V::mask(t.width.saturating_sub(lanes)));
+        for r in 0..R {
+            let crow = t.c.add(r * t.ldc);
+            let (mut v0, mut v1) = (acc0[r], acc1[r]);
+            if keep != 0.0 {
+                let k = V::splat(keep);
+                let (c0, c1) = if full {
+                    (V::load(crow), V::load(crow.add(lanes)))
+                } else {
+                    (V::load_masked(crow, m0), V::load_masked(crow.add(lanes), m1))
+                };
+                v0 = V::fma(k, c0, v0);
+                v1 = V::fma(k, c1, v1);
+            }
+            if full {
+                v0.store(crow);
+                v1.store(crow.add(lanes));
+            } else {
+                v0.store_masked(crow, m0);
+                v1.store_masked(crow.add(lanes), m1);
+            }
+        }
+    }
+}
+
+/// `C = A B + keep C` on `R` rows of a tile, with `keep = beta` on the first inner block
+/// (`first`) and 1 after. Per step of the inner dimension: two vector loads from `B` and `R`
+/// scalar broadcasts from `A` (any strides), so `A` may be row-major (forward: patches · W) or
+/// transposed (weight gradient: patchesᵀ · dZ).
+///
+/// # Safety
+/// The CPU has `V`'s instructions; every address the tile forms is in bounds.
+#[inline(always)]
+pub(super) unsafe fn run<V: Vector, const R: usize>(t: &Tile, first: bool, beta: f32) {
+    // SAFETY: the caller's contract covers every address formed here.
+    unsafe {
+        let (mut acc0, mut acc1) = ([V::zero(); R], [V::zero(); R]);
+        for p in 0..t.depth {
+            let brow = t.b.add(p * PANEL);
+            let (b0, b1) = (V::load(brow), V::load(brow.add(V::LANES)));
+            let acol = t.a.add(p * t.a_cs);
+            for r in 0..R {
+                let av = V::splat(*acol.add(r * t.a_rs));
+                acc0[r] = V::fma(av, b0, acc0[r]);
+                acc1[r] = V::fma(av, b1, acc1[r]);
+            }
+        }
+        store(t, &acc0, &acc1, if first { beta } else { 1.0 });
+    }
+}
+
+/// [`run`] over segmented `A` (the tile's `a` is row 0's origin; `a.offsets` and `a.seg_len`
+/// say where each segment starts), overwriting `C` or adding to it.
+///
+/// # Safety
+/// As [`run`].
+#[inline(always)]
+pub(super) unsafe fn run_segments<V: Vector, const R: usize>(t: &Tile, a: &Segments<'_>, accumulate: bool) {
+    // SAFETY: the caller's contract covers every address formed here.
+    unsafe {
+        let (mut acc0, mut acc1) = ([V::zero(); R], [V::zero(); R]);
+        let mut brow = t.b;
+        for &off in a.offsets {
+            let seg = t.a.add(off);
+            for s in 0..a.seg_len {
+                let (b0, b1) = (V::load(brow), V::load(brow.add(V::LANES)));
+                brow = brow.add(PANEL);
+                for r in 0..R {
+                    let av = V::splat(*seg.add(r * t.a_rs + s * t.a_cs));
+                    acc0[r] = V::fma(av, b0, acc0[r]);
+                    acc1[r] = V::fma(av, b1, acc1[r]);
+                }
+            }
+        }
+        store(t, &acc0, &acc1, if accumulate { 1.0 } else { 0.0 });
+    }
+}
+
+/// Declares a kernel family: its `MicroKernel` impl (each row count its own unrolled
+/// instance) and its entry points, compiled for `$features`: `panel` ([`panel`]) and
+/// `segmented` ([`segmented`]).
+macro_rules! micro_kernel {
+    ($kernel:ident, $vector:ty, $features:literal, MR = $mr:literal, KC = $kc:literal, NC = $nc:literal,
+     rows = [$($rows:literal)+]) => {
+        pub struct $kernel;
+
+        impl $crate::gemm::tiled::MicroKernel for $kernel {
+            type V = $vector;
+            const MR: usize = $mr;
+            const KC: usize = $kc;
+            const NC: usize = $nc;
+
+            #[inline(always)]
+            unsafe fn tile(t: &$crate::gemm::tiled::Tile, rows: usize, first: bool, beta: f32) {
+                // SAFETY: the caller's contract.
+                unsafe { $crate::gemm::tiled::with_rows!(rows, R => run::<R>(t, first, beta); $($rows)+) }
+            }
+
+            #[inline(always)]
+            unsafe fn tile_segments(
+                t: &$crate::gemm::tiled::Tile,
+                rows: usize,
+                a: &$crate::gemm::Segments<'_>,
+                accumulate: bool,
+            ) {
+                // SAFETY: the caller's contract.
+                unsafe { $crate::gemm::tiled::with_rows!(rows, R => run_segments::<R>(t, a, accumulate); $($rows)+) }
+            }
+        }
+
+        /// [`tiled::run`](super::tiled::run) compiled for this kernel's instructions, one function
+        /// per row count (left to the compiler to inline: twelve copies in one loop crowd it).
+        ///
+        /// # Safety
+        /// As `tiled::run`.
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn run<const R: usize>(t: &$crate::gemm::tiled::Tile, first: bool, beta: f32) {
+            // SAFETY: the caller's contract.
+            unsafe { $crate::gemm::tiled::run::<$vector, R>(t, first, beta) }
+        }
+
+        /// [`tiled::run_segments`](super::tiled::run_segments) compiled for this kernel's
+        /// instructions.
+        ///
+        /// # Safety
+        /// As `tiled::run`.
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn run_segments<const R: usize>(
+            t: &$crate::gemm::tiled::Tile,
+            a: &$crate::gemm::Segments<'_>,
+            accumulate: bool,
+        ) {
+            // SAFETY: the caller's contract.
+            unsafe { $crate::gemm::tiled::run_segments::<$vector, R>(t, a, accumulate) }
+        }
+
+        // Whole tiles per packed panel.
+        const _: () = assert!($crate::gemm::PANEL.is_multiple_of(<$kernel as $crate::gemm::tiled::MicroKernel>::NR));
+
+        /// [`tiled::panel`](super::tiled::panel) with this kernel.
+        ///
+        /// # Safety
+        /// The CPU has the kernel's instructions; the rest is `tiled::panel`'s contract.
+        #[target_feature(enable = $features)]
+        pub unsafe fn panel(a: MatRef<'_>, b: MatRef<'_>, rows: Range<usize>, cols: Range<usize>, out: Out) {
+            // SAFETY: the caller's contract.
+            unsafe { $crate::gemm::tiled::panel::<$kernel>(a, b, rows, cols, out) }
+        }
+
+        /// [`tiled::segmented`](super::tiled::segmented) with this kernel.
+        ///
+        /// # Safety
+        /// The CPU has the kernel's instructions; the rest is `tiled::segmented`'s contract.
+        #[target_feature(enable = $features)]
+        pub unsafe fn segmented(a: &Segments<'_>, packed: *const f32, n: usize, out: Out) {
+            // SAFETY: the caller's contract.
+            unsafe { $crate::gemm::tiled::segmented::<$kernel>(a, packed, n, out) }
+        }
+    };
+}
+pub(super) use micro_kernel;
 
 /// Where the tile at column `j` of a packed block starts: its panel, then its place in the panel.
 fn panel_start(j: usize, depth: usize) -> usize {
     j / PANEL * PANEL * depth + j % PANEL
 }
 
-/// `C[rows, cols] = A[rows, :] · B[:, cols] + beta C[rows, cols]` with kernel `K`.
+/// `C[rows, cols] = A[rows, :] · B[:, cols] + beta C[rows, cols]` with kernel `K`, into
+/// `out` (`beta` is `out.beta`).
 ///
 /// # Safety
-/// `K`'s instructions are available; `c` points to a row-major buffer with row stride `ldc`
-/// covering the panel, which no other thread touches; the views are in bounds.
+/// `K`'s instructions are available; `out.c` points to a row-major buffer with row stride
+/// `out.ldc` covering the panel, which no other thread touches; the views are in bounds.
 #[inline(always)]
 pub(super) unsafe fn panel<K: MicroKernel>(
     a: MatRef<'_>,
     b: MatRef<'_>,
     rows: Range<usize>,
     cols: Range<usize>,
-    beta: f32,
-    c: *mut f32,
-    ldc: usize,
+    out: Out,
 ) {
+    let Out { c, ldc, beta } = out;
     let k = a.cols;
     let blocks = k.div_ceil(K::KC);
     let kc = k.div_ceil(blocks); // balanced blocks: 576 -> 2 x 288, not 512 + 64
     let ap = a.data.as_ptr();
-    PACKED_B.with_borrow_mut(|packed| {
+    // The loops run outside the thread-local's closure: a closure would not inherit the entry
+    // point's target features, and the kernels inlined into it would lose their instructions.
+    let packed = PACKED_B.with_borrow_mut(|packed| {
         if packed.len() < K::KC * K::NC {
             packed.resize(K::KC * K::NC, 0.0);
         }
-        let mut p0 = 0;
-        while p0 < k {
-            let depth = kc.min(k - p0);
-            // The first block applies beta; the others accumulate.
-            let first = p0 == 0;
-            let mut j0 = cols.start;
-            while j0 < cols.end {
-                let nc = K::NC.min(cols.end - j0);
-                super::pack_block(b, (p0, depth), (j0, nc), packed);
-                let bp = packed.as_ptr();
-                let mut i = rows.start;
-                while i < rows.end {
-                    let mr = K::MR.min(rows.end - i);
-                    let mut j = j0;
-                    while j < j0 + nc {
-                        // SAFETY: every index stays in the panel and the views, per the contract.
-                        unsafe {
-                            let t = Tile {
-                                a: ap.add(i * a.rs + p0 * a.cs),
-                                a_rs: a.rs,
-                                a_cs: a.cs,
-                                b: bp.add(panel_start(j - j0, depth)),
-                                depth,
-                                c: c.add(i * ldc + j),
-                                ldc,
-                                width: K::NR.min(j0 + nc - j),
-                            };
-                            K::tile(&t, mr, first, beta);
-                        }
-                        j += K::NR;
-                    }
-                    i += K::MR;
-                }
-                j0 += nc;
-            }
-            p0 += depth;
-        }
+        packed.as_mut_ptr()
     });
+    // SAFETY: the buffer lives as long as the thread and nothing else borrows it while this
+    // runs (the loops below call no code that uses `PACKED_B`).
+    let packed = unsafe { std::slice::from_raw_parts_mut(packed, K::KC * K::NC) };
+    let mut p0 = 0;
+    while p0 < k {
+        let depth = kc.min(k - p0);
+        // The first block applies beta; the others accumulate.
+        let first = p0 == 0;
+        let mut j0 = cols.start;
+        while j0 < cols.end {
+            let nc = K::NC.min(cols.end - j0);
+            super::pack_block(b, (p0, depth), (j0, nc), packed);
+            let bp = packed.as_ptr();
+            let mut i = rows.start;
+            while i < rows.end {
+                let mr = K::MR.min(rows.end - i);
+                let mut j = j0;
+                while j < j0 + nc {
+                    // SAFETY: every index stays in the panel and the views, per the contract.
+                    unsafe {
+                        let t = Tile {
+                            a: ap.add(i * a.rs + p0 * a.cs),
+                            a_rs: a.rs,
+                            a_cs: a.cs,
+                            b: bp.add(panel_start(j - j0, depth)),
+                            depth,
+                            c: c.add(i * ldc + j),
+                            ldc,
+                            width: K::NR.min(j0 + nc - j),
+                        };
+                        K::tile(&t, mr, first, beta);
+                    }
+                    j += K::NR;
+                }
+                i += K::MR;
+            }
+            j0 += nc;
+        }
+        p0 += depth;
+    }
 }
 
-/// `C[i, :] (+)= sum_s sum_t A[i rs + offsets[s] + t cs] Bp[s seg_len + t, :]` for `i < rows`: a
-/// GEMM whose inner dimension is a list of equal segments, each at its own offset in `A`. With
-/// `A` a zero-padded image and one segment per kernel row, this is a convolution with no im2col
-/// matrix (implicit GEMM). `Bp` is packed by [`super::pack_panels`] or [`super::pack_block`];
-/// `C` is overwritten, or added to with `accumulate`.
+/// `C[i, :] (+)= sum_s sum_t A[i rs + offsets[s] + t cs] Bp[s seg_len + t, :]` for the rows of
+/// `a`: a GEMM whose inner dimension is a list of equal segments, each at its own offset in `A`.
+/// With `A` a zero-padded image and one segment per kernel row, this is a convolution with no
+/// im2col matrix (implicit GEMM). `Bp` (`n` columns) is packed by [`super::pack_panels`] or
+/// [`super::pack_block`]; `C` is overwritten (`out.beta` 0) or added to (1).
 ///
 /// # Safety
 /// `K`'s instructions are available, and every address formed lies in the buffers (checked by
 /// the safe wrapper [`super::segmented`]).
 #[inline(always)]
-pub(super) unsafe fn segmented<K: MicroKernel>(
-    a: *const f32,
-    (rs, cs): (usize, usize),
-    offsets: &[usize],
-    seg_len: usize,
-    rows: usize,
-    packed: *const f32,
-    n: usize,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-) {
-    let depth = offsets.len() * seg_len;
+pub(super) unsafe fn segmented<K: MicroKernel>(a: &Segments<'_>, packed: *const f32, n: usize, out: Out) {
+    let (rows, (rs, cs)) = (a.rows, a.strides);
+    let (depth, accumulate) = (a.offsets.len() * a.seg_len, out.beta != 0.0);
     let mut i = 0;
     while i < rows {
         let mr = K::MR.min(rows - i);
@@ -173,16 +366,16 @@ pub(super) unsafe fn segmented<K: MicroKernel>(
             // SAFETY: per the contract.
             unsafe {
                 let t = Tile {
-                    a: a.add(i * rs),
+                    a: a.a.as_ptr().add(i * rs),
                     a_rs: rs,
                     a_cs: cs,
                     b: packed.add(panel_start(j, depth)),
                     depth,
-                    c: c.add(i * ldc + j),
-                    ldc,
+                    c: out.c.add(i * out.ldc + j),
+                    ldc: out.ldc,
                     width: K::NR.min(n - j),
                 };
-                K::tile_segments(&t, mr, offsets, seg_len, accumulate);
+                K::tile_segments(&t, mr, a, accumulate);
             }
             j += K::NR;
         }

@@ -172,7 +172,9 @@ impl PaddedGrid {
         let c = self.channels;
         for (y, line) in out.chunks_exact_mut(cols * n).enumerate() {
             let row = &grid[y * self.width * c..];
-            gemm::segmented(row, (c, 1), &self.offsets, self.segment, cols, packed, n, line, n, false);
+            let a =
+                gemm::Segments { a: row, strides: (c, 1), offsets: &self.offsets, seg_len: self.segment, rows: cols };
+            gemm::segmented(&a, packed, n, line, n, false);
         }
     }
 }
@@ -583,7 +585,8 @@ impl LayerKernel for Conv2D {
                     let grid = &grids[n * region_len..][..g.grid.len()];
                     let panel = &dz_panels[n * panels_len + t * p * width..][..p * width];
                     let accumulate = n > samples.start;
-                    gemm::segmented(grid, (1, c), offsets, ow, block_rows, panel, cols, block, width, accumulate);
+                    let a = gemm::Segments { a: grid, strides: (1, c), offsets, seg_len: ow, rows: block_rows };
+                    gemm::segmented(&a, panel, cols, block, width, accumulate);
                 }
             });
             let (first, later) = blocks.split_at(tasks_per_group * block_rows * width);
