@@ -213,6 +213,14 @@ pub struct Graph {
     max_shared_values: usize,
 }
 
+/// How a forward pass runs: the layers' behaviour (`training`), whether a backward pass follows
+/// (`keep`: then the layers keep what it reads), and the stream of dropout masks and noise.
+struct Pass<'r> {
+    training: bool,
+    keep: bool,
+    rng: &'r mut Stream,
+}
+
 /// Buffers of a graph for batches of up to `capacity` rows.
 #[derive(Debug, Default)]
 pub struct GraphWorkspace {
@@ -538,7 +546,7 @@ impl Graph {
         rng: &mut Stream,
     ) {
         self.prepare(ws, rows);
-        self.run_forward(params, ws, feeds, rows, training, true, rng);
+        self.run_forward(params, ws, feeds, rows, Pass { training, keep: true, rng });
     }
 
     /// Inference pass of `rows` samples: layers in inference mode, nothing kept for backward
@@ -550,20 +558,11 @@ impl Graph {
         }
         // Inference draws no noise; the stream only completes the layers' signature.
         let mut rng = Stream::new(0, 0);
-        self.run_forward(params, ws, feeds, rows, false, false, &mut rng);
+        self.run_forward(params, ws, feeds, rows, Pass { training: false, keep: false, rng: &mut rng });
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_forward(
-        &self,
-        params: &mut [f32],
-        ws: &mut GraphWorkspace,
-        feeds: &[&[f32]],
-        rows: usize,
-        training: bool,
-        keep: bool,
-        rng: &mut Stream,
-    ) {
+    fn run_forward(&self, params: &mut [f32], ws: &mut GraphWorkspace, feeds: &[&[f32]], rows: usize, pass: Pass<'_>) {
+        let Pass { training, keep, rng } = pass;
         for (j, node) in self.nodes.iter().enumerate() {
             let (done, rest) = ws.outputs.split_at_mut(j);
             let get = |r: &TensorRef| -> &[f32] {

@@ -7,7 +7,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::tiled::{micro_kernel, Vector};
+use super::tiled::{micro_kernel, vector_ops, Vector};
 use super::{MatRef, Out, Segments};
 
 /// One ymm register of 8 lanes.
@@ -18,37 +18,7 @@ impl Vector for Ymm {
     const LANES: usize = 8;
     type Mask = __m256i;
 
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn zero() -> Self {
-        Self(_mm256_setzero_ps())
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn splat(x: f32) -> Self {
-        Self(_mm256_set1_ps(x))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: the caller's contract.
-        Self(unsafe { _mm256_loadu_ps(p) })
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn store(self, p: *mut f32) {
-        // SAFETY: the caller's contract.
-        unsafe { _mm256_storeu_ps(p, self.0) }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-        Self(_mm256_fmadd_ps(a.0, b.0, c.0))
-    }
+    vector_ops!("avx2,fma", _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps);
 
     /// All ones in the lanes below `width`.
     #[target_feature(enable = "avx2,fma")]

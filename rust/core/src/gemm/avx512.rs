@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 use std::ops::Range;
 
-use super::tiled::{micro_kernel, Vector};
+use super::tiled::{micro_kernel, vector_ops, Vector};
 use super::{MatRef, Out, Segments};
 
 /// One zmm register of 16 lanes.
@@ -16,37 +16,7 @@ impl Vector for Zmm {
     const LANES: usize = 16;
     type Mask = __mmask16;
 
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn zero() -> Self {
-        Self(_mm512_setzero_ps())
-    }
-
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn splat(x: f32) -> Self {
-        Self(_mm512_set1_ps(x))
-    }
-
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: the caller's contract.
-        Self(unsafe { _mm512_loadu_ps(p) })
-    }
-
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn store(self, p: *mut f32) {
-        // SAFETY: the caller's contract.
-        unsafe { _mm512_storeu_ps(p, self.0) }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-        Self(_mm512_fmadd_ps(a.0, b.0, c.0))
-    }
+    vector_ops!("avx512f", _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps);
 
     #[target_feature(enable = "avx512f")]
     #[inline]

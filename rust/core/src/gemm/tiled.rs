@@ -74,6 +74,45 @@ pub(super) trait Vector: Copy {
     unsafe fn store_masked(self, p: *mut f32, m: Self::Mask);
 }
 
+/// The [`Vector`] methods that differ between widths only by their intrinsics' names, compiled
+/// for `$features`.
+macro_rules! vector_ops {
+    ($features:literal, $setzero:ident, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn zero() -> Self {
+            Self($setzero())
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn splat(x: f32) -> Self {
+            Self($set1(x))
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: the caller's contract.
+            Self(unsafe { $loadu(p) })
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn store(self, p: *mut f32) {
+            // SAFETY: the caller's contract.
+            unsafe { $storeu(p, self.0) }
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            Self($fmadd(a.0, b.0, c.0))
+        }
+    };
+}
+pub(super) use vector_ops;
+
 /// A register-blocked kernel for one micro-tile of `C`: `MR` rows of two vectors `V`.
 pub(super) trait MicroKernel {
     type V: Vector;
