@@ -90,3 +90,19 @@ def test_avx2_kernels_train_alike_and_the_same_at_every_thread_count():
     for i, (u, v) in enumerate(zip(avx2, widest)):
         if i != 1:
             np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5, err_msg=f"weight {i}")
+
+
+@pytest.mark.parametrize("family", ["avx2", "matrixmultiply"])
+def test_convolution_suite_passes_on_each_narrower_kernel_family(family):
+    # The convolution tests (forward against numpy, gradients against finite differences) on the
+    # paths other CPUs take: the AVX2 kernels, and im2col + matrixmultiply (no AVX2, or aarch64).
+    if family == "avx2" and kernels_picked(FERRONET_GEMM="avx2") != "avx2":
+        pytest.skip("this CPU has no AVX2 + FMA")
+    suite = os.path.join(os.path.dirname(__file__), "test_conv.py")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", suite],
+        env={**os.environ, "FERRONET_GEMM": family},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout[-3000:]
