@@ -211,6 +211,56 @@ pub struct Graph {
     /// Largest per-sample width of any tensor, and weight count of any shared layer (scratch).
     max_width: usize,
     max_shared_values: usize,
+    /// Inference passes keep a node's output only until its last reader has run: the buffer
+    /// each node writes ([`inference_buffers`]), and each buffer's values per sample.
+    inference_buffer: Vec<usize>,
+    inference_widths: Vec<usize>,
+}
+
+/// Buffers for the node outputs of an inference pass: a node writes a buffer that no tensor
+/// still to be read holds, so a line graph needs two (three with a branch alive). The graph's
+/// outputs keep theirs. Returns the buffer of each node and each buffer's values per sample
+/// (the widest tensor it holds); best fit keeps wide buffers for wide tensors.
+fn inference_buffers(nodes: &[Node], outputs: &[TensorRef]) -> (Vec<usize>, Vec<usize>) {
+    // The last node that reads each node's output (itself when none does; never for outputs).
+    let mut last: Vec<usize> = (0..nodes.len()).collect();
+    for (j, node) in nodes.iter().enumerate() {
+        for r in &node.inputs {
+            if let TensorRef::Node(i) = *r {
+                last[i] = last[i].max(j);
+            }
+        }
+    }
+    for r in outputs {
+        if let TensorRef::Node(i) = *r {
+            last[i] = usize::MAX;
+        }
+    }
+    let (mut buffer, mut widths, mut free) = (vec![0; nodes.len()], Vec::<usize>::new(), Vec::<usize>::new());
+    for (j, node) in nodes.iter().enumerate() {
+        let w = width(&node.shape);
+        let fits = free.iter().enumerate().filter(|(_, &b)| widths[b] >= w).min_by_key(|(_, &b)| widths[b]);
+        let widest = free.iter().enumerate().max_by_key(|(_, &b)| widths[b]);
+        buffer[j] = match fits.or(widest).map(|(k, _)| k) {
+            Some(k) => free.swap_remove(k),
+            None => {
+                widths.push(0);
+                widths.len() - 1
+            }
+        };
+        widths[buffer[j]] = widths[buffer[j]].max(w);
+        // Buffers whose tensor was read for the last time by this node are free for the next.
+        let read = node.inputs.iter().filter_map(|r| match *r {
+            TensorRef::Node(i) => Some(i),
+            TensorRef::Input(_) => None,
+        });
+        for i in read.chain(std::iter::once(j)) {
+            if last[i] == j && !free.contains(&buffer[i]) {
+                free.push(buffer[i]);
+            }
+        }
+    }
+    (buffer, widths)
 }
 
 /// How a forward pass runs: the layers' behaviour (`training`), whether a backward pass follows
@@ -351,6 +401,7 @@ impl Graph {
         let max_shared_values =
             layers.iter().zip(&uses).filter(|(_, &u)| u > 1).map(|(l, _)| l.values.len()).max().unwrap_or(0);
         let max_width = spec.inputs.iter().map(|i| width(&i.shape)).chain(nodes.iter().map(|n| width(&n.shape))).max();
+        let (inference_buffer, inference_widths) = inference_buffers(&nodes, &spec.outputs);
         let mut g = Self {
             inputs: spec.inputs.clone(),
             layers,
@@ -360,6 +411,8 @@ impl Graph {
             input_grads,
             max_width: max_width.unwrap_or(0),
             max_shared_values,
+            inference_buffer,
+            inference_widths,
         };
         g.refresh_needs_grad(params);
         Ok(g)
@@ -480,7 +533,7 @@ impl Graph {
     fn try_prepare_for(&self, ws: &mut GraphWorkspace, rows: usize, keep: bool) -> Result<()> {
         let same_shapes = ws.input_shapes.len() == self.inputs.len()
             && ws.input_shapes.iter().zip(&self.inputs).all(|(s, i)| *s == i.shape);
-        if ws.capacity >= rows && ws.outputs.len() == self.nodes.len() && same_shapes && (ws.keeps || !keep) {
+        if ws.capacity >= rows && ws.saved.len() == self.nodes.len() && same_shapes && (ws.keeps || !keep) {
             return Ok(());
         }
         let per_node = |n: &Node| match &self.layers[n.layer].op {
@@ -488,7 +541,10 @@ impl Graph {
             Op::Unary(l) => rows.checked_mul(l.inference_width()).and_then(|v| v.checked_add(l.inference_extra())),
             Op::Merge(_) => Some(0),
         };
-        let outputs = self.nodes.iter().map(|n| rows.checked_mul(width(&n.shape))).collect::<Option<Vec<_>>>();
+        // Training keeps every node's output for backward; inference only until it is read.
+        let widths: Vec<usize> =
+            if keep { self.nodes.iter().map(|n| width(&n.shape)).collect() } else { self.inference_widths.clone() };
+        let outputs = widths.iter().map(|&w| rows.checked_mul(w)).collect::<Option<Vec<_>>>();
         let saved = self.nodes.iter().map(per_node).collect::<Option<Vec<_>>>();
         let (Some(outputs), Some(saved), Some(scratch)) = (outputs, saved, rows.checked_mul(self.max_width)) else {
             return Err(invalid(format!("a batch of {rows} samples is too large for this model's buffers")));
@@ -497,7 +553,7 @@ impl Graph {
         let zeroed = |n: usize| crate::alloc::filled(n, 0.0f32, &what);
         let zeroed_all = |sizes: &[usize]| sizes.iter().map(|&n| zeroed(n)).collect::<Result<Vec<_>>>();
         // Every buffer is had before `ws` changes. Inference needs no tensor gradients.
-        let grad_sizes = if keep { outputs.clone() } else { vec![0; outputs.len()] };
+        let grad_sizes = if keep { outputs.clone() } else { vec![0; self.nodes.len()] };
         let (new_outputs, new_grads, new_saved) =
             (zeroed_all(&outputs)?, zeroed_all(&grad_sizes)?, zeroed_all(&saved)?);
         let new_scratch = zeroed(if keep { scratch } else { 0 })?;
@@ -525,12 +581,22 @@ impl Graph {
         Ok(())
     }
 
-    /// The values of tensor `r` after [`Graph::forward`] (`rows` samples).
+    /// The values of tensor `r` after [`Graph::forward`] (`rows` samples), or after
+    /// [`Graph::infer`] when `r` is an input or an output of the graph.
     pub fn tensor<'a>(&self, ws: &'a GraphWorkspace, feeds: &[&'a [f32]], r: TensorRef, rows: usize) -> &'a [f32] {
         let n = rows * width(self.shape(r));
         match r {
             TensorRef::Input(k) => &feeds[k][..n],
-            TensorRef::Node(j) => &ws.outputs[j][..n],
+            TensorRef::Node(j) => &ws.outputs[self.buffer_of(ws, j)][..n],
+        }
+    }
+
+    /// Which of `ws.outputs` holds node `j`'s output.
+    fn buffer_of(&self, ws: &GraphWorkspace, j: usize) -> usize {
+        if ws.keeps {
+            j
+        } else {
+            self.inference_buffer[j]
         }
     }
 
@@ -564,11 +630,15 @@ impl Graph {
     fn run_forward(&self, params: &mut [f32], ws: &mut GraphWorkspace, feeds: &[&[f32]], rows: usize, pass: Pass<'_>) {
         let Pass { training, keep, rng } = pass;
         for (j, node) in self.nodes.iter().enumerate() {
-            let (done, rest) = ws.outputs.split_at_mut(j);
+            // The output buffer is taken out while the layer runs (an inference pass may have
+            // any buffer below or above it); taking a `Vec` out allocates nothing.
+            let at = self.buffer_of(ws, j);
+            let mut output = std::mem::take(&mut ws.outputs[at]);
+            let outputs = &ws.outputs;
             let get = |r: &TensorRef| -> &[f32] {
                 match *r {
                     TensorRef::Input(k) => feeds[k],
-                    TensorRef::Node(i) => &done[i],
+                    TensorRef::Node(i) => &outputs[self.buffer_of(ws, i)],
                 }
             };
             let layer = &self.layers[node.layer];
@@ -576,7 +646,7 @@ impl Graph {
                 Op::Unary(l) => l.forward(ForwardPass {
                     params: &mut *params,
                     input: get(&node.inputs[0]),
-                    output: &mut rest[0],
+                    output: &mut output,
                     saved: &mut ws.saved[j],
                     nested: &mut ws.nested[j],
                     rows,
@@ -586,9 +656,10 @@ impl Graph {
                 }),
                 Op::Merge(m) => {
                     let inputs: SmallVec<[&[f32]; 4]> = node.inputs.iter().map(get).collect();
-                    m.forward(&inputs, &mut rest[0], rows);
+                    m.forward(&inputs, &mut output, rows);
                 }
             }
+            ws.outputs[at] = output;
         }
     }
 

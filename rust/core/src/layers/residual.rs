@@ -42,9 +42,10 @@ impl BuildLayer for ResidualConfig {
 
 #[derive(Clone, Debug)]
 pub struct Residual {
-    pub block: Graph,
+    /// Boxed: a graph is large beside the other layers in the `Layer` enum.
+    pub block: Box<Graph>,
     /// `None` for the identity shortcut.
-    pub shortcut: Option<Graph>,
+    pub shortcut: Option<Box<Graph>>,
     out_width: usize,
     /// No fusion with a loss inside a block (one flag per node of each graph).
     unfused: Vec<bool>,
@@ -71,7 +72,7 @@ impl Residual {
             )));
         }
         let unfused = vec![false; layers.len().max(1)];
-        Ok((Self { block, shortcut, out_width: width(&out), unfused }, out))
+        Ok((Self { block: Box::new(block), shortcut: shortcut.map(Box::new), out_width: width(&out), unfused }, out))
     }
 }
 
