@@ -207,6 +207,9 @@ struct ImplicitConv {
     groups: usize,
 }
 
+/// Samples that share one padded grid in an inference pass, one after the other: the grids of a
+/// large batch cost a fraction of their memory, and the groups still keep every thread busy.
+const GRID_SHARERS: usize = 8;
 /// Sample groups of the bias gradient's sum.
 const BIAS_GROUPS: usize = 16;
 
@@ -457,14 +460,19 @@ impl LayerKernel for Conv2D {
         self.kernel_scratch() + self.implicit_dx.as_ref().map_or(0, |_| self.flipped_panels()) + self.bias_partials()
     }
 
-    /// Inference keeps nothing: per sample only the input's grid or patch matrix.
+    /// Inference keeps nothing: per sample the input's patch matrix, or a share of a padded
+    /// grid ([`GRID_SHARERS`] samples take turns on one).
     fn inference_width(&self) -> usize {
-        self.input_region()
+        match &self.implicit {
+            Some(g) => g.grid.len().div_ceil(GRID_SHARERS),
+            None => self.input_region(),
+        }
     }
 
-    /// Inference: the packed kernel of the implicit forward.
+    /// Inference: one more grid (the groups of samples round up), and the packed kernel of the
+    /// implicit forward, at the end.
     fn inference_extra(&self) -> usize {
-        self.forward_panels()
+        self.implicit.as_ref().map_or(0, |g| g.grid.len() + self.forward_panels())
     }
 
     fn final_activation(&self) -> Activation {
@@ -475,15 +483,25 @@ impl LayerKernel for Conv2D {
         let ForwardPass { params, input, output, saved, rows, keep, .. } = fp;
         let (p, k, f, iw) = (self.positions(), self.patch(), self.filters, self.in_width());
         let m = rows * p;
-        // Training lays out `saved` for backward (see `saved_width`); inference holds only the
-        // input regions, then the packed kernel.
-        let (width, region_width) =
-            if keep { (self.saved_width(), self.patch_region()) } else { (self.input_region(), self.input_region()) };
-        let (per_sample, extra) = saved.split_at_mut(rows * width);
-        let (region, rest) = per_sample.split_at_mut(rows * region_width);
         // The derivative needs z: keep it after the patches, write f(z) to the output.
         let needs_z = keep && self.activation.needs_input();
-        let z_saved = if needs_z { &mut rest[rows * self.dz_panels()..] } else { &mut [][..] };
+        // Training lays out `saved` for backward (see `saved_width`): one region per sample,
+        // then z. Inference holds the patch matrix, or a grid per group of samples with the
+        // packed kernel at the end (see `inference_width`).
+        let (region, z_saved, extra, region_width, sharers) = if keep {
+            let (per_sample, extra) = saved.split_at_mut(rows * self.saved_width());
+            let (region, rest) = per_sample.split_at_mut(rows * self.patch_region());
+            let z_saved = if needs_z { &mut rest[rows * self.dz_panels()..] } else { &mut [][..] };
+            (region, z_saved, extra, self.patch_region(), 1)
+        } else if let Some(g) = &self.implicit {
+            let at = saved.len() - self.forward_panels();
+            let (grids, packed) = saved.split_at_mut(at);
+            debug_assert!(grids.len() >= rows.div_ceil(GRID_SHARERS) * g.grid.len());
+            (grids, &mut [][..], packed, g.grid.len(), GRID_SHARERS)
+        } else {
+            let (patches, rest) = saved.split_at_mut(rows * self.input_region());
+            (patches, &mut [][..], rest, self.input_region(), 1)
+        };
         let z = if needs_z { &mut z_saved[..m * f] } else { &mut output[..m * f] };
         let w = &params[self.kernel_offset..self.kernel_offset + k * f];
         let act = self.activation;
@@ -505,15 +523,17 @@ impl LayerKernel for Conv2D {
             let (ow, iwid) = (self.cols.output, self.cols.input);
             region
                 .par_chunks_mut(region_width)
-                .zip(input[..rows * iw].par_chunks(iw))
-                .zip(z.par_chunks_mut(p * f))
-                .for_each(|((grid, x), zs)| {
+                .zip(input[..rows * iw].par_chunks(iw * sharers))
+                .zip(z.par_chunks_mut(p * f * sharers))
+                .for_each(|((grid, xs), zs)| {
                     let grid = &mut grid[..g.grid.len()];
-                    g.grid.fill(x, iwid, grid);
-                    g.grid.convolve(grid, packed, f, zs, ow);
-                    if one_pass {
-                        // While this sample's output is still in cache.
-                        bias_and_activation(zs);
+                    for (x, zs) in xs.chunks_exact(iw).zip(zs.chunks_exact_mut(p * f)) {
+                        g.grid.fill(x, iwid, grid);
+                        g.grid.convolve(grid, packed, f, zs, ow);
+                        if one_pass {
+                            // While this sample's output is still in cache.
+                            bias_and_activation(zs);
+                        }
                     }
                 });
             if one_pass {
