@@ -132,7 +132,9 @@ pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
 /// slower at 2 threads with the in-place kernel on its wide products (2026-12-06, 3 of 4
 /// alternating pairs), though 3% faster at 1 thread; the transposed `B` of an input gradient
 /// (256x1024x1024 `NT`) ran at 70 against 83 GFLOP/s on one thread, its packing being a gather.
-/// Below it the in-place kernel wins (`benches/README.md`).
+/// Measured again with the generic kernel (GEMM bench, same day): 10-15% faster at 1 thread on 4
+/// of the 5 wide shapes, but 14-54% slower at 2 threads on `1024^3` and `256x1024x1024` `NN`
+/// and `NT`. Below it the in-place kernel wins (`benches/README.md`).
 const AVX512_MAX_N: usize = 384;
 /// A wider `B` still goes to the in-place kernel when `A` is this many times taller than `B` is
 /// wide (a convolution's input gradient, `dZ · Wᵀ`): packing `A` would then dominate.
