@@ -1,10 +1,10 @@
 //! Matrix products for the layers, chosen at run time:
 //!
-//! - on x86-64 with AVX-512, or else AVX2 + FMA, and a narrow `B` (at most `AVX512_MAX_N`
-//!   columns): the in-place kernels (`tiled.rs`, with the micro-kernels of `avx512.rs` and
-//!   `avx2.rs`), which read `A` where it lies (no packing pass; the tall im2col matrices of
-//!   convolutions made packing cost as much as the arithmetic). Both kernels add the products of
-//!   each output in the same order, so they give the same bits;
+//! - on x86-64 with AVX-512 (every product), or else AVX2 + FMA (a tall `A`: im2col matrices):
+//!   the in-place kernels (`tiled.rs`, with the micro-kernels of `avx512.rs` and `avx2.rs`),
+//!   which read `A` where it lies (no packing pass; the tall im2col matrices of convolutions made
+//!   packing cost as much as the arithmetic). Both kernels add the products of each output in the
+//!   same order, so they give the same bits;
 //! - otherwise `matrixmultiply` (its own runtime AVX-512/AVX2/NEON dispatch, arbitrary strides).
 //!
 //! Both run single-threaded on one panel; [`gemm`] splits the output into row or column panels,
@@ -62,14 +62,22 @@ fn panel_align(kernel: Kernel, in_place: bool, split_rows: bool) -> usize {
     }
 }
 
-/// Whether `A · B` goes to an in-place kernel: a narrow `B` with AVX-512, a tall `A` (an im2col
-/// matrix) with either. The AVX2 kernel on a Dense layer's products trained `mlp_mnist` 22%
+/// Whether `A · B` goes to an in-place kernel: every product with AVX-512, a tall `A` (an im2col
+/// matrix) with AVX2.
+///
+/// With AVX-512 the wide products of `mlp_wide` (`n = 1024`) used to go to `matrixmultiply`: the
+/// in-place kernel ran them up to 23% slower, from two causes now removed. A row-major `A` with
+/// 1024 columns put a tile's 12 rows in one L1 set (see `tiled::aliases_in_l1`), and the
+/// transposed `B` of an input gradient was packed by a gather. Since then it is as fast or
+/// faster on every wide shape: 1.00-1.05x at 1 thread and 1.04-1.12x at 2 on the GEMM bench's
+/// five wide shapes (median of 36 alternating calls, 2026-12-06, Zen 4).
+///
+/// The AVX2 kernel on a Dense layer's products trained `mlp_mnist` 22%
 /// slower at 2 threads than `matrixmultiply`'s AVX2 kernel (3 alternating pairs, 2026-12-06,
 /// `matrixmultiply` built without its AVX-512 kernel to stand for an AVX2 machine), and as fast
 /// at 1 thread.
 fn in_place(kernel: Kernel, a: &MatRef<'_>, b: &MatRef<'_>) -> bool {
-    let narrow = b.cols <= AVX512_MAX_N && kernel == Kernel::Avx512;
-    (narrow || a.rows >= TALL_A * b.cols) && kernel.in_place_runs()
+    (kernel == Kernel::Avx512 || a.rows >= TALL_A * b.cols) && kernel.in_place_runs()
 }
 
 /// Raw pointer that may cross to a worker thread: each worker touches a disjoint panel of C.
@@ -127,15 +135,6 @@ pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
     });
 }
 
-/// Widest `B` the in-place kernel takes. Beyond it `matrixmultiply`'s packing is amortised over
-/// enough columns and its two-thread scaling is better: `mlp_wide` (1024 units) trained 12%
-/// slower at 2 threads with the in-place kernel on its wide products (2026-12-06, 3 of 4
-/// alternating pairs), though 3% faster at 1 thread; the transposed `B` of an input gradient
-/// (256x1024x1024 `NT`) ran at 70 against 83 GFLOP/s on one thread, its packing being a gather.
-/// Measured again with the generic kernel (GEMM bench, same day): 10-15% faster at 1 thread on 4
-/// of the 5 wide shapes, but 14-54% slower at 2 threads on `1024^3` and `256x1024x1024` `NN`
-/// and `NT`. Below it the in-place kernel wins (`benches/README.md`).
-const AVX512_MAX_N: usize = 384;
 /// A wider `B` still goes to the in-place kernel when `A` is this many times taller than `B` is
 /// wide (a convolution's input gradient, `dZ · Wᵀ`): packing `A` would then dominate.
 const TALL_A: usize = 16;
@@ -166,8 +165,27 @@ pub fn pack_panels(k: usize, n: usize, b: impl Fn(usize, usize) -> f32, out: &mu
 }
 
 /// Packs the block `B[p0..p0 + k, j0..j0 + n]` of a view: rows copied as slices when `B` is
-/// row-major, gathered element by element otherwise (e.g. `Wᵀ` for an input gradient).
+/// row-major; when it is column-major (`Wᵀ` for an input gradient), columns are read as slices
+/// and transposed into the panel in 8 x 8 blocks, since gathering a packed row would touch one
+/// cache line (and, for a wide `B`, one page) per element; any other layout is gathered element
+/// by element.
 pub fn pack_block(b: MatRef<'_>, (p0, k): (usize, usize), (j0, n): (usize, usize), out: &mut [f32]) {
+    if b.rs == 1 && b.cs != 1 {
+        for (t, panel) in out[..packed_len(k, n)].chunks_exact_mut(k * PANEL).enumerate() {
+            let (jt, width) = (j0 + t * PANEL, PANEL.min(n - t * PANEL));
+            #[cfg(target_arch = "x86_64")]
+            avx2::pack_columns(b.data, (jt * b.cs + p0, b.cs), k, width, panel);
+            #[cfg(not(target_arch = "x86_64"))]
+            for q in 0..width {
+                let column = &b.data[(jt + q) * b.cs + p0..][..k];
+                panel.chunks_exact_mut(PANEL).zip(column).for_each(|(row, &v)| row[q] = v);
+            }
+            if width < PANEL {
+                panel.chunks_exact_mut(PANEL).for_each(|row| row[width..].fill(0.0));
+            }
+        }
+        return;
+    }
     pack_rows(
         k,
         n,
@@ -446,6 +464,52 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn aliasing_rows_and_transposed_b_give_the_bits_of_the_plain_layouts() {
+        // `A` with 1024 (or 512) columns has rows that share L1 sets, so the in-place kernel
+        // copies its row tiles to a skewed stride; the same values at a stride of k + 8 are read
+        // where they lie. A transposed `B` is packed column by column, a row-major one row by
+        // row. Every variant must give the bits of the plain one. 700 x k x 40 is tall enough for
+        // the AVX2 kernel; 37 x k x 300 spans column blocks with a partial tile.
+        #[cfg(target_arch = "x86_64")]
+        assert!(tiled::aliases_in_l1(12, 1024) && tiled::aliases_in_l1(12, 512) && tiled::aliases_in_l1(6, 1024));
+        #[cfg(target_arch = "x86_64")]
+        assert!(!tiled::aliases_in_l1(12, 1032) && !tiled::aliases_in_l1(6, 512) && !tiled::aliases_in_l1(12, 784));
+        for &(m, k, n) in &[(37, 1024, 300), (700, 1024, 40), (50, 512, 70)] {
+            let ad = filled(m * k, 6);
+            let bd = filled(k * n, 7);
+            let ld = k + 8;
+            let mut skewed = vec![0.0; m * ld];
+            skewed.chunks_exact_mut(ld).zip(ad.chunks_exact(k)).for_each(|(d, s)| d[..k].copy_from_slice(s));
+            let mut bt = vec![0.0; n * k];
+            for p in 0..k {
+                for j in 0..n {
+                    bt[j * k + p] = bd[p * n + j];
+                }
+            }
+            let a = MatRef::row_major(&ad, m, k);
+            let a_skewed = MatRef { data: &skewed, rows: m, cols: k, rs: ld, cs: 1 };
+            let b = MatRef::row_major(&bd, k, n);
+            let b_t = MatRef::row_major(&bt, n, k).t();
+            for kernel in runnable().into_iter().filter(|&kn| kn != Kernel::MatrixMultiply && in_place(kn, &a, &b)) {
+                let run = |a: MatRef<'_>, b: MatRef<'_>| {
+                    let mut c = vec![f32::NAN; m * n];
+                    gemm_with(kernel, a, b, 0.0, &mut c);
+                    c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+                };
+                let plain = run(a_skewed, b);
+                let want = naive(a, b);
+                plain
+                    .iter()
+                    .zip(&want)
+                    .for_each(|(&x, y)| assert!((f32::from_bits(x) - y).abs() <= 1e-3 * (1.0 + y.abs())));
+                assert!(run(a, b) == plain, "{kernel:?} {m}x{k}x{n}: aliasing A");
+                assert!(run(a_skewed, b_t) == plain, "{kernel:?} {m}x{k}x{n}: transposed B");
+                assert!(run(a, b_t) == plain, "{kernel:?} {m}x{k}x{n}: both");
             }
         }
     }

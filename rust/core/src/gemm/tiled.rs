@@ -33,6 +33,31 @@ pub(super) use with_rows;
 thread_local! {
     /// The packed block of `B`: grown once per thread to `KC x NC`, then reused by every call.
     static PACKED_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// A copy of one row tile of `A`, for row strides that alias in L1 ([`aliases_in_l1`]).
+    static A_TILE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sets of an x86 L1 data cache: 64 on every current core (32 KiB 8-way, 48 KiB 12-way), since
+/// the set index must come from the 4 KiB page offset. Lines 4 KiB apart share a set.
+const L1_SETS: usize = 64;
+const LINE_FLOATS: usize = 16;
+
+/// Whether `rows` rows of `A`, `rs` floats apart, crowd one L1 set with more lines than half an
+/// 8-way set holds: a row-major `A` with 1024 columns puts all 12 rows of a tile in one set, so
+/// its lines evict each other before their 16 floats are read, and every broadcast waits on L2.
+pub(super) fn aliases_in_l1(rows: usize, rs: usize) -> bool {
+    let mut per_set = [0u8; L1_SETS];
+    (0..rows).any(|r| {
+        let set = &mut per_set[r * rs / LINE_FLOATS % L1_SETS];
+        *set += 1;
+        *set > 4
+    })
+}
+
+/// Row stride of the copied `A` tile: at least `depth`, and an odd number of cache lines, so
+/// consecutive rows fall in distinct sets.
+fn skewed_stride(depth: usize) -> usize {
+    (depth.div_ceil(LINE_FLOATS) | 1) * LINE_FLOATS
 }
 
 /// One micro-tile's operands: `rows x width` of `C` over `depth` steps of the inner dimension.
@@ -345,6 +370,22 @@ pub(super) unsafe fn panel<K: MicroKernel>(
     // SAFETY: the buffer lives as long as the thread and nothing else borrows it while this
     // runs (the loops below call no code that uses `PACKED_B`).
     let packed = unsafe { std::slice::from_raw_parts_mut(packed, K::KC * K::NC) };
+    // Row tiles of an aliasing `A` are copied, a few hundred floats per row, to rows a skewed
+    // stride apart; each copy then serves the block's `NC / NR` column tiles.
+    let copy_a = a.cs == 1 && cols.len() > K::NR && aliases_in_l1(K::MR.min(rows.len()), a.rs);
+    let a_stride = skewed_stride(kc);
+    let a_tile = if copy_a {
+        let tile = A_TILE.with_borrow_mut(|tile| {
+            if tile.len() < K::MR * a_stride {
+                tile.resize(K::MR * a_stride, 0.0);
+            }
+            tile.as_mut_ptr()
+        });
+        // SAFETY: as `packed`, for `A_TILE`.
+        unsafe { std::slice::from_raw_parts_mut(tile, K::MR * a_stride) }
+    } else {
+        &mut []
+    };
     let mut p0 = 0;
     while p0 < k {
         let depth = kc.min(k - p0);
@@ -358,13 +399,23 @@ pub(super) unsafe fn panel<K: MicroKernel>(
             let mut i = rows.start;
             while i < rows.end {
                 let mr = K::MR.min(rows.end - i);
+                let (a_origin, a_rs) = if copy_a {
+                    for r in 0..mr {
+                        let src = &a.data[(i + r) * a.rs + p0..][..depth];
+                        a_tile[r * a_stride..][..depth].copy_from_slice(src);
+                    }
+                    (a_tile.as_ptr(), a_stride)
+                } else {
+                    // SAFETY: the row tile's origin lies in the view, per the contract.
+                    (unsafe { ap.add(i * a.rs + p0 * a.cs) }, a.rs)
+                };
                 let mut j = j0;
                 while j < j0 + nc {
                     // SAFETY: every index stays in the panel and the views, per the contract.
                     unsafe {
                         let t = Tile {
-                            a: ap.add(i * a.rs + p0 * a.cs),
-                            a_rs: a.rs,
+                            a: a_origin,
+                            a_rs,
                             a_cs: a.cs,
                             b: bp.add(panel_start(j - j0, depth)),
                             depth,
