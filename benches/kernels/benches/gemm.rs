@@ -1,7 +1,8 @@
 //! GEMM on the shapes of the benchmark workloads, in GFLOP/s (criterion's elements/s, with
 //! 2 m k n elements per product): ferronet's dispatching `gemm` (the in-place AVX-512 kernel where
-//! the machine has it), the same product forced through `matrixmultiply`, and the `gemm` crate
-//! with its own rayon threading, at 1 and 2 threads.
+//! the machine has it), the same product forced through `matrixmultiply`, the `gemm` crate with its
+//! own rayon threading, and, where the CPU has AVX512_BF16, `gemm_bf16` (bf16 operands, f32 sums;
+//! the operands' conversion included), at 1 and 2 threads.
 //!
 //!     cargo bench -p ferronet-benches --bench gemm
 //!
@@ -49,6 +50,11 @@ fn bench(c: &mut Criterion) {
             for (name, kernel) in [("ferronet", Kernel::get()), ("matrixmultiply", Kernel::MatrixMultiply)] {
                 group.bench_function(BenchmarkId::new(name, &id), |bch| {
                     pool.install(|| bch.iter(|| gemm_with(kernel, av, bv, 0.0, &mut out)))
+                });
+            }
+            if ferronet_core::gemm::bf16_native() {
+                group.bench_function(BenchmarkId::new("ferronet_bf16", &id), |bch| {
+                    pool.install(|| bch.iter(|| ferronet_core::gemm::gemm_bf16(av, bv, 0.0, &mut out)))
                 });
             }
             let par = if threads == 1 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };

@@ -10,7 +10,7 @@ use super::{MatRef, Out, Segments};
 
 /// One zmm register of 16 lanes.
 #[derive(Clone, Copy)]
-pub struct Zmm(__m512);
+pub struct Zmm(pub(super) __m512);
 
 impl Vector for Zmm {
     const LANES: usize = 16;

@@ -16,6 +16,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
+mod bf16;
+#[cfg(target_arch = "x86_64")]
 mod tiled;
 
 use std::ops::Range;
@@ -132,6 +134,107 @@ pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
                 panel(kernel, a, b, 0..m, lo..hi, Out { c: ptr.0, ldc: n, beta })
             }
         }
+    });
+}
+
+/// Whether [`gemm_bf16`] runs on bf16 instructions here (AVX512_BF16), rather than on f32
+/// products of rounded copies.
+pub fn bf16_native() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return bf16::available() && std::env::var("FERRONET_GEMM").map_or(true, |v| v.is_empty());
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// `x` rounded to the nearest bfloat16 (ties to even), as an f32.
+pub fn round_bf16(x: f32) -> f32 {
+    if x.is_nan() {
+        return x;
+    }
+    let bits = x.to_bits();
+    f32::from_bits((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF_0000)
+}
+
+thread_local! {
+    /// `A` and `B` of a bf16 product, converted by the calling thread and read by every worker;
+    /// grown once to the largest product, then reused.
+    static BF16_OPERANDS: std::cell::RefCell<(Vec<u32>, Vec<u32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// The rounded copies of [`gemm_bf16`] without the instructions.
+    static ROUNDED_OPERANDS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// `C = bf16(A) · bf16(B) + beta · C`, with f32 sums (the matrix products of the
+/// `mixed_bfloat16` policy), `C` row-major `a.rows x b.cols`. With AVX512_BF16 ([`bf16_native`])
+/// on `vdpbf16ps`, twice the multiply-adds per instruction of an f32 FMA; elsewhere, [`gemm`] on
+/// rounded copies of the operands: the same operand values, sums in another order. Either way
+/// the result does not depend on the thread count.
+///
+/// Panics if the inner dimensions disagree or a view is too short (an engine bug, never user input).
+pub fn gemm_bf16(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(k, b.rows, "gemm_bf16: inner dimensions differ");
+    assert!(a.span_ok() && b.span_ok(), "gemm_bf16: view exceeds its buffer");
+    assert!(c.len() >= m * n, "gemm_bf16: output buffer too small");
+    if m == 0 || n == 0 || k == 0 || !bf16_native() {
+        return gemm_rounded(a, b, beta, c);
+    }
+    #[cfg(target_arch = "x86_64")]
+    BF16_OPERANDS.with_borrow_mut(|(a_words, b_words)| {
+        grow(a_words, bf16::converted_len(m, k));
+        grow(b_words, bf16::packed_len(k, n));
+        let pairs = bf16::convert_a(a, a_words);
+        bf16::pack_b(b, b_words);
+        let packed: &[u32] = b_words;
+        let c_ptr = SendPtr(c.as_mut_ptr());
+        let threads = rayon::current_num_threads();
+        let run = |rows: Range<usize>, cols: Range<usize>| {
+            let whole = c_ptr; // the Send wrapper, not its field
+            let out = Out { c: whole.0, ldc: n, beta };
+            // SAFETY: the instructions were detected; the operands were converted for the whole
+            // product and the caller's panels of C are disjoint.
+            unsafe { bf16::panel(pairs, packed, k, rows, cols, out) }
+        };
+        if threads <= 1 || m * k * n < 2 * PARALLEL_MIN_FLOPS {
+            return run(0..m, 0..n);
+        }
+        let split_rows = m >= n;
+        let (len, align) = if split_rows { (m, bf16::MR) } else { (n, bf16::PANEL) };
+        let panel_len = len.div_ceil(threads).div_ceil(align) * align;
+        (0..len.div_ceil(panel_len)).into_par_iter().for_each(|p| {
+            let span = p * panel_len..((p + 1) * panel_len).min(len);
+            if split_rows {
+                run(span, 0..n)
+            } else {
+                run(0..m, span)
+            }
+        });
+    });
+}
+
+/// Grows a scratch buffer to `len` (never shrinks it).
+fn grow<T: Default + Clone>(v: &mut Vec<T>, len: usize) {
+    if v.len() < len {
+        v.resize(len, T::default());
+    }
+}
+
+/// [`gemm_bf16`] without the instructions: [`gemm`] on row-major rounded copies.
+fn gemm_rounded(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    ROUNDED_OPERANDS.with_borrow_mut(|(ra, rb)| {
+        grow(ra, m * k);
+        grow(rb, k * n);
+        for i in 0..m {
+            for p in 0..k {
+                ra[i * k + p] = round_bf16(a.data[i * a.rs + p * a.cs]);
+            }
+        }
+        for p in 0..k {
+            for j in 0..n {
+                rb[p * n + j] = round_bf16(b.data[p * b.rs + j * b.cs]);
+            }
+        }
+        gemm(MatRef::row_major(&ra[..m * k], m, k), MatRef::row_major(&rb[..k * n], k, n), beta, c);
     });
 }
 
@@ -510,6 +613,55 @@ mod tests {
                 assert!(run(a, b) == plain, "{kernel:?} {m}x{k}x{n}: aliasing A");
                 assert!(run(a_skewed, b_t) == plain, "{kernel:?} {m}x{k}x{n}: transposed B");
                 assert!(run(a, b_t) == plain, "{kernel:?} {m}x{k}x{n}: both");
+            }
+        }
+    }
+
+    /// An `r x c` view of `d`, stored transposed when `t`.
+    fn view(d: &[f32], r: usize, c: usize, t: bool) -> MatRef<'_> {
+        if t {
+            MatRef::row_major(d, c, r).t()
+        } else {
+            MatRef::row_major(d, r, c)
+        }
+    }
+
+    #[test]
+    fn bf16_product_is_the_f32_sum_of_the_rounded_operands_products_at_every_thread_count() {
+        // k = 1601: odd (a zero half pair) and three inner blocks; n = 70: a partial panel; m = 29:
+        // a partial 12-row tile. Products of bf16 values are exact in f32, so the reference is
+        // the f64 sum of the rounded operands' products, within f32 summation error.
+        let round = |v: &[f32]| v.iter().map(|&x| round_bf16(x)).collect::<Vec<f32>>();
+        for &(m, k, n) in &[(29, 1601, 70), (1, 3, 1), (64, 40, 300), (300, 17, 33)] {
+            let (ad, bd) = (filled(m * k, 8), filled(k * n, 9));
+            let (ra, rb) = (round(&ad), round(&bd));
+            for (ta, tb) in [(false, false), (true, false), (false, true)] {
+                let (a, b) = (view(&ad, m, k, ta), view(&bd, k, n, tb));
+                let (a_r, b_r) = (view(&ra, m, k, ta), view(&rb, k, n, tb));
+                let want = naive(a_r, b_r);
+                let abs = naive(
+                    MatRef { data: &ra.iter().map(|v| v.abs()).collect::<Vec<_>>(), ..a_r },
+                    MatRef { data: &rb.iter().map(|v| v.abs()).collect::<Vec<_>>(), ..b_r },
+                );
+                let mut first: Option<Vec<u32>> = None;
+                for threads in [1, 2, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let start = filled(m * n, 10);
+                    let mut c = start.clone();
+                    pool.install(|| gemm_bf16(a, b, 0.5, &mut c));
+                    for (((x, w), s), t) in c.iter().zip(&want).zip(&start).zip(&abs) {
+                        let w = w + 0.5 * s;
+                        assert!((x - w).abs() <= 1e-5 * (t + s.abs()) + 1e-6, "{m}x{k}x{n} {ta} {tb}: {x} vs {w}");
+                    }
+                    let bits: Vec<u32> = c.iter().map(|v| v.to_bits()).collect();
+                    assert!(first.get_or_insert_with(|| bits.clone()) == &bits, "{m}x{k}x{n}: {threads} threads");
+                }
+                // Without the instructions: f32 products of rounded copies, to the same tolerance.
+                let mut c = filled(m * n, 10);
+                gemm_rounded(a, b, 0.0, &mut c);
+                for ((x, w), t) in c.iter().zip(&want).zip(&abs) {
+                    assert!((x - w).abs() <= 1e-5 * t + 1e-6, "rounded {m}x{k}x{n}");
+                }
             }
         }
     }

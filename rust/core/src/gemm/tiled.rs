@@ -60,7 +60,8 @@ fn skewed_stride(depth: usize) -> usize {
     (depth.div_ceil(LINE_FLOATS) | 1) * LINE_FLOATS
 }
 
-/// One micro-tile's operands: `rows x width` of `C` over `depth` steps of the inner dimension.
+/// One micro-tile's operands: `rows x width` of `C` over `depth` steps of the inner dimension
+/// (pairs of steps in the bf16 kernel, whose `a` and `b` point at 32-bit pairs).
 pub(super) struct Tile {
     pub a: *const f32,
     pub a_rs: usize,
@@ -166,7 +167,7 @@ pub(super) trait MicroKernel {
 /// without reading `C` (which may hold anything), as in BLAS. A partial tile touches only its
 /// columns.
 #[inline(always)]
-unsafe fn store<V: Vector, const R: usize>(t: &Tile, acc0: &[V; R], acc1: &[V; R], keep: f32) {
+pub(super) unsafe fn store<V: Vector, const R: usize>(t: &Tile, acc0: &[V; R], acc1: &[V; R], keep: f32) {
     let lanes = V::LANES;
     let full = t.width >= 2 * lanes;
     // SAFETY: the caller's contract covers the tile's rows and columns of C.
