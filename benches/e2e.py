@@ -10,6 +10,7 @@ ferronet is measured.
     python benches/e2e.py --workload mlp_mnist --threads 1 --repeats 5
     python benches/e2e.py --workload mlp_mnist --all-optimizers --threads 1
     python benches/e2e.py --markdown               # the table for benches/README.md
+    python benches/e2e.py --policy mixed_bfloat16  # bf16 products: PyTorch under CPU autocast
 
 It first prints the CPU (model, vector extension, caches) and its fp32 peak measured at each
 thread count (FMA chains, ``ferronet._core.measure_fp32_peak``); each row then gives ferronet's
@@ -207,11 +208,12 @@ def cpu_header(threads: list[int]) -> tuple[str, dict[int, float]]:
     return line + f"measured fp32 peak: {shown}", peaks
 
 
-def run_ferronet(workload: str, threads: int, optimizer: str) -> float:
+def run_ferronet(workload: str, threads: int, optimizer: str, policy: str = "float32") -> float:
     """Samples per second: of `fit` after a warm-up epoch, or of `predict` after one epoch of training."""
     import ferronet as fn
 
     w = WORKLOADS[workload]
+    fn.mixed_precision.set_global_policy(policy)
     fn.set_num_threads(threads)
     fn.utils.set_random_seed(0)
     x, y = dataset(w)
@@ -231,8 +233,9 @@ def run_ferronet(workload: str, threads: int, optimizer: str) -> float:
     return sps, flops_per_sample(model, training=not w.predict)
 
 
-def run_torch(workload: str, threads: int, optimizer: str) -> float:
-    """The same measurement with PyTorch's idiomatic loop: randperm, index, zero_grad, backward, step."""
+def run_torch(workload: str, threads: int, optimizer: str, policy: str = "float32") -> float:
+    """The same measurement with PyTorch's idiomatic loop: randperm, index, zero_grad, backward, step;
+    under ``mixed_bfloat16``, the forward pass and the loss in ``torch.autocast("cpu", torch.bfloat16)``."""
     import torch
     from torch import nn
 
@@ -247,6 +250,10 @@ def run_torch(workload: str, threads: int, optimizer: str) -> float:
     model = torch_model(workload)
     opt = torch_optimizer(optimizer, model.parameters())
     loss_fn = nn.CrossEntropyLoss()
+    bf16 = policy == "mixed_bfloat16"
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
     def epoch():
         model.train()
@@ -254,14 +261,15 @@ def run_torch(workload: str, threads: int, optimizer: str) -> float:
         for i in range(0, n, w.batch):
             idx = perm[i : i + w.batch]
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x[idx]), y[idx])
+            with autocast():
+                loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
 
     def predict():
         model.eval()
-        with torch.inference_mode():
-            return torch.cat([model(x[i : i + w.batch]) for i in range(0, n, w.batch)]).numpy()
+        with torch.inference_mode(), autocast():
+            return torch.cat([model(x[i : i + w.batch]).float() for i in range(0, n, w.batch)]).numpy()
 
     epoch()
     start = time.perf_counter()
@@ -272,16 +280,21 @@ def run_torch(workload: str, threads: int, optimizer: str) -> float:
 
 def child(args) -> None:
     run = run_ferronet if args.framework == "ferronet" else run_torch
-    result = run(args.workload[0], args.threads[0], args.optimizer or WORKLOADS[args.workload[0]].optimizer)
+    result = run(
+        args.workload[0],
+        args.threads[0],
+        args.optimizer or WORKLOADS[args.workload[0]].optimizer,
+        args.policy,
+    )
     sps, flops = result if isinstance(result, tuple) else (result, None)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"samples_per_s": sps, "peak_rss_mb": rss_mb, "flops_per_sample": flops}))
 
 
-def measure(python: str, framework: str, workload: str, threads: int, optimizer: str) -> dict:
+def measure(python: str, framework: str, workload: str, threads: int, optimizer: str, policy: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [python, os.path.abspath(__file__), "--child", "--framework", framework]
-    cmd += ["--workload", workload, "--threads", str(threads), "--optimizer", optimizer]
+    cmd += ["--workload", workload, "--threads", str(threads), "--optimizer", optimizer, "--policy", policy]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -303,6 +316,8 @@ def main() -> None:
     p.add_argument("--optimizer", default=None, choices=OPTIMIZERS, help="default: the workload's own")
     p.add_argument("--all-optimizers", action="store_true", help="one row per optimizer")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    policy_help = "ferronet's dtype policy; PyTorch runs under bf16 autocast for mixed_bfloat16"
+    p.add_argument("--policy", default="float32", choices=("float32", "mixed_bfloat16"), help=policy_help)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--framework", default="ferronet", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -313,6 +328,8 @@ def main() -> None:
     if tpy is None:
         print("PyTorch not importable: measuring ferronet only", file=sys.stderr)
     header, peaks = cpu_header(args.threads)
+    if args.policy != "float32":
+        header += f"; policy {args.policy} (PyTorch: bf16 autocast); % of peak is of the fp32 peak"
     print(header + "\n", flush=True)
     columns = ["workload", "optimizer", "threads", "ferronet samples/s", "PyTorch samples/s", "ratio",
                "ferronet GFLOPS", "% of peak", "ferronet RSS MB", "PyTorch RSS MB"]  # fmt: skip
@@ -328,9 +345,9 @@ def main() -> None:
             for t in args.threads:
                 ours, theirs = [], []
                 for _ in range(args.repeats):
-                    ours.append(measure(sys.executable, "ferronet", workload, t, opt))
+                    ours.append(measure(sys.executable, "ferronet", workload, t, opt, args.policy))
                     if tpy:
-                        theirs.append(measure(tpy, "torch", workload, t, opt))
+                        theirs.append(measure(tpy, "torch", workload, t, opt, args.policy))
                 o = statistics.median(r["samples_per_s"] for r in ours)
                 o_rss = statistics.median(r["peak_rss_mb"] for r in ours)
                 gflops = o * ours[0]["flops_per_sample"] / 1e9

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, activations, initializers, regularizers
+from . import _core, activations, initializers, mixed_precision, regularizers
 from ._arrays import as_float32
 from ._graph import KerasTensor, Node, shapes_fit
 from ._naming import snake_case, unique_name
@@ -69,6 +69,7 @@ class Layer:
         self._input_shape = None if input_shape is None else _shape_tuple(input_shape, "input_shape")
         self.output_shape: tuple | None = None
         self._trainable = bool(trainable)
+        self._dtype_policy = mixed_precision.as_policy(dtype)
         self._inbound_nodes: list = []
         # Per-sample input shapes the layer was built for (None until its first call or build).
         self._built_shapes: list[tuple] | None = None
@@ -84,6 +85,8 @@ class Layer:
         cfg: dict[str, Any] = {"name": self.name}
         if not self._trainable:
             cfg["trainable"] = False
+        if self._dtype_policy.name != "float32":
+            cfg["dtype"] = self._dtype_policy.name
         return cfg
 
     @classmethod
@@ -133,6 +136,21 @@ class Layer:
         self._trainable = bool(value)
         for child in self._children():
             child.trainable = value
+
+    # -- precision ---------------------------------------------------------------------------
+    @property
+    def dtype_policy(self) -> mixed_precision.DTypePolicy:
+        """The layer's policy (``ferronet.mixed_precision``): the global policy when the layer
+        was created, unless its ``dtype`` argument named another."""
+        return self._dtype_policy
+
+    @property
+    def compute_dtype(self) -> str:
+        return self._dtype_policy.compute_dtype
+
+    @property
+    def variable_dtype(self) -> str:
+        return self._dtype_policy.variable_dtype
 
     # -- calls -------------------------------------------------------------------------------
     @property

@@ -41,7 +41,8 @@ fn get_num_threads() -> PyResult<usize> {
 }
 
 /// The CPU as the engine sees it: vendor, model name, SIMD level, the GEMM kernel family picked
-/// (`FERRONET_GEMM` may force one), logical CPUs and cache sizes (KiB, `None` when unknown).
+/// (`FERRONET_GEMM` may force one), whether bf16 products run on bf16 instructions (`bf16`),
+/// logical CPUs and cache sizes (KiB, `None` when unknown).
 #[pyfunction]
 fn cpu_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     let i = ferronet_core::cpu::info();
@@ -50,6 +51,7 @@ fn cpu_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     d.set_item("model", i.model)?;
     d.set_item("simd", i.simd)?;
     d.set_item("kernels", ferronet_core::gemm::Kernel::get().name())?;
+    d.set_item("bf16", ferronet_core::gemm::bf16_native())?;
     d.set_item("logical_cpus", i.logical_cpus)?;
     d.set_item("l1d_kib", i.l1d_kib)?;
     d.set_item("l2_kib", i.l2_kib)?;

@@ -1,4 +1,6 @@
 //! Fully connected layer: `a = act(x W + b)` with kernel `W` of shape `(in, units)` (Keras order).
+//! Under the `mixed_bfloat16` policy its three matrix products take bf16-rounded operands and sum
+//! in f32 ([`gemm_bf16`]); the bias, the activation and the weights stay f32.
 //!
 //! Backward (note 002 "backpropagation en forma matricial"), for a batch `X` (rows x in):
 //! `dZ = dA ⊙ act'(Z)`, `dW = Xᵀ dZ`, `db = sum_rows dZ`, `dX = dZ Wᵀ`.
@@ -7,10 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::activation::{for_each_row, Activation};
 use crate::error::{invalid, Result};
-use crate::gemm::{gemm, MatRef};
+use crate::gemm::{bf16_native, gemm, gemm_bf16, MatRef};
 use crate::params::{ParamStore, Role};
 
-use super::spec::{BuildContext, BuildLayer, KernelArgs};
+use super::spec::{BuildContext, BuildLayer, DTypePolicy, KernelArgs};
 use super::{BackwardPass, ForwardPass, LayerKernel, Op};
 
 /// `keras.layers.Dense` arguments.
@@ -19,12 +21,14 @@ pub struct DenseConfig {
     pub units: usize,
     #[serde(flatten)]
     pub kernel: KernelArgs,
+    #[serde(default)]
+    pub dtype: DTypePolicy,
 }
 
 impl DenseConfig {
     /// `units` outputs with `activation` and Keras' defaults for the rest.
     pub fn new(units: usize, activation: Activation) -> Self {
-        Self { units, kernel: KernelArgs::new(activation) }
+        Self { units, kernel: KernelArgs::new(activation), dtype: DTypePolicy::Float32 }
     }
 }
 
@@ -39,7 +43,9 @@ impl BuildLayer for DenseConfig {
     fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
         let input = ctx.one_input(inputs)?;
         let k = &self.kernel;
-        let d = Dense::build(ctx.name, input, self.units, k.activation, k.use_bias, ctx.params)?;
+        let mut d = Dense::build(ctx.name, input, self.units, k.activation, k.use_bias, ctx.params)?;
+        // Without the instructions the policy falls back to f32 (the Python side warns).
+        d.bf16 = self.dtype == DTypePolicy::MixedBfloat16 && bf16_native();
         k.init(ctx, d.kernel, d.bias);
         Ok((Op::unary(d), vec![self.units]))
     }
@@ -55,6 +61,8 @@ pub struct Dense {
     pub kernel: usize,
     /// Index of the bias tensor, when the layer has one.
     pub bias: Option<usize>,
+    /// Products on bf16 operands ([`gemm_bf16`]) rather than f32.
+    pub bf16: bool,
     kernel_offset: usize,
     bias_offset: Option<usize>,
 }
@@ -84,6 +92,7 @@ impl Dense {
             activation,
             kernel,
             bias,
+            bf16: false,
             kernel_offset: params.tensors[kernel].offset,
             bias_offset: bias.map(|b| params.tensors[b].offset),
         })
@@ -91,6 +100,15 @@ impl Dense {
 
     fn w<'p>(&self, params: &'p [f32]) -> &'p [f32] {
         &params[self.kernel_offset..self.kernel_offset + self.in_dim * self.units]
+    }
+
+    /// `C = A B` in this layer's precision.
+    fn product(&self, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) {
+        if self.bf16 {
+            gemm_bf16(a, b, 0.0, c)
+        } else {
+            gemm(a, b, 0.0, c)
+        }
     }
 }
 
@@ -119,7 +137,7 @@ impl LayerKernel for Dense {
         if keep && act.needs_input() {
             // The derivative needs z: keep it in `saved`, write a = f(z) to `output`.
             let z = &mut saved[..rows * n_out];
-            gemm(x, w, 0.0, z);
+            self.product(x, w, z);
             if let Some(b) = bias {
                 for_each_row(z, n_out, |_, row| row.iter_mut().zip(b).for_each(|(v, b)| *v += b));
             }
@@ -129,7 +147,7 @@ impl LayerKernel for Dense {
             return;
         }
         let z = &mut output[..rows * n_out];
-        gemm(x, w, 0.0, z);
+        self.product(x, w, z);
         if bias.is_none() && act == Activation::Linear {
             return;
         }
@@ -152,7 +170,7 @@ impl LayerKernel for Dense {
         let x = MatRef::row_major(&p.input[..rows * n_in], rows, n_in);
         let dzm = MatRef::row_major(dz, rows, n_out);
         let ko = self.kernel_offset;
-        gemm(x.t(), dzm, 0.0, &mut p.grads[ko..ko + n_in * n_out]);
+        self.product(x.t(), dzm, &mut p.grads[ko..ko + n_in * n_out]);
         if let Some(bo) = self.bias_offset {
             let db = &mut p.grads[bo..bo + n_out];
             db.fill(0.0);
@@ -162,7 +180,7 @@ impl LayerKernel for Dense {
         }
         if let Some(dx) = p.grad_in {
             let w = MatRef::row_major(self.w(p.params), n_in, n_out);
-            gemm(dzm, w.t(), 0.0, &mut dx[..rows * n_in]);
+            self.product(dzm, w.t(), &mut dx[..rows * n_in]);
         }
     }
 }

@@ -135,6 +135,18 @@ impl KernelArgs {
     }
 }
 
+/// A layer's dtype policy (`keras.mixed_precision.DTypePolicy`), by name: weights are f32 under
+/// both; `mixed_bfloat16` runs the layer's matrix products on bf16 operands with f32 sums, where
+/// the CPU has bf16 instructions (f32 elsewhere).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DTypePolicy {
+    #[default]
+    #[serde(rename = "float32")]
+    Float32,
+    #[serde(rename = "mixed_bfloat16")]
+    MixedBfloat16,
+}
+
 /// Checks an optional regularizer argument.
 pub fn validate_regularizer(r: &Option<Regularizer>) -> Result<()> {
     r.as_ref().map_or(Ok(()), Regularizer::validate)

@@ -1,0 +1,154 @@
+"""`ferronet.mixed_precision`: the dtype policies, and Dense's bf16 products under
+``mixed_bfloat16`` against numpy references on bf16-rounded operands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import ferronet as keras
+from ferronet import _core
+
+native = pytest.mark.skipif(not _core.cpu_info()["bf16"], reason="this CPU has no bf16 instructions")
+
+
+@pytest.fixture(autouse=True)
+def float32_after():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def bf16(a) -> np.ndarray:
+    """Rounds float32 values to the nearest bfloat16 (ties to even), kept as float32."""
+    u = np.asarray(a, np.float32).view(np.uint32).astype(np.uint64)
+    return (((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+
+
+def test_policies_name_their_dtypes_and_reject_the_unsupported():
+    p = keras.mixed_precision.DTypePolicy("mixed_bfloat16")
+    assert (p.name, p.compute_dtype, p.variable_dtype) == ("mixed_bfloat16", "bfloat16", "float32")
+    assert repr(p) == '<DTypePolicy "mixed_bfloat16">'
+    assert keras.mixed_precision.Policy is keras.mixed_precision.DTypePolicy
+    assert keras.mixed_precision.global_policy() == keras.mixed_precision.DTypePolicy("float32")
+    for name in ("mixed_float16", "float16", "float64", "bfloat16x"):
+        with pytest.raises(ValueError, match="supports 'float32' and 'mixed_bfloat16'"):
+            keras.mixed_precision.set_global_policy(name)
+        with pytest.raises(ValueError, match="unsupported dtype policy"):
+            keras.layers.Dense(3, dtype=name)
+
+
+def test_layers_take_the_global_policy_when_created_and_keep_it_in_their_config():
+    before = keras.layers.Dense(3)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    after = keras.layers.Dense(3)
+    override = keras.layers.Dense(3, dtype="float32")
+    keras.mixed_precision.set_global_policy(None)
+    assert (before.compute_dtype, after.compute_dtype, override.compute_dtype) == ("float32", "bfloat16", "float32")
+    assert after.get_config()["dtype"] == "mixed_bfloat16" and "dtype" not in before.get_config()
+    clone = keras.layers.Dense.from_config(after.get_config())
+    assert clone.dtype_policy.name == "mixed_bfloat16"
+    assert keras.layers.Dense(3, dtype=np.float32).dtype_policy.name == "float32"
+    serialized = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "mixed_bfloat16"}}
+    assert keras.layers.Dense(3, dtype=serialized).compute_dtype == "bfloat16"
+
+
+def dense_model(policy: str, units=(37, 21, 5)):
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((units[0],)), keras.layers.Dense(units[1]), keras.layers.Dense(units[2])])
+    keras.mixed_precision.set_global_policy("float32")
+    return model
+
+
+@native
+def test_dense_forward_is_the_product_of_bf16_operands():
+    model = dense_model("mixed_bfloat16")
+    x = np.random.default_rng(0).normal(size=(9, 37)).astype(np.float32)
+    w1, b1, w2, b2 = model.get_weights()
+    h = bf16(x).astype(np.float64) @ bf16(w1) + b1
+    want = bf16(h.astype(np.float32)).astype(np.float64) @ bf16(w2) + b2
+    got = model.predict(x, verbose=0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    as_float32 = (x.astype(np.float64) @ w1 + b1) @ w2 + b2
+    assert np.abs(got - as_float32).max() > 1e-3  # the rounding is visible: bf16 really ran
+
+
+@native
+def test_dense_gradients_are_products_of_bf16_operands():
+    # One SGD step (learning rate 1) on a mean squared error: W <- W - dW.
+    model = dense_model("mixed_bfloat16")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(16, 37)).astype(np.float32)
+    y = rng.normal(size=(16, 5)).astype(np.float32)
+    w1, b1, w2, b2 = model.get_weights()
+    h = (bf16(x).astype(np.float64) @ bf16(w1) + b1).astype(np.float32)
+    out = (bf16(h).astype(np.float64) @ bf16(w2) + b2).astype(np.float32)
+    dz2 = (2 * (out - y) / out.size).astype(np.float32)
+    dw2 = bf16(h).T.astype(np.float64) @ bf16(dz2)
+    dh = (bf16(dz2).astype(np.float64) @ bf16(w2).T).astype(np.float32)
+    dw1 = bf16(x).T.astype(np.float64) @ bf16(dh)
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    model.train_on_batch(x, y)
+    n1, nb1, n2, nb2 = model.get_weights()
+    np.testing.assert_allclose(w2 - n2, dw2, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(b2 - nb2, dz2.sum(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(w1 - n1, dw1, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(b1 - nb1, dh.sum(0), rtol=1e-4, atol=1e-6)
+
+
+@native
+def test_digits_train_as_well_under_mixed_bfloat16_as_under_float32(digits):
+    x, y = digits[0], digits[1]
+    losses = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        model = dense_model(policy, units=(64, 64, 10))
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-2),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        history = model.fit(x, y, batch_size=64, epochs=8, verbose=0).history
+        losses[policy] = history["loss"]
+        assert history["accuracy"][-1] > 0.95, policy
+    # The curves agree to within bf16's noise, epoch by epoch.
+    np.testing.assert_allclose(losses["mixed_bfloat16"], losses["float32"], rtol=0.15, atol=0.01)
+    assert losses["mixed_bfloat16"] != losses["float32"]
+
+
+def test_without_bf16_instructions_the_policy_warns_and_computes_in_float32():
+    # FERRONET_GEMM forces another kernel family, and with it the float32 fallback.
+    script = """
+import warnings, numpy as np, ferronet as keras
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+assert any("compute in float32" in str(w.message) for w in caught), caught
+results = []
+for policy in ("mixed_bfloat16", "float32"):
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input((37,)), keras.layers.Dense(5)])
+    x = np.random.default_rng(0).normal(size=(9, 37)).astype(np.float32)
+    results.append(m.predict(x, verbose=0))
+assert np.array_equal(results[0], results[1])
+print("ok")
+"""
+    env_run = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**__import__("os").environ, "FERRONET_GEMM": "matrixmultiply"},
+        capture_output=True,
+        text=True,
+    )
+    assert env_run.returncode == 0 and env_run.stdout.strip() == "ok", env_run.stderr
+
+
+def test_the_warning_is_silent_where_bf16_runs():
+    if not _core.cpu_info()["bf16"]:
+        pytest.skip("this CPU has no bf16 instructions")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
