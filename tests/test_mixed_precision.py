@@ -47,7 +47,11 @@ def test_layers_take_the_global_policy_when_created_and_keep_it_in_their_config(
     after = keras.layers.Dense(3)
     override = keras.layers.Dense(3, dtype="float32")
     keras.mixed_precision.set_global_policy(None)
-    assert (before.compute_dtype, after.compute_dtype, override.compute_dtype) == ("float32", "bfloat16", "float32")
+    assert (before.compute_dtype, after.compute_dtype, override.compute_dtype) == (
+        "float32",
+        "bfloat16",
+        "float32",
+    )
     assert after.get_config()["dtype"] == "mixed_bfloat16" and "dtype" not in before.get_config()
     clone = keras.layers.Dense.from_config(after.get_config())
     assert clone.dtype_policy.name == "mixed_bfloat16"
@@ -59,7 +63,9 @@ def test_layers_take_the_global_policy_when_created_and_keep_it_in_their_config(
 def dense_model(policy: str, units=(37, 21, 5)):
     keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(3)
-    model = keras.Sequential([keras.Input((units[0],)), keras.layers.Dense(units[1]), keras.layers.Dense(units[2])])
+    model = keras.Sequential(
+        [keras.Input((units[0],)), keras.layers.Dense(units[1]), keras.layers.Dense(units[2])]
+    )
     keras.mixed_precision.set_global_policy("float32")
     return model
 
