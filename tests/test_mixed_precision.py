@@ -158,3 +158,12 @@ def test_the_warning_is_silent_where_bf16_runs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
+
+
+def test_a_saved_model_keeps_its_layers_policies(tmp_path):
+    model = dense_model("mixed_bfloat16")
+    x = np.random.default_rng(2).normal(size=(4, 37)).astype(np.float32)
+    model.save(tmp_path / "bf16.ferronet")
+    loaded = keras.models.load_model(tmp_path / "bf16.ferronet")
+    assert [layer.dtype_policy.name for layer in loaded.layers] == ["mixed_bfloat16", "mixed_bfloat16"]
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
