@@ -139,11 +139,15 @@ pub fn gemm_with(kernel: Kernel, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mu
 
 /// Whether [`gemm_bf16`] runs on bf16 instructions here (AVX512_BF16), rather than on f32
 /// products of rounded copies.
+/// Decided once: `FERRONET_GEMM` (any value) forcing a narrower family turns it off too.
 pub fn bf16_native() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return bf16::available() && std::env::var("FERRONET_GEMM").map_or(true, |v| v.is_empty());
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    static NATIVE: OnceLock<bool> = OnceLock::new();
+    *NATIVE.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        return bf16::available() && std::env::var_os("FERRONET_GEMM").is_none_or(|v| v.is_empty());
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    })
 }
 
 /// `x` rounded to the nearest bfloat16 (ties to even), as an f32.
@@ -167,7 +171,8 @@ thread_local! {
 /// `mixed_bfloat16` policy), `C` row-major `a.rows x b.cols`. With AVX512_BF16 ([`bf16_native`])
 /// on `vdpbf16ps`, twice the multiply-adds per instruction of an f32 FMA; elsewhere, [`gemm`] on
 /// rounded copies of the operands: the same operand values, sums in another order. Either way
-/// the result does not depend on the thread count.
+/// the result does not depend on the thread count. Where the memory for the converted copies
+/// cannot be had, the product runs in f32 instead of aborting.
 ///
 /// Panics if the inner dimensions disagree or a view is too short (an engine bug, never user input).
 pub fn gemm_bf16(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
@@ -179,9 +184,10 @@ pub fn gemm_bf16(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
         return gemm_rounded(a, b, beta, c);
     }
     #[cfg(target_arch = "x86_64")]
-    BF16_OPERANDS.with_borrow_mut(|(a_words, b_words)| {
-        grow(a_words, bf16::converted_len(m, k));
-        grow(b_words, bf16::packed_len(k, n));
+    with_scratch(&BF16_OPERANDS, |(a_words, b_words)| {
+        if !grow(a_words, bf16::converted_len(m, k)) || !grow(b_words, bf16::packed_len(k, n)) {
+            return gemm(a, b, beta, c); // no memory for the copies: f32 products, no abort
+        }
         let pairs = bf16::convert_a(a, a_words);
         bf16::pack_b(b, b_words);
         let packed: &[u32] = b_words;
@@ -211,19 +217,40 @@ pub fn gemm_bf16(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
     });
 }
 
-/// Grows a scratch buffer to `len` (never shrinks it).
-fn grow<T: Default + Clone>(v: &mut Vec<T>, len: usize) {
+/// Runs `f` on this thread's scratch buffers, taken out of their slot meanwhile: while `f` waits
+/// on its parallel region, this thread may run another product's task, which then finds the slot
+/// empty and grows buffers of its own, rather than finding it borrowed. The larger pair is kept.
+fn with_scratch<T>(
+    slot: &'static std::thread::LocalKey<std::cell::RefCell<(Vec<T>, Vec<T>)>>,
+    f: impl FnOnce(&mut (Vec<T>, Vec<T>)),
+) {
+    let mut scratch = slot.with_borrow_mut(std::mem::take);
+    f(&mut scratch);
+    slot.with_borrow_mut(|kept| {
+        if kept.0.capacity() + kept.1.capacity() < scratch.0.capacity() + scratch.1.capacity() {
+            *kept = scratch;
+        }
+    });
+}
+
+/// Grows a scratch buffer to `len` (never shrinks it); false when the memory cannot be had.
+fn grow<T: Default + Clone>(v: &mut Vec<T>, len: usize) -> bool {
     if v.len() < len {
+        if v.try_reserve_exact(len - v.len()).is_err() {
+            return false;
+        }
         v.resize(len, T::default());
     }
+    true
 }
 
 /// [`gemm_bf16`] without the instructions: [`gemm`] on row-major rounded copies.
 fn gemm_rounded(a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32]) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    ROUNDED_OPERANDS.with_borrow_mut(|(ra, rb)| {
-        grow(ra, m * k);
-        grow(rb, k * n);
+    with_scratch(&ROUNDED_OPERANDS, |(ra, rb)| {
+        if !grow(ra, m * k) || !grow(rb, k * n) {
+            return gemm(a, b, beta, c); // no memory for the copies: f32 products, no abort
+        }
         for i in 0..m {
             for p in 0..k {
                 ra[i * k + p] = round_bf16(a.data[i * a.rs + p * a.cs]);
@@ -664,6 +691,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn scratch_buffers_serve_a_product_started_while_another_waits_on_the_same_thread() {
+        // What a thread does when it runs another task while waiting on its parallel region.
+        with_scratch(&BF16_OPERANDS, |outer| {
+            assert!(grow(&mut outer.0, 10));
+            with_scratch(&BF16_OPERANDS, |inner| {
+                assert!(inner.0.is_empty(), "the waiting product's buffers are not shared");
+                assert!(grow(&mut inner.0, 100));
+            });
+        });
+        // The larger pair stays for the next product.
+        BF16_OPERANDS.with_borrow(|kept| assert!(kept.0.len() >= 10));
+    }
+
+    #[test]
+    fn bf16_products_nested_in_parallel_tasks_of_one_pool_agree() {
+        // Each task's product waits on its own parallel region, during which its thread may run
+        // another task's product: the scratch buffers must not be borrowed across that wait.
+        let (m, k, n) = (240, 300, 300);
+        let (ad, bd) = (filled(m * k, 11), filled(k * n, 12));
+        let (a, b) = (MatRef::row_major(&ad, m, k), MatRef::row_major(&bd, k, n));
+        let mut want = vec![0.0; m * n];
+        gemm_bf16(a, b, 0.0, &mut want);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let results: Vec<Vec<f32>> = pool.install(|| {
+            (0..96)
+                .into_par_iter()
+                .map(|_| {
+                    let mut c = vec![0.0; m * n];
+                    gemm_bf16(a, b, 0.0, &mut c);
+                    c
+                })
+                .collect()
+        });
+        assert!(results.iter().all(|c| c == &want));
     }
 
     #[test]
