@@ -1,6 +1,7 @@
-"""The engine's kernel choices never change results: every thread count, and the portable SIMD
-path against the wider one, train to bit-identical weights. Each variant trains in its own
-process, since the thread pool's size and the kernels are fixed per process."""
+"""The engine's kernel choices never change results: every thread count (in float32 and under
+mixed_bfloat16), and the portable SIMD path against the wider one, train to bit-identical
+weights. Each variant trains in its own process, since the thread pool's size and the kernels
+are fixed per process."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sys
 import numpy as np
 import pytest
 
+from ferronet import _core
+
 # A network through every kernel family: implicit-GEMM convolutions (stride 1; on 3 channels, the
 # weight gradient summed in sample groups; on 16 and 40, per kernel cell), a patch-matrix
 # convolution (stride 2), batch normalization (chunked statistics), pooling, the dense GEMMs, a
@@ -22,6 +25,7 @@ import numpy as np
 import pytest
 import ferronet as fn
 fn.set_num_threads(int(sys.argv[1]))
+fn.mixed_precision.set_global_policy(sys.argv[2])
 fn.utils.set_random_seed(3)
 L = fn.layers
 rng = np.random.default_rng(0)
@@ -41,9 +45,9 @@ print(json.dumps([w.ravel().tolist() for w in model.get_weights()]))
 """
 
 
-def train(threads: int, **env: str) -> list[np.ndarray]:
+def train(threads: int, policy: str = "float32", **env: str) -> list[np.ndarray]:
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(threads)],
+        [sys.executable, "-c", SCRIPT, str(threads), policy],
         env={**os.environ, **env},
         check=True,
         capture_output=True,
@@ -62,6 +66,14 @@ def test_every_thread_count_trains_to_identical_weights():
     one = train(1)
     assert_identical(one, train(2))
     assert_identical(one, train(3))
+
+
+@pytest.mark.skipif(not _core.cpu_info()["bf16"], reason="this CPU has no bf16 instructions")
+def test_mixed_bfloat16_trains_to_identical_weights_at_every_thread_count():
+    one = train(1, "mixed_bfloat16")
+    assert_identical(one, train(2, "mixed_bfloat16"))
+    assert_identical(one, train(3, "mixed_bfloat16"))
+    assert not np.array_equal(one[-2], train(1)[-2])  # the last Dense kernel: bf16 really ran
 
 
 def test_portable_simd_path_trains_to_identical_weights():
