@@ -202,7 +202,8 @@ def cpu_header(threads: list[int]) -> tuple[str, dict[int, float]]:
     caches = ", ".join(f"{k[:-4].upper()} {info[k]} KiB" for k in ("l1d_kib", "l2_kib", "l3_kib") if info[k])
     shown = ", ".join(f"{peaks[t]:.0f} GFLOPS on {t} thread{'s' if t > 1 else ''}" for t in threads)
     line = (
-        f"CPU: {model} ({info['vendor']}, {info['simd']}, {info['kernels']} kernels, "
+        f"CPU: {model} ({info['vendor']}, {info['simd']}, {info['kernels']} kernels"
+        f"{', bf16 products' if info.get('bf16') else ''}, "
         f"{info['logical_cpus']} logical CPUs; {caches}); "
     )
     return line + f"measured fp32 peak: {shown}", peaks
