@@ -49,7 +49,7 @@ pub fn bf16_bits(x: f32) -> u16 {
     if x.is_nan() {
         return ((bits >> 16) | 0x40) as u16; // quiet, whatever the payload
     }
-    ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) as u16
+    (super::round_bf16(x).to_bits() >> 16) as u16
 }
 
 /// One 32-bit pair: `lo` in the low half, the lane's first product.
@@ -65,11 +65,12 @@ pub fn pairs(k: usize) -> usize {
 /// Conversions shorter than this many words run on one thread.
 const PARALLEL_MIN_WORDS: usize = 1 << 14;
 
-/// Words of `A`'s conversion and of `B`'s packing.
+/// Words of `A`'s conversion ([`convert_a`]).
 pub fn converted_len(m: usize, k: usize) -> usize {
     m * pairs(k)
 }
 
+/// Words of `B`'s packing ([`pack_b`]): whole panels.
 pub fn packed_len(k: usize, n: usize) -> usize {
     pairs(k) * n.div_ceil(PANEL) * PANEL
 }
@@ -310,8 +311,18 @@ mod tests {
         assert_eq!(bf16_bits(-2.0), 0xC000);
         assert_eq!(bf16_bits(f32::INFINITY), 0x7F80);
         assert!(f32::from_bits(u32::from(bf16_bits(f32::NAN)) << 16).is_nan());
-        for x in values(1000) {
-            assert_eq!(f32::from_bits(u32::from(bf16_bits(x)) << 16), crate::gemm::round_bf16(x));
+        // Against the nearer of the two neighbouring bf16 values, measured in f64 (ties: the one
+        // with an even last bit), over ordinary values, a subnormal and the edge of overflow.
+        for x in values(1000).into_iter().chain([1e-30, 1e-40, -3.4e38, 65504.0, 0.1]) {
+            let down = f32::from_bits(x.to_bits() & 0xFFFF_0000);
+            let up = f32::from_bits((x.to_bits() & 0xFFFF_0000) + 0x1_0000);
+            // Past the largest finite bf16, the next step up is 2^128, which rounds to infinity.
+            let up_value = if up.is_infinite() { 2f64.powi(128).copysign(f64::from(x)) } else { f64::from(up) };
+            let (to_down, to_up) = ((f64::from(x) - f64::from(down)).abs(), (up_value - f64::from(x)).abs());
+            let even_down = (down.to_bits() >> 16) & 1 == 0;
+            let want = if to_down < to_up || (to_down == to_up && even_down) { down } else { up };
+            assert_eq!(f32::from_bits(u32::from(bf16_bits(x)) << 16), want, "{x}");
+            assert_eq!(crate::gemm::round_bf16(x), want, "{x}");
         }
     }
 
