@@ -52,6 +52,8 @@ def test_layers_take_the_global_policy_when_created_and_keep_it_in_their_config(
         "bfloat16",
         "float32",
     )
+    assert after.dtype == after.variable_dtype == "float32"  # Keras: `dtype` is the weights' dtype
+    assert keras.layers.InputLayer(shape=(3,), dtype="int32").dtype == "int32"
     assert after.get_config()["dtype"] == "mixed_bfloat16" and "dtype" not in before.get_config()
     clone = keras.layers.Dense.from_config(after.get_config())
     assert clone.dtype_policy.name == "mixed_bfloat16"

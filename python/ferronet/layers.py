@@ -149,6 +149,11 @@ class Layer:
         return self._dtype_policy.compute_dtype
 
     @property
+    def dtype(self) -> str:
+        """The dtype of the layer's weights: ``variable_dtype``, as in Keras."""
+        return self._dtype_policy.variable_dtype
+
+    @property
     def variable_dtype(self) -> str:
         return self._dtype_policy.variable_dtype
 
@@ -358,7 +363,7 @@ class InputLayer(Layer):
         super().__init__(name=name or unique_name("input_layer"), **kwargs)
         self.shape = _input_shape_tuple(shape)
         self.batch_size = batch_size
-        self.dtype = "float32" if dtype is None else str(np.dtype(dtype))
+        self._input_dtype = "float32" if dtype is None else str(np.dtype(dtype))
         self._input_shape = self.shape
         self.output_shape = (batch_size, *self.shape)
         tensor = KerasTensor((batch_size, *self.shape), dtype=self.dtype, name=name, history=(self, 0, 0))
@@ -368,6 +373,11 @@ class InputLayer(Layer):
     @property
     def output(self):
         return self._inbound_nodes[0].outputs[0]
+
+    @property
+    def dtype(self) -> str:
+        """The dtype of the input it declares."""
+        return self._input_dtype
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
