@@ -18,7 +18,16 @@ impl Vector for Ymm {
     const LANES: usize = 8;
     type Mask = __m256i;
 
-    vector_ops!("avx2,fma", _mm256_setzero_ps, _mm256_set1_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fmadd_ps);
+    vector_ops!(
+        "avx2,fma",
+        _mm256_setzero_ps,
+        _mm256_set1_ps,
+        _mm256_loadu_ps,
+        _mm256_storeu_ps,
+        _mm256_fmadd_ps,
+        load_masked(p, m) = _mm256_maskload_ps(p, m),
+        store_masked(p, m, v) = _mm256_maskstore_ps(p, m, v)
+    );
 
     /// All ones in the lanes below `width`.
     #[target_feature(enable = "avx2,fma")]
@@ -26,20 +35,6 @@ impl Vector for Ymm {
     unsafe fn mask(width: usize) -> __m256i {
         let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         _mm256_cmpgt_epi32(_mm256_set1_epi32(width.min(8) as i32), lanes)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn load_masked(p: *const f32, m: __m256i) -> Self {
-        // SAFETY: the caller's contract; masked-off lanes are not accessed.
-        Self(unsafe { _mm256_maskload_ps(p, m) })
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn store_masked(self, p: *mut f32, m: __m256i) {
-        // SAFETY: the caller's contract; masked-off lanes are not accessed.
-        unsafe { _mm256_maskstore_ps(p, m, self.0) }
     }
 }
 

@@ -16,7 +16,16 @@ impl Vector for Zmm {
     const LANES: usize = 16;
     type Mask = __mmask16;
 
-    vector_ops!("avx512f", _mm512_setzero_ps, _mm512_set1_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fmadd_ps);
+    vector_ops!(
+        "avx512f",
+        _mm512_setzero_ps,
+        _mm512_set1_ps,
+        _mm512_loadu_ps,
+        _mm512_storeu_ps,
+        _mm512_fmadd_ps,
+        load_masked(p, m) = _mm512_maskz_loadu_ps(m, p),
+        store_masked(p, m, v) = _mm512_mask_storeu_ps(p, m, v)
+    );
 
     #[target_feature(enable = "avx512f")]
     #[inline]
@@ -26,20 +35,6 @@ impl Vector for Zmm {
         } else {
             (1u16 << width) - 1
         }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn load_masked(p: *const f32, m: __mmask16) -> Self {
-        // SAFETY: the caller's contract; masked-off lanes are not accessed.
-        Self(unsafe { _mm512_maskz_loadu_ps(m, p) })
-    }
-
-    #[target_feature(enable = "avx512f")]
-    #[inline]
-    unsafe fn store_masked(self, p: *mut f32, m: __mmask16) {
-        // SAFETY: the caller's contract; masked-off lanes are not accessed.
-        unsafe { _mm512_mask_storeu_ps(p, m, self.0) }
     }
 }
 

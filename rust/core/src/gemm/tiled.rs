@@ -100,10 +100,14 @@ pub(super) trait Vector: Copy {
     unsafe fn store_masked(self, p: *mut f32, m: Self::Mask);
 }
 
-/// The [`Vector`] methods that differ between widths only by their intrinsics' names, compiled
-/// for `$features`.
+/// The [`Vector`] methods that differ between widths only by their intrinsics, compiled for
+/// `$features`. The masked load and store are given as calls on the caller's names for the
+/// pointer, the mask and (for the store) the register, since the intrinsics order their
+/// arguments differently.
 macro_rules! vector_ops {
-    ($features:literal, $setzero:ident, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident) => {
+    ($features:literal, $setzero:ident, $set1:ident, $loadu:ident, $storeu:ident, $fmadd:ident,
+     load_masked($lp:ident, $lm:ident) = $load_masked:expr,
+     store_masked($sp:ident, $sm:ident, $sv:ident) = $store_masked:expr) => {
         #[target_feature(enable = $features)]
         #[inline]
         unsafe fn zero() -> Self {
@@ -134,6 +138,21 @@ macro_rules! vector_ops {
         #[inline]
         unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
             Self($fmadd(a.0, b.0, c.0))
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn load_masked($lp: *const f32, $lm: Self::Mask) -> Self {
+            // SAFETY: the caller's contract; masked-off lanes are not accessed.
+            Self(unsafe { $load_masked })
+        }
+
+        #[target_feature(enable = $features)]
+        #[inline]
+        unsafe fn store_masked(self, $sp: *mut f32, $sm: Self::Mask) {
+            let $sv = self.0;
+            // SAFETY: the caller's contract; masked-off lanes are not accessed.
+            unsafe { $store_masked }
         }
     };
 }
