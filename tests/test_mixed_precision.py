@@ -108,18 +108,22 @@ def test_dense_gradients_are_products_of_bf16_operands():
     np.testing.assert_allclose(b1 - nb1, dh.sum(0), rtol=1e-4, atol=1e-6)
 
 
+def fit_digits(model, x, y, learning_rate: float, epochs: int) -> dict:
+    """Trains a digits classifier with Adam on logits; returns its history."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model.fit(x, y, batch_size=64, epochs=epochs, verbose=0).history
+
+
 @native
 def test_digits_train_as_well_under_mixed_bfloat16_as_under_float32(digits):
     x, y = digits[0], digits[1]
     losses = {}
     for policy in ("float32", "mixed_bfloat16"):
-        model = dense_model(policy, units=(64, 64, 10))
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-2),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
-        history = model.fit(x, y, batch_size=64, epochs=8, verbose=0).history
+        history = fit_digits(dense_model(policy, units=(64, 64, 10)), x, y, 1e-2, epochs=8)
         losses[policy] = history["loss"]
         assert history["accuracy"][-1] > 0.95, policy
     # The curves agree to within bf16's noise, epoch by epoch.
@@ -169,3 +173,120 @@ def test_a_saved_model_keeps_its_layers_policies(tmp_path):
     loaded = keras.models.load_model(tmp_path / "bf16.ferronet")
     assert [layer.dtype_policy.name for layer in loaded.layers] == ["mixed_bfloat16", "mixed_bfloat16"]
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def patches(x: np.ndarray, k: int, stride: int = 1, pad: int = 0) -> np.ndarray:
+    """im2col of NHWC images: row ``(n, oy, ox)`` holds the ``k x k x C`` inputs under the kernel
+    in Keras' kernel order ``(ky, kx, c)``; ``pad`` zeros on every side."""
+    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    oh, ow = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
+    cells = [
+        xp[:, ky : ky + stride * (oh - 1) + 1 : stride, kx : kx + stride * (ow - 1) + 1 : stride]
+        for ky in range(k)
+        for kx in range(k)
+    ]
+    return np.stack(cells, axis=3).reshape(x.shape[0], oh, ow, -1)
+
+
+def col2im(dp: np.ndarray, shape, k: int, stride: int = 1, pad: int = 0) -> np.ndarray:
+    """The adjoint of `patches`: adds each patch row's gradient back onto its inputs."""
+    n, h, w, c = shape
+    dx = np.zeros((n, h + 2 * pad, w + 2 * pad, c))
+    oh, ow = dp.shape[1:3]
+    dp = dp.reshape(n, oh, ow, k, k, c)
+    for ky in range(k):
+        for kx in range(k):
+            rows = slice(ky, ky + stride * (oh - 1) + 1, stride)
+            cols = slice(kx, kx + stride * (ow - 1) + 1, stride)
+            dx[:, rows, cols] += dp[:, :, :, ky, kx]
+    return dx[:, pad : pad + h, pad : pad + w]
+
+
+# (filters, kernel, stride, padding) of two stacked convolutions on `channels` inputs: odd channel
+# counts on both (the pairs take a zero channel), a partial 32-wide panel of filters, `same`
+# padding, and a strided first layer (the im2col path).
+CONV_CASES = [
+    (1, [(5, 3, 1, "valid"), (33, 3, 1, "same")]),
+    (6, [(7, 3, 1, "same"), (4, 2, 1, "valid")]),
+    (3, [(8, 3, 2, "valid"), (5, 3, 1, "same")]),
+]
+
+
+def conv_model(policy: str, channels: int, layers):
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential(
+        [keras.Input((9, 10, channels))]
+        + [
+            keras.layers.Conv2D(f, k, strides=s, padding=p, bias_initializer="glorot_uniform")
+            for f, k, s, p in layers
+        ]
+    )
+    keras.mixed_precision.set_global_policy("float32")
+    return model
+
+
+@native
+@pytest.mark.parametrize("channels,layers", CONV_CASES)
+def test_conv_forward_and_gradients_are_products_of_bf16_operands(channels, layers):
+    # One SGD step (learning rate 1) on a mean squared error: W <- W - dW. The forward products
+    # and the input gradients take bf16 operands; the weight gradient takes them on the im2col
+    # path (strides), and stays float32 on the implicit one (stride 1).
+    model = conv_model("mixed_bfloat16", channels, layers)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(3, 9, 10, channels)).astype(np.float32)
+    weights = model.get_weights()
+    inputs, outputs = [x], []
+    for (f, k, s, p), w, b in zip(layers, weights[::2], weights[1::2]):
+        pad = (k - 1) // 2 if p == "same" else 0
+        cols = patches(inputs[-1], k, s, pad)
+        z = (bf16(cols).astype(np.float64) @ bf16(w.reshape(-1, f)) + b).astype(np.float32)
+        outputs.append(z)
+        inputs.append(z)
+    got = model.predict(x, verbose=0)
+    np.testing.assert_allclose(got, outputs[-1], rtol=1e-4, atol=1e-4)
+    as_float32 = conv_model("float32", channels, layers).predict(x, verbose=0)
+    assert np.abs(got - as_float32).max() > 1e-3  # the rounding is visible: bf16 really ran
+
+    y = rng.normal(size=got.shape).astype(np.float32)
+    dz = (2 * (outputs[-1] - y) / y.size).astype(np.float32)
+    want = []
+    for (f, k, s, p), w, layer_input in reversed(list(zip(layers, weights[::2], inputs))):
+        pad = (k - 1) // 2 if p == "same" else 0
+        cols = patches(layer_input, k, s, pad).reshape(-1, k * k * layer_input.shape[-1])
+        dz_rows = dz.reshape(-1, f)
+        strided = s > 1  # the im2col path: a bf16 weight gradient too
+        dw = (bf16(cols) if strided else cols).T.astype(np.float64) @ (bf16(dz_rows) if strided else dz_rows)
+        want = [dw.reshape(w.shape), dz_rows.sum(0)] + want
+        dp = bf16(dz_rows).astype(np.float64) @ bf16(w.reshape(-1, f)).T
+        dz = col2im(dp.reshape(*dz.shape[:3], -1), layer_input.shape, k, s, pad).astype(np.float32)
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    model.train_on_batch(x, y)
+    for before, after, grad in zip(weights, model.get_weights(), want):
+        np.testing.assert_allclose(before - after, grad, rtol=1e-3, atol=1e-6)
+
+
+@native
+def test_a_digits_cnn_trains_as_well_under_mixed_bfloat16_as_under_float32(digits):
+    x, y = digits[0].reshape(-1, 8, 8, 1), digits[1]
+    losses = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        keras.mixed_precision.set_global_policy(policy)
+        keras.utils.set_random_seed(7)
+        model = keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+                keras.layers.Conv2D(32, 3, activation="relu"),
+                keras.layers.MaxPooling2D(),
+                keras.layers.Flatten(),
+                keras.layers.Dense(10),
+            ]
+        )
+        keras.mixed_precision.set_global_policy("float32")
+        history = fit_digits(model, x, y, 3e-3, epochs=6)
+        losses[policy] = history["loss"]
+        assert history["accuracy"][-1] > 0.95, policy
+    # The curves agree to within bf16's noise, epoch by epoch.
+    np.testing.assert_allclose(losses["mixed_bfloat16"], losses["float32"], rtol=0.15, atol=0.01)
+    assert losses["mixed_bfloat16"] != losses["float32"]

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 
 use super::avx512::Zmm;
 use super::tiled::{store, with_rows, Tile};
-use super::{MatRef, Out};
+use super::{pair, pairs, MatRef, Out, Segments};
 
 /// Columns per packed panel of `B`.
 pub const PANEL: usize = 32;
@@ -41,25 +41,6 @@ pub fn available() -> bool {
     std::is_x86_feature_detected!("avx512bf16")
         && std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512bw")
-}
-
-/// `x` rounded to the nearest bfloat16, ties to even, as its bit pattern (NaN stays NaN).
-pub fn bf16_bits(x: f32) -> u16 {
-    let bits = x.to_bits();
-    if x.is_nan() {
-        return ((bits >> 16) | 0x40) as u16; // quiet, whatever the payload
-    }
-    (super::round_bf16(x).to_bits() >> 16) as u16
-}
-
-/// One 32-bit pair: `lo` in the low half, the lane's first product.
-fn pair(lo: f32, hi: f32) -> u32 {
-    u32::from(bf16_bits(lo)) | (u32::from(bf16_bits(hi)) << 16)
-}
-
-/// Pairs of the inner dimension: `k` rounded up to even, halved.
-pub fn pairs(k: usize) -> usize {
-    k.div_ceil(2)
 }
 
 /// Conversions shorter than this many words run on one thread.
@@ -113,7 +94,7 @@ pub fn convert_a<'o>(a: MatRef<'_>, out: &'o mut [u32]) -> Pairs<'o> {
 
 /// A contiguous row to consecutive pairs (`dst` has `pairs(row.len())` words), 32 values at a
 /// time with the instructions: their bf16 in order are already the pairs.
-fn convert_row(row: &[f32], dst: &mut [u32]) {
+pub(super) fn convert_row(row: &[f32], dst: &mut [u32]) {
     let done = if available() { row.len() / 32 * 32 } else { 0 };
     // SAFETY: the instructions were detected; `done` values are read and `done / 2` words written.
     unsafe { convert_32s(row.as_ptr(), dst.as_mut_ptr(), done) };
@@ -265,6 +246,74 @@ pub unsafe fn panel(a: Pairs<'_>, packed: &[u32], k: usize, rows: Range<usize>, 
     }
 }
 
+/// The implicit GEMM of `super::segmented` on pairs: `C[i, :] (+)= sum over segments s and
+/// pairs t of A[i rs + offsets[s] + t cs] · Bp[s seg_len + t, :]`, where each `A` word is a pair
+/// of the inner dimension (strides, offsets and `seg_len` in words) and `Bp` holds `n` columns
+/// of pair-rows packed by `super::pack_pair_panels`. `C` is overwritten (`out.beta` 0) or added
+/// to (1).
+///
+/// # Safety
+/// The instructions are available, and every address formed lies in the buffers (checked by the
+/// safe wrapper `super::segmented_bf16`).
+#[target_feature(enable = "avx512bf16,avx512f,avx512bw")]
+pub unsafe fn segmented(a: &Segments<'_, u32>, packed: *const u32, n: usize, out: Out) {
+    let (rows, (rs, cs)) = (a.rows, a.strides);
+    let depth = a.offsets.len() * a.seg_len;
+    let mut i = 0;
+    while i < rows {
+        let mr = MR.min(rows - i);
+        let mut j = 0;
+        while j < n {
+            // SAFETY: per the contract.
+            unsafe {
+                let t = Tile {
+                    a: a.a.as_ptr().add(i * rs).cast(),
+                    a_rs: rs,
+                    a_cs: cs,
+                    b: packed.add(j / PANEL * depth * PANEL).cast(),
+                    depth,
+                    c: out.c.add(i * out.ldc + j),
+                    ldc: out.ldc,
+                    width: PANEL.min(n - j),
+                };
+                with_rows!(mr, R => run_segments::<R>(&t, a, out.beta); 12 11 10 9 8 7 6 5 4 3 2 1);
+            }
+            j += PANEL;
+        }
+        i += MR;
+    }
+}
+
+/// [`run`] over segmented pairs (the tile's `a` is row 0's origin), writing `C = A B + keep C`.
+///
+/// # Safety
+/// As [`segmented`].
+#[target_feature(enable = "avx512bf16,avx512f,avx512bw")]
+#[inline]
+unsafe fn run_segments<const R: usize>(t: &Tile, a: &Segments<'_, u32>, keep: f32) {
+    // SAFETY: the caller's contract covers every address formed here.
+    unsafe {
+        let origin = t.a.cast::<i32>();
+        let mut brow = t.b.cast::<u32>();
+        let (mut acc0, mut acc1) = ([_mm512_setzero_ps(); R], [_mm512_setzero_ps(); R]);
+        for &offset in a.offsets {
+            let seg = origin.add(offset);
+            for s in 0..a.seg_len {
+                let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(brow.cast()));
+                let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(brow.add(16).cast()));
+                brow = brow.add(PANEL);
+                let acol = seg.add(s * t.a_cs);
+                for r in 0..R {
+                    let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(*acol.add(r * t.a_rs)));
+                    acc0[r] = _mm512_dpbf16_ps(acc0[r], av, b0);
+                    acc1[r] = _mm512_dpbf16_ps(acc1[r], av, b1);
+                }
+            }
+        }
+        store::<Zmm, R>(t, &acc0.map(Zmm), &acc1.map(Zmm), keep);
+    }
+}
+
 /// One tile: `depth` pairs; the tile's `a` and `b` point at 32-bit pairs (strides in pairs,
 /// panel rows [`PANEL`] pairs apart).
 ///
@@ -295,6 +344,7 @@ unsafe fn run<const R: usize>(t: &Tile, first: bool, beta: f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gemm::bf16_bits;
 
     fn values(len: usize) -> Vec<f32> {
         (0..len).map(|i| ((i * 7919 % 1013) as f32 - 506.0) * 0.013 + (i % 3) as f32 * 1e-3).collect()

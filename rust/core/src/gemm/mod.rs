@@ -17,8 +17,13 @@ mod avx2;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod bf16;
+mod pairs;
 #[cfg(target_arch = "x86_64")]
 mod tiled;
+
+pub use pairs::{
+    as_words, as_words_mut, bf16_bits, pack_pair_panels, pair, pair_panels_len, pairs, round_bf16, to_pairs,
+};
 
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -150,15 +155,6 @@ pub fn bf16_native() -> bool {
         #[cfg(not(target_arch = "x86_64"))]
         false
     })
-}
-
-/// `x` rounded to the nearest bfloat16 (ties to even), as an f32.
-pub fn round_bf16(x: f32) -> f32 {
-    if x.is_nan() {
-        return x;
-    }
-    let bits = x.to_bits();
-    f32::from_bits((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF_0000)
 }
 
 thread_local! {
@@ -342,8 +338,8 @@ pub fn segmented_available() -> bool {
 /// segments `a[i rs + offsets[s] + t cs]`, `t < seg_len`, for each offset `s` in turn
 /// (`strides = (rs, cs)`).
 #[derive(Clone, Copy, Debug)]
-pub struct Segments<'a> {
-    pub a: &'a [f32],
+pub struct Segments<'a, T = f32> {
+    pub a: &'a [T],
     pub strides: (usize, usize),
     pub offsets: &'a [usize],
     pub seg_len: usize,
@@ -379,14 +375,9 @@ fn segmented_with(
     accumulate: bool,
 ) {
     assert!(kernel.in_place_runs(), "segmented GEMM needs AVX-512 or AVX2 + FMA");
-    let (rows, (rs, cs), seg_len) = (a.rows, a.strides, a.seg_len);
-    if rows == 0 || n == 0 || seg_len == 0 {
+    if !segments_in_bounds(a, packed.len() >= packed_len(a.offsets.len() * a.seg_len, n), (n, ldc), c) {
         return;
     }
-    let reach = (rows - 1) * rs + a.offsets.iter().max().map_or(0, |&o| o + (seg_len - 1) * cs + 1);
-    assert!(reach <= a.a.len(), "segmented: A too short");
-    assert!(packed.len() >= packed_len(a.offsets.len() * seg_len, n), "segmented: packed B too short");
-    assert!(c.len() >= (rows - 1) * ldc + n && ldc >= n, "segmented: C too short");
     #[cfg(target_arch = "x86_64")]
     {
         let out = Out { c: c.as_mut_ptr(), ldc, beta: if accumulate { 1.0 } else { 0.0 } };
@@ -399,6 +390,41 @@ fn segmented_with(
                 avx2::segmented(a, packed.as_ptr(), n, out)
             }
         }
+    }
+}
+
+/// Checks every address an implicit GEMM will form (`packed_ok`: `B` is long enough); false when
+/// there is nothing to compute.
+///
+/// Panics if a buffer is too short (an engine bug).
+fn segments_in_bounds<T>(a: &Segments<'_, T>, packed_ok: bool, (n, ldc): (usize, usize), c: &[f32]) -> bool {
+    let (rows, (rs, cs), seg_len) = (a.rows, a.strides, a.seg_len);
+    if rows == 0 || n == 0 || seg_len == 0 {
+        return false;
+    }
+    let reach = (rows - 1) * rs + a.offsets.iter().max().map_or(0, |&o| o + (seg_len - 1) * cs + 1);
+    assert!(reach <= a.a.len(), "segmented: A too short");
+    assert!(packed_ok, "segmented: packed B too short");
+    assert!(c.len() >= (rows - 1) * ldc + n && ldc >= n, "segmented: C too short");
+    true
+}
+
+/// [`segmented`] on bf16 pairs, for the `mixed_bfloat16` policy: each word of `a` is a pair of
+/// the inner dimension (see [`pairs`]; strides, offsets and `seg_len` count words), `packed`
+/// holds the pair-rows of `B` from [`pack_pair_panels`], and the sums are f32 as in
+/// [`gemm_bf16`]. Single-threaded: callers split the work.
+///
+/// Panics if [`bf16_native`] is false or a buffer is too short (engine bugs).
+pub fn segmented_bf16(a: &Segments<'_, u32>, packed: &[u32], n: usize, c: &mut [f32], ldc: usize, accumulate: bool) {
+    assert!(bf16_native(), "a bf16 implicit GEMM without the bf16 instructions");
+    if !segments_in_bounds(a, packed.len() >= pair_panels_len(a.offsets.len() * a.seg_len, n), (n, ldc), c) {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let out = Out { c: c.as_mut_ptr(), ldc, beta: if accumulate { 1.0 } else { 0.0 } };
+        // SAFETY: the instructions were detected and every address was bounds-checked above.
+        unsafe { bf16::segmented(a, packed.as_ptr(), n, out) }
     }
 }
 
@@ -776,6 +802,55 @@ mod tests {
                     }
                     let bits: Vec<u32> = c.iter().map(|v| v.to_bits()).collect();
                     assert!(first_bits.get_or_insert_with(|| bits.clone()) == &bits, "{kernel:?} n {n} cs {cs}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_segmented_product_is_the_f32_sum_over_segments_of_the_rounded_pairs() {
+        if !bf16_native() {
+            eprintln!("skipped: this CPU has no AVX512_BF16");
+            return;
+        }
+        // The f32 test's geometry, counted in pairs: 3 segments of 5 pairs, rows in two 12-row
+        // tiles and a remainder, a full panel and a partial one, and a narrow partial panel.
+        let (rows, rs, seg_len) = (29, 7, 5);
+        let offsets = [0usize, 11, 4];
+        let values = filled(2 * (rows * rs + 30), 6);
+        let a: Vec<u32> = values.chunks_exact(2).map(|v| pair(v[0], v[1])).collect();
+        let kq = offsets.len() * seg_len;
+        for n in [40, 45, 5] {
+            let b = filled(2 * kq * n, 7); // rows 2q and 2q + 1 make pair-row q
+            let mut packed = vec![u32::MAX; pair_panels_len(kq, n)];
+            pack_pair_panels(kq, n, |q, j| (b[2 * q * n + j], b[(2 * q + 1) * n + j]), &mut packed);
+            let ldc = n + 3;
+            for (cs, accumulate) in [(1, false), (2, false), (2, true)] {
+                let start = filled(rows * ldc, 8);
+                let mut c = if accumulate { start.clone() } else { vec![f32::NAN; rows * ldc] };
+                let segs = Segments { a: &a[..], strides: (rs, cs), offsets: &offsets, seg_len, rows };
+                segmented_bf16(&segs, &packed, n, &mut c, ldc, accumulate);
+                for i in 0..rows {
+                    for j in 0..n {
+                        // Products of bf16 values are exact: the reference is their f64 sum.
+                        let (mut want, mut scale) = (if accumulate { start[i * ldc + j] as f64 } else { 0.0 }, 1.0);
+                        for (s, off) in offsets.iter().enumerate() {
+                            for t in 0..seg_len {
+                                for h in 0..2 {
+                                    let x = round_bf16(values[2 * (i * rs + off + t * cs) + h]) as f64;
+                                    let w = round_bf16(b[(2 * (s * seg_len + t) + h) * n + j]) as f64;
+                                    want += x * w;
+                                    scale += (x * w).abs();
+                                }
+                            }
+                        }
+                        let got = c[i * ldc + j] as f64;
+                        assert!((got - want).abs() <= 1e-6 * scale, "({i}, {j}) n {n} cs {cs}: {got} vs {want}");
+                    }
+                    for j in n..ldc {
+                        let before = if accumulate { start[i * ldc + j] } else { f32::NAN };
+                        assert_eq!(c[i * ldc + j].to_bits(), before.to_bits(), "wrote column {j}");
+                    }
                 }
             }
         }

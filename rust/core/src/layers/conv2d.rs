@@ -11,16 +11,23 @@
 //! (col2im) into `dX`. With stride 1 on x86-64 machines with AVX-512 or AVX2 + FMA the same
 //! products run as implicit GEMMs on a zero-bordered copy of each sample, with no patch matrix
 //! (`PaddedGrid`, `ImplicitConv`).
+//!
+//! Under the `mixed_bfloat16` policy, on CPUs with AVX512_BF16, the forward product and the input
+//! gradient take bf16 operands with f32 sums: the implicit GEMMs read a bf16 copy of the padded
+//! grid, its channels paired (an odd count padded with a zero channel, so that no pair straddles
+//! two cells), against the kernel packed in the same pairs. The weight gradient stays f32 on the
+//! implicit path (its inner dimension runs along the image rows, which the channel pairs do not
+//! pair); strided and dilated convolutions take all three im2col products in bf16.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::activation::{for_each_row, Activation};
 use crate::error::{invalid, Result};
-use crate::gemm::{self, gemm, MatRef};
+use crate::gemm::{self, as_words, as_words_mut, bf16_native, gemm, gemm_bf16, pairs, MatRef};
 use crate::params::{ParamStore, Role};
 
-use super::spec::{defaults, BuildContext, BuildLayer, KernelArgs, Padding};
+use super::spec::{defaults, BuildContext, BuildLayer, DTypePolicy, KernelArgs, Padding};
 use super::{BackwardPass, ForwardPass, LayerKernel, Op};
 
 /// `keras.layers.Conv2D` arguments (channels last).
@@ -36,6 +43,8 @@ pub struct Conv2DConfig {
     pub dilation_rate: [usize; 2],
     #[serde(flatten)]
     pub kernel: KernelArgs,
+    #[serde(default)]
+    pub dtype: DTypePolicy,
 }
 
 impl Conv2DConfig {
@@ -48,6 +57,7 @@ impl Conv2DConfig {
             padding: Padding::Valid,
             dilation_rate: [1, 1],
             kernel: KernelArgs::new(activation),
+            dtype: DTypePolicy::Float32,
         }
     }
 }
@@ -69,7 +79,7 @@ impl BuildLayer for Conv2DConfig {
     fn build(&self, ctx: &mut BuildContext<'_>, inputs: &[Vec<usize>]) -> Result<(Op, Vec<usize>)> {
         let input = ctx.one_input(inputs)?;
         let k = &self.kernel;
-        let l = Conv2D::build(
+        let mut l = Conv2D::build(
             ctx.name,
             input,
             self.filters,
@@ -81,6 +91,8 @@ impl BuildLayer for Conv2DConfig {
             k.use_bias,
             ctx.params,
         )?;
+        // Without the instructions the policy falls back to f32 (the Python side warns).
+        l.bf16 = self.dtype == DTypePolicy::MixedBfloat16 && bf16_native();
         k.init(ctx, l.kernel, l.bias);
         let shape = l.output_shape();
         Ok((Op::unary(l), shape))
@@ -143,6 +155,10 @@ struct PaddedGrid {
     /// Offset of each kernel row `u`: `u width channels`; its segment is `kw channels` long.
     offsets: Vec<usize>,
     segment: usize,
+    /// The same in the bf16 copy ([`PaddedGrid::fill_pairs`]), counted in 32-bit words: each
+    /// cell holds `pairs(channels)` words.
+    pair_offsets: Vec<usize>,
+    pair_segment: usize,
 }
 
 impl PaddedGrid {
@@ -150,11 +166,60 @@ impl PaddedGrid {
     fn new(out: (usize, usize), kernel: (usize, usize), (top, left): (usize, usize), channels: usize) -> Self {
         let (height, width) = (out.0 + kernel.0 - 1, out.1 + kernel.1 - 1);
         let offsets = (0..kernel.0).map(|u| u * width * channels).collect();
-        Self { height, width, top, left, channels, offsets, segment: kernel.1 * channels }
+        let cell = pairs(channels);
+        let pair_offsets = (0..kernel.0).map(|u| u * width * cell).collect();
+        Self {
+            height,
+            width,
+            top,
+            left,
+            channels,
+            offsets,
+            segment: kernel.1 * channels,
+            pair_offsets,
+            pair_segment: kernel.1 * cell,
+        }
     }
 
     fn len(&self) -> usize {
         self.height * self.width * self.channels
+    }
+
+    /// Words of the bf16 copy: at most [`Self::len`], so it fits where the f32 grid would.
+    fn pair_len(&self) -> usize {
+        self.height * self.width * pairs(self.channels)
+    }
+
+    /// Copies one sample's map into its zero-bordered grid of bf16 pairs: each cell's channels
+    /// paired in order, an odd last channel with a zero.
+    fn fill_pairs(&self, map: &[f32], cols: usize, words: &mut [u32]) {
+        let (c, cell) = (self.channels, pairs(self.channels));
+        words.fill(0);
+        for (y, line) in map.chunks_exact(cols * c).enumerate() {
+            let dst = &mut words[((y + self.top) * self.width + self.left) * cell..][..cols * cell];
+            if c % 2 == 0 {
+                gemm::to_pairs(line, dst);
+            } else {
+                line.chunks_exact(c).zip(dst.chunks_exact_mut(cell)).for_each(|(v, w)| gemm::to_pairs(v, w));
+            }
+        }
+    }
+
+    /// [`Self::convolve`] on the bf16 copy, with `packed` from [`gemm::pack_pair_panels`] in the
+    /// grid's pairs (pair-row `(u kw + v) pairs(C) + q` holds channels `2q` and `2q + 1` of cell
+    /// `(u, v)`).
+    fn convolve_pairs(&self, words: &[u32], packed: &[u32], n: usize, out: &mut [f32], cols: usize) {
+        let cell = pairs(self.channels);
+        for (y, line) in out.chunks_exact_mut(cols * n).enumerate() {
+            let a = gemm::Segments {
+                a: &words[y * self.width * cell..],
+                strides: (cell, 1),
+                offsets: &self.pair_offsets,
+                seg_len: self.pair_segment,
+                rows: cols,
+            };
+            gemm::segmented_bf16(&a, packed, n, line, n, false);
+        }
     }
 
     /// Copies one sample's map (rows of `cols` cells) into its zero-bordered grid.
@@ -276,6 +341,8 @@ pub struct Conv2D {
     implicit_dx: Option<PaddedGrid>,
     /// Boxed: it is built once and keeps `Layer` (an enum of every layer) small.
     implicit: Option<Box<ImplicitConv>>,
+    /// Products on bf16 operands (`mixed_bfloat16`, where the CPU has the instructions).
+    pub bf16: bool,
 }
 
 impl Conv2D {
@@ -316,6 +383,7 @@ impl Conv2D {
             bias_offset: bias.map(|b| params.tensors[b].offset),
             implicit_dx: input_gradient_grid(&rows, &cols, filters),
             implicit: ImplicitConv::new(&rows, &cols, c, filters).map(Box::new),
+            bf16: false,
         })
     }
 
@@ -341,7 +409,7 @@ impl Conv2D {
     /// of the implicit input gradient (backward, once the weight gradient is done).
     fn patch_region(&self) -> usize {
         let dz_grid = self.implicit_dx.as_ref().map_or(0, PaddedGrid::len);
-        self.input_region().max(dz_grid)
+        (self.input_region() + self.pair_grid_width()).max(dz_grid)
     }
 
     /// Per sample, what forward reads the input through: its padded grid (implicit) or its
@@ -361,6 +429,67 @@ impl Conv2D {
             gemm::packed_len(self.positions(), self.filters)
         } else {
             0
+        }
+    }
+
+    /// Per sample, in training: the bf16 copy of the input's grid, after the f32 grid in the
+    /// sample's region, which the forward product reads while the f32 grid stays for the
+    /// weight gradient.
+    fn pair_grid_width(&self) -> usize {
+        match &self.implicit {
+            Some(g) if self.bf16 => g.grid.pair_len(),
+            _ => 0,
+        }
+    }
+
+    /// The kernel packed for the implicit forward product: `W` (`kh kw C x filters`) in f32
+    /// panels, or in bf16 pairs of channels (which take no more room).
+    fn pack_forward(&self, w: &[f32], out: &mut [f32]) {
+        let (k, f, c) = (self.patch(), self.filters, self.channels);
+        if !self.bf16 {
+            return gemm::pack_block(MatRef::row_major(w, k, f), (0, k), (0, f), out);
+        }
+        let cell = pairs(c);
+        let at = |cell_index: usize, ch: usize, j: usize| if ch < c { w[(cell_index * c + ch) * f + j] } else { 0.0 };
+        gemm::pack_pair_panels(
+            k / c * cell,
+            f,
+            |q, j| (at(q / cell, 2 * (q % cell), j), at(q / cell, 2 * (q % cell) + 1, j)),
+            as_words_mut(out),
+        );
+    }
+
+    /// The flipped kernel of the implicit input gradient,
+    /// `B[(u kw + v) f + q, ch] = W[kh-1-u, kw-1-v, ch, q]`, in f32 panels or in bf16 pairs of
+    /// filters `q`.
+    fn pack_flipped(&self, w: &[f32], out: &mut [f32]) {
+        let (kh, kw, c, f) = (self.rows.kernel, self.cols.kernel, self.channels, self.filters);
+        let at = |cell: usize, q: usize, ch: usize| {
+            let (ky, kx) = (kh - 1 - cell / kw, kw - 1 - cell % kw);
+            if q < f {
+                w[((ky * kw + kx) * c + ch) * f + q]
+            } else {
+                0.0
+            }
+        };
+        if !self.bf16 {
+            return gemm::pack_panels(kh * kw * f, c, |row, ch| at(row / f, row % f, ch), out);
+        }
+        let per_cell = pairs(f);
+        gemm::pack_pair_panels(
+            kh * kw * per_cell,
+            c,
+            |r, ch| (at(r / per_cell, 2 * (r % per_cell), ch), at(r / per_cell, 2 * (r % per_cell) + 1, ch)),
+            as_words_mut(out),
+        );
+    }
+
+    /// `C = A B` on the im2col path, in this layer's precision.
+    fn product(&self, a: MatRef<'_>, b: MatRef<'_>, c: &mut [f32]) {
+        if self.bf16 {
+            gemm_bf16(a, b, 0.0, c)
+        } else {
+            gemm(a, b, 0.0, c)
         }
     }
 
@@ -488,6 +617,8 @@ impl LayerKernel for Conv2D {
         // Training lays out `saved` for backward (see `saved_width`): one region per sample,
         // then z. Inference holds the patch matrix, or a grid per group of samples with the
         // packed kernel at the end (see `inference_width`).
+        // Under bf16, a training region holds the bf16 copy of its grid after the f32 grid
+        // (see `patch_region`); inference writes the copy in place of the f32 grid.
         let (region, z_saved, extra, region_width, sharers) = if keep {
             let (per_sample, extra) = saved.split_at_mut(rows * self.saved_width());
             let (region, rest) = per_sample.split_at_mut(rows * self.patch_region());
@@ -518,18 +649,34 @@ impl LayerKernel for Conv2D {
         };
         if let Some(g) = &self.implicit {
             let packed = &mut extra[..self.forward_panels()];
-            gemm::pack_block(MatRef::row_major(w, k, f), (0, k), (0, f), packed);
+            self.pack_forward(w, packed);
             let packed: &[f32] = packed;
-            let (ow, iwid) = (self.cols.output, self.cols.input);
+            let (ow, iwid, (grid_len, pair_len)) =
+                (self.cols.output, self.cols.input, (g.grid.len(), g.grid.pair_len()));
             region
                 .par_chunks_mut(region_width)
                 .zip(input[..rows * iw].par_chunks(iw * sharers))
                 .zip(z.par_chunks_mut(p * f * sharers))
-                .for_each(|((grid, xs), zs)| {
-                    let grid = &mut grid[..g.grid.len()];
+                .for_each(|((region, xs), zs)| {
                     for (x, zs) in xs.chunks_exact(iw).zip(zs.chunks_exact_mut(p * f)) {
-                        g.grid.fill(x, iwid, grid);
-                        g.grid.convolve(grid, packed, f, zs, ow);
+                        if !self.bf16 {
+                            let grid = &mut region[..grid_len];
+                            g.grid.fill(x, iwid, grid);
+                            g.grid.convolve(grid, packed, f, zs, ow);
+                        } else {
+                            // Training keeps the f32 grid for the weight gradient, the bf16 copy
+                            // after it; inference has the region for the copy alone.
+                            let pair_grid = if keep {
+                                let (grid, rest) = region.split_at_mut(grid_len);
+                                g.grid.fill(x, iwid, grid);
+                                rest
+                            } else {
+                                &mut region[..]
+                            };
+                            let words = &mut as_words_mut(pair_grid)[..pair_len];
+                            g.grid.fill_pairs(x, iwid, words);
+                            g.grid.convolve_pairs(words, as_words(packed), f, zs, ow);
+                        }
                         if one_pass {
                             // While this sample's output is still in cache.
                             bias_and_activation(zs);
@@ -542,7 +689,7 @@ impl LayerKernel for Conv2D {
         } else {
             let patches = &mut region[..rows * p * k];
             patches.par_chunks_mut(p * k).zip(input[..rows * iw].par_chunks(iw)).for_each(|(pc, x)| self.im2col(x, pc));
-            gemm(MatRef::row_major(patches, m, k), MatRef::row_major(w, k, f), 0.0, z);
+            self.product(MatRef::row_major(patches, m, k), MatRef::row_major(w, k, f), z);
             if one_pass {
                 for_each_row(z, f, |_, r| bias_and_activation(r));
                 return;
@@ -624,7 +771,7 @@ impl LayerKernel for Conv2D {
             }
         } else {
             let patches = &region[..rows * p * k];
-            gemm(MatRef::row_major(patches, m, k).t(), MatRef::row_major(dz, m, f), 0.0, dw);
+            self.product(MatRef::row_major(patches, m, k).t(), MatRef::row_major(dz, m, f), dw);
         }
         let (extra, partials) = extra.split_at_mut(extra.len() - self.bias_partials());
         if let Some(bo) = self.bias_offset {
@@ -647,19 +794,9 @@ impl LayerKernel for Conv2D {
         let w = &bp.params[ko..ko + k * f];
         // The patches are no longer needed: their buffer holds what the input gradient needs.
         if let Some(g) = &self.implicit_dx {
-            let (kh, kw, c) = (self.rows.kernel, self.cols.kernel, self.channels);
+            let c = self.channels;
             let packed = &mut extra[..self.flipped_panels()];
-            // B[(u kw + v) f + q, ch] = W[kh-1-u, kw-1-v, ch, q]
-            gemm::pack_panels(
-                kh * kw * f,
-                c,
-                |row, ch| {
-                    let (cell, q) = (row / f, row % f);
-                    let (ky, kx) = (kh - 1 - cell / kw, kw - 1 - cell % kw);
-                    w[((ky * kw + kx) * c + ch) * f + q]
-                },
-                packed,
-            );
+            self.pack_flipped(w, packed);
             let packed: &[f32] = packed;
             let (ow, iwid) = (self.cols.output, self.cols.input);
             region
@@ -667,16 +804,22 @@ impl LayerKernel for Conv2D {
                 .zip(dz.par_chunks(p * f))
                 .zip(dx[..rows * iw].par_chunks_mut(iw))
                 .for_each(|((grid, dzs), dxs)| {
-                    let grid = &mut grid[..g.len()];
-                    g.fill(dzs, ow, grid);
-                    g.convolve(grid, packed, c, dxs, iwid);
+                    if self.bf16 {
+                        let words = &mut as_words_mut(grid)[..g.pair_len()];
+                        g.fill_pairs(dzs, ow, words);
+                        g.convolve_pairs(words, as_words(packed), c, dxs, iwid);
+                    } else {
+                        let grid = &mut grid[..g.len()];
+                        g.fill(dzs, ow, grid);
+                        g.convolve(grid, packed, c, dxs, iwid);
+                    }
                 });
             return;
         }
         {
             let patches = &mut region[..rows * p * k];
             let w = MatRef::row_major(w, k, f);
-            gemm(MatRef::row_major(dz, m, f), w.t(), 0.0, patches);
+            self.product(MatRef::row_major(dz, m, f), w.t(), patches);
             dx[..rows * iw].par_chunks_mut(iw).zip(patches.par_chunks(p * k)).for_each(|(d, pc)| self.col2im(pc, d));
         }
     }
