@@ -203,12 +203,14 @@ def col2im(dp: np.ndarray, shape, k: int, stride: int = 1, pad: int = 0) -> np.n
 
 
 # (filters, kernel, stride, padding) of two stacked convolutions on `channels` inputs: odd channel
-# counts on both (the pairs take a zero channel), a partial 32-wide panel of filters, `same`
-# padding, and a strided first layer (the im2col path).
+# counts (the pairs take a zero channel), a partial 32-wide panel of filters, `same` padding, a
+# strided first layer (the im2col path), and 8 or more channels with an odd output width (the
+# weight gradient pairs output columns; the last pair takes a zero).
 CONV_CASES = [
     (1, [(5, 3, 1, "valid"), (33, 3, 1, "same")]),
     (6, [(7, 3, 1, "same"), (4, 2, 1, "valid")]),
     (3, [(8, 3, 2, "valid"), (5, 3, 1, "same")]),
+    (10, [(33, 2, 1, "valid"), (6, 3, 1, "same")]),
 ]
 
 
@@ -230,8 +232,8 @@ def conv_model(policy: str, channels: int, layers):
 @pytest.mark.parametrize("channels,layers", CONV_CASES)
 def test_conv_forward_and_gradients_are_products_of_bf16_operands(channels, layers):
     # One SGD step (learning rate 1) on a mean squared error: W <- W - dW. The forward products
-    # and the input gradients take bf16 operands; the weight gradient takes them on the im2col
-    # path (strides), and stays float32 on the implicit one (stride 1).
+    # and the input gradients take bf16 operands, and so do the weight gradients, but for a
+    # stride-1 layer on fewer than 8 channels (a first layer), whose weight gradient stays float32.
     model = conv_model("mixed_bfloat16", channels, layers)
     rng = np.random.default_rng(3)
     x = rng.normal(size=(3, 9, 10, channels)).astype(np.float32)
@@ -255,8 +257,8 @@ def test_conv_forward_and_gradients_are_products_of_bf16_operands(channels, laye
         pad = (k - 1) // 2 if p == "same" else 0
         cols = patches(layer_input, k, s, pad).reshape(-1, k * k * layer_input.shape[-1])
         dz_rows = dz.reshape(-1, f)
-        strided = s > 1  # the im2col path: a bf16 weight gradient too
-        dw = (bf16(cols) if strided else cols).T.astype(np.float64) @ (bf16(dz_rows) if strided else dz_rows)
+        rounded = s > 1 or layer_input.shape[-1] >= 8
+        dw = (bf16(cols) if rounded else cols).T.astype(np.float64) @ (bf16(dz_rows) if rounded else dz_rows)
         want = [dw.reshape(w.shape), dz_rows.sum(0)] + want
         dp = bf16(dz_rows).astype(np.float64) @ bf16(w.reshape(-1, f)).T
         dz = col2im(dp.reshape(*dz.shape[:3], -1), layer_input.shape, k, s, pad).astype(np.float32)

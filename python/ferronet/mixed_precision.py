@@ -1,15 +1,18 @@
 """Mixed precision (``keras.mixed_precision``): the dtype policies of layers.
 
 Two policies exist, ``"float32"`` (the default) and ``"mixed_bfloat16"``. Under
-``"mixed_bfloat16"`` weights stay float32, and ``Dense`` layers run their three matrix products on
-operands rounded to bfloat16 (8 significant bits) with float32 sums::
+``"mixed_bfloat16"`` weights stay float32, and ``Dense`` and ``Conv2D`` layers run their three
+matrix products on operands rounded to bfloat16 (8 significant bits) with float32 sums::
 
     Z = bf16(X) @ bf16(W) + b      dW = bf16(X)^T @ bf16(dZ)      dX = bf16(dZ) @ bf16(W)^T
 
+(for a convolution ``X`` is its patch matrix; the weight gradient of a stride-1 convolution on
+fewer than 8 input channels, a first layer, stays float32).
+
 On CPUs with bf16 instructions (AVX512_BF16: AMD Zen 4, Intel Cooper Lake, Sapphire Rapids and
 later) one instruction does twice the multiply-adds of a float32 one. Elsewhere the policy falls
-back to float32, with a warning. Biases, activations, other layers (convolutions included, for
-now), the loss and the optimizer compute in float32, as under PyTorch's CPU autocast.
+back to float32, with a warning. Biases, activations, other layers, the loss and the optimizer
+compute in float32, as under PyTorch's CPU autocast.
 
 >>> import ferronet as keras
 >>> keras.mixed_precision.set_global_policy("mixed_bfloat16")

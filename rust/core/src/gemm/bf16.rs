@@ -167,7 +167,7 @@ pub fn pack_b(b: MatRef<'_>, out: &mut [u32]) {
 
 /// `dst[j] = pair(first[j], second[j])` (`second` absent: zero), 16 at a time with the
 /// instructions, the rest one by one.
-fn interleave(first: &[f32], second: Option<&[f32]>, dst: &mut [u32]) {
+pub(super) fn interleave(first: &[f32], second: Option<&[f32]>, dst: &mut [u32]) {
     let mut done = 0;
     if let (Some(second), true) = (second, available()) {
         done = dst.len() / 16 * 16;

@@ -22,7 +22,8 @@ mod pairs;
 mod tiled;
 
 pub use pairs::{
-    as_words, as_words_mut, bf16_bits, pack_pair_panels, pair, pair_panels_len, pairs, round_bf16, to_pairs,
+    as_words, as_words_mut, bf16_bits, interleave_pairs, pack_pair_panels, pack_pair_rows, pair, pair_panels_len,
+    pairs, round_bf16, to_pairs,
 };
 
 use std::ops::Range;

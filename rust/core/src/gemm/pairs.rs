@@ -48,6 +48,37 @@ pub fn to_pairs(values: &[f32], dst: &mut [u32]) {
     }
 }
 
+/// Two rows to their pairs, column by column: `dst[j] = pair(first[j], second[j])`, a zero
+/// for a missing `second`; `dst.len()` columns.
+pub fn interleave_pairs(first: &[f32], second: Option<&[f32]>, dst: &mut [u32]) {
+    assert!(first.len() >= dst.len() && second.is_none_or(|s| s.len() >= dst.len()), "interleave_pairs: short rows");
+    #[cfg(target_arch = "x86_64")]
+    super::bf16::interleave(first, second, dst);
+    #[cfg(not(target_arch = "x86_64"))]
+    for (j, w) in dst.iter_mut().enumerate() {
+        *w = pair(first[j], second.map_or(0.0, |s| s[j]));
+    }
+}
+
+/// Packs `kq` pair-rows of `n` columns into panels, as [`pack_pair_panels`] does, from rows of
+/// the matrix: `rows(q)` gives the two rows (`n` contiguous values each; none for a zero row)
+/// that pair-row `q` pairs, e.g. consecutive rows of a row-major `B`.
+pub fn pack_pair_rows<'r>(
+    kq: usize,
+    n: usize,
+    rows: impl Fn(usize) -> (&'r [f32], Option<&'r [f32]>),
+    out: &mut [u32],
+) {
+    for (t, panel) in out[..pair_panels_len(kq, n)].chunks_exact_mut(kq * PANEL).enumerate() {
+        let (j0, width) = (t * PANEL, PANEL.min(n - t * PANEL));
+        for (q, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+            let (first, second) = rows(q);
+            interleave_pairs(&first[j0..j0 + width], second.map(|s| &s[j0..j0 + width]), &mut row[..width]);
+            row[width..].fill(0);
+        }
+    }
+}
+
 /// Words of `kq` pair-rows packed by [`pack_pair_panels`] for `n` columns: whole panels.
 pub fn pair_panels_len(kq: usize, n: usize) -> usize {
     kq * n.div_ceil(PANEL) * PANEL
@@ -100,6 +131,13 @@ mod tests {
                 assert_eq!(out[j / PANEL * kq * PANEL + q * PANEL + j % PANEL], want, "({q}, {j})");
             }
         }
+        // The same panels from whole rows, the second of the last pair-row missing.
+        let rows: Vec<Vec<f32>> = (0..2 * kq).map(|r| (0..n).map(|j| (r * 50 + j) as f32).collect()).collect();
+        let mut from_rows = vec![u32::MAX; pair_panels_len(kq, n)];
+        pack_pair_rows(kq, n, |q| (&rows[2 * q][..], (q + 1 < kq).then(|| &rows[2 * q + 1][..])), &mut from_rows);
+        let mut want = vec![0; pair_panels_len(kq, n)];
+        pack_pair_panels(kq, n, |q, j| (rows[2 * q][j], if q + 1 < kq { rows[2 * q + 1][j] } else { 0.0 }), &mut want);
+        assert_eq!(from_rows, want);
         // Odd counts pair the last value with a zero; 70 values take the vector path and a tail.
         for len in [1, 7, 70] {
             let values: Vec<f32> = (0..len).map(|i| i as f32 * 0.37 - 3.0).collect();

@@ -12,12 +12,17 @@
 //! products run as implicit GEMMs on a zero-bordered copy of each sample, with no patch matrix
 //! (`PaddedGrid`, `ImplicitConv`).
 //!
-//! Under the `mixed_bfloat16` policy, on CPUs with AVX512_BF16, the forward product and the input
-//! gradient take bf16 operands with f32 sums: the implicit GEMMs read a bf16 copy of the padded
-//! grid, its channels paired (an odd count padded with a zero channel, so that no pair straddles
-//! two cells), against the kernel packed in the same pairs. The weight gradient stays f32 on the
-//! implicit path (its inner dimension runs along the image rows, which the channel pairs do not
-//! pair); strided and dilated convolutions take all three im2col products in bf16.
+//! Under the `mixed_bfloat16` policy, on CPUs with AVX512_BF16, the three products take bf16
+//! operands with f32 sums (`vdpbf16ps` multiplies pairs of the inner dimension):
+//!
+//! - forward and input gradient: the implicit GEMMs read a bf16 copy of the padded grid, its
+//!   channels paired (an odd count padded with a zero channel, so no pair straddles two cells),
+//!   against the kernel packed in the same pairs;
+//! - weight gradient, whose inner dimension runs along the output columns: the grid is kept with
+//!   its columns paired (two copies, one per parity of the kernel column) and `dZ` is packed with
+//!   each output row's columns paired. A first layer (fewer than 8 channels) keeps an f32 weight
+//!   gradient (see `Conv2D::bf16_weight_gradient`);
+//! - strided and dilated convolutions: the im2col products through `gemm_bf16`.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -270,6 +275,12 @@ struct ImplicitConv {
     /// fixed by the shapes, so every thread count sums in the same order): few blocks per layer
     /// leave the threads idle without them.
     groups: usize,
+    /// Whether blocks are kernel cells (else kernel rows).
+    per_cell: bool,
+    /// For a bf16 weight gradient (per-cell blocks only): the offset, in the grid's column pairs
+    /// ([`ImplicitConv::fill_column_pairs`]), of output row `oy`'s inputs per block, as
+    /// `row_offsets`.
+    pair_row_offsets: Vec<usize>,
 }
 
 /// Samples that share one padded grid in an inference pass, one after the other: the grids of a
@@ -300,8 +311,18 @@ impl ImplicitConv {
             (0..kernel.0).map(|u| (u, 0)).collect()
         };
         let row_offsets = blocks
-            .into_iter()
-            .flat_map(|(u, v)| (0..rows.output).map(move |oy| ((oy + u) * width + v) * channels))
+            .iter()
+            .flat_map(|&(u, v)| (0..rows.output).map(move |oy| ((oy + u) * width + v) * channels))
+            .collect();
+        // Kernel column v reads grid columns v + x: the pairs (v + 2q, v + 2q + 1) start at pair
+        // v / 2 of the copy paired from column v mod 2.
+        let (height, pair_width) = (grid.height, pairs(width));
+        let pair_row_offsets = blocks
+            .iter()
+            .flat_map(|&(u, v)| {
+                let copy = (v % 2) * height * pair_width * channels;
+                (0..rows.output).map(move |oy| copy + ((oy + u) * pair_width + v / 2) * channels)
+            })
             .collect();
         let (block_rows, groups) = if per_cell {
             // 9 cells x one 32-filter panel leave 2 threads 5 and 4 tasks: 2 groups make 18.
@@ -310,7 +331,37 @@ impl ImplicitConv {
         } else {
             (kernel.1 * channels, THIN_GROUPS)
         };
-        Some(Self { grid, block_rows, row_offsets, groups })
+        Some(Self { grid, block_rows, row_offsets, groups, per_cell, pair_row_offsets })
+    }
+
+    /// Words of [`Self::fill_column_pairs`]'s two copies.
+    fn column_pairs_len(&self) -> usize {
+        2 * self.grid.height * pairs(self.grid.width) * self.grid.channels
+    }
+
+    /// The grid of one sample's map paired along its columns, for a bf16 weight gradient (whose
+    /// inner dimension runs along the output columns): copy `s` (0 or 1) holds at `(y, q, ch)`
+    /// the pair of grid cells `(y, 2q + s, ch)` and `(y, 2q + s + 1, ch)`, zero outside the map,
+    /// so that kernel column `v` finds its pairs in copy `v mod 2`.
+    fn fill_column_pairs(&self, map: &[f32], cols: usize, words: &mut [u32]) {
+        let g = &self.grid;
+        let (c, pair_width) = (g.channels, pairs(g.width));
+        let map_rows = map.len() / (cols * c);
+        let cell = |y: usize, x: usize| {
+            let (my, mx) = (y.checked_sub(g.top)?, x.checked_sub(g.left)?);
+            (my < map_rows && mx < cols).then(|| &map[(my * cols + mx) * c..][..c])
+        };
+        let copies = words[..self.column_pairs_len()].chunks_exact_mut(g.height * pair_width * c);
+        for (s, copy) in copies.enumerate() {
+            for (i, dst) in copy.chunks_exact_mut(c).enumerate() {
+                let (y, x) = (i / pair_width, 2 * (i % pair_width) + s);
+                match (cell(y, x), cell(y, x + 1)) {
+                    (Some(first), second) => gemm::interleave_pairs(first, second, dst),
+                    (None, Some(second)) => dst.iter_mut().zip(second).for_each(|(w, &v)| *w = gemm::pair(0.0, v)),
+                    (None, None) => dst.fill(0),
+                }
+            }
+        }
     }
 
     /// Values of the per-group blocks of `dW`, each `block_rows x PANEL` per filter panel.
@@ -412,23 +463,34 @@ impl Conv2D {
         (self.input_region() + self.pair_grid_width()).max(dz_grid)
     }
 
-    /// Per sample, what forward reads the input through: its padded grid (implicit) or its
-    /// patch matrix.
+    /// Per sample, what training keeps of the input for the weight gradient: its padded grid
+    /// (implicit), its grid's column pairs (implicit, bf16) or its patch matrix.
     fn input_region(&self) -> usize {
         match &self.implicit {
+            Some(g) if self.bf16_weight_gradient() => g.column_pairs_len(),
             Some(g) => g.grid.len(),
             None => self.positions() * self.patch(),
         }
     }
 
+    /// Whether the implicit weight gradient takes bf16 operands: under bf16, for blocks of one
+    /// kernel cell. A first layer's blocks of whole kernel rows (fewer than
+    /// [`PER_CELL_MIN_CHANNELS`] channels) read kernel columns at two parities in one tile, which
+    /// the column pairs do not lay out; they stay f32, a small share of the work.
+    fn bf16_weight_gradient(&self) -> bool {
+        self.bf16 && self.implicit.as_ref().is_some_and(|g| g.per_cell)
+    }
+
     /// Per sample: `dZ` packed for the implicit weight gradient; none when `dZ` is one panel wide
-    /// already (32 filters), as it is then laid out as packed.
+    /// already (32 filters), as it is then laid out as packed. Under bf16: pair panels, each
+    /// output row's columns paired.
     fn dz_panels(&self) -> usize {
-        let packed = self.implicit.is_some() && self.filters != gemm::PANEL;
-        if packed {
-            gemm::packed_len(self.positions(), self.filters)
-        } else {
-            0
+        match &self.implicit {
+            Some(_) if self.bf16_weight_gradient() => {
+                gemm::pair_panels_len(self.rows.output * pairs(self.cols.output), self.filters)
+            }
+            Some(_) if self.filters != gemm::PANEL => gemm::packed_len(self.positions(), self.filters),
+            _ => 0,
         }
     }
 
@@ -653,6 +715,7 @@ impl LayerKernel for Conv2D {
             let packed: &[f32] = packed;
             let (ow, iwid, (grid_len, pair_len)) =
                 (self.cols.output, self.cols.input, (g.grid.len(), g.grid.pair_len()));
+            let (kept_len, bf16_weight_gradient) = (self.input_region(), self.bf16_weight_gradient());
             region
                 .par_chunks_mut(region_width)
                 .zip(input[..rows * iw].par_chunks(iw * sharers))
@@ -664,11 +727,16 @@ impl LayerKernel for Conv2D {
                             g.grid.fill(x, iwid, grid);
                             g.grid.convolve(grid, packed, f, zs, ow);
                         } else {
-                            // Training keeps the f32 grid for the weight gradient, the bf16 copy
-                            // after it; inference has the region for the copy alone.
+                            // Training keeps the f32 grid (or its column pairs) for the weight
+                            // gradient, the bf16 copy after it; inference has the region for the
+                            // copy alone.
                             let pair_grid = if keep {
-                                let (grid, rest) = region.split_at_mut(grid_len);
-                                g.grid.fill(x, iwid, grid);
+                                let (kept, rest) = region.split_at_mut(kept_len);
+                                if bf16_weight_gradient {
+                                    g.fill_column_pairs(x, iwid, as_words_mut(kept));
+                                } else {
+                                    g.grid.fill(x, iwid, kept);
+                                }
                                 rest
                             } else {
                                 &mut region[..]
@@ -721,9 +789,22 @@ impl LayerKernel for Conv2D {
         let dw = &mut bp.grads[ko..ko + k * f];
         if let Some(g) = &self.implicit {
             let (c, (oh, ow), region_len) = (self.channels, (self.rows.output, self.cols.output), self.patch_region());
-            let panels_len = gemm::packed_len(p, f);
+            let bf16 = self.bf16_weight_gradient();
+            // Under bf16, output row oy's columns 2q and 2q + 1 make pair-row oy pairs(ow) + q.
+            let (pair_rows, row_pairs) = (oh * pairs(ow), pairs(ow));
+            let panels_len = if bf16 { self.dz_panels() } else { gemm::packed_len(p, f) };
             let dz_panels: &[f32] = if self.dz_panels() == 0 {
                 dz
+            } else if bf16 {
+                dz_panels.par_chunks_mut(panels_len).zip(dz.par_chunks(p * f)).for_each(|(pk, d)| {
+                    let rows_of = move |r: usize| {
+                        let (oy, x) = (r / row_pairs, 2 * (r % row_pairs));
+                        let row = |x: usize| &d[(oy * ow + x) * f..][..f];
+                        (row(x), (x + 1 < ow).then(|| row(x + 1)))
+                    };
+                    gemm::pack_pair_rows(pair_rows, f, rows_of, as_words_mut(pk));
+                });
+                dz_panels
             } else {
                 dz_panels.par_chunks_mut(panels_len).zip(dz.par_chunks(p * f)).for_each(|(pk, d)| {
                     gemm::pack_block(MatRef::row_major(d, p, f), (0, p), (0, f), pk);
@@ -749,9 +830,19 @@ impl LayerKernel for Conv2D {
                     block.fill(0.0);
                 }
                 for n in samples.clone() {
-                    let grid = &grids[n * region_len..][..g.grid.len()];
-                    let panel = &dz_panels[n * panels_len + t * p * width..][..p * width];
                     let accumulate = n > samples.start;
+                    let panels = &dz_panels[n * panels_len..][..panels_len];
+                    if bf16 {
+                        let words = as_words(&grids[n * region_len..][..g.column_pairs_len()]);
+                        let panel = &as_words(panels)[t * pair_rows * width..][..pair_rows * width];
+                        let offsets = &g.pair_row_offsets[b * oh..][..oh];
+                        let a =
+                            gemm::Segments { a: words, strides: (1, c), offsets, seg_len: row_pairs, rows: block_rows };
+                        gemm::segmented_bf16(&a, panel, cols, block, width, accumulate);
+                        continue;
+                    }
+                    let grid = &grids[n * region_len..][..g.grid.len()];
+                    let panel = &panels[t * p * width..][..p * width];
                     let a = gemm::Segments { a: grid, strides: (1, c), offsets, seg_len: ow, rows: block_rows };
                     gemm::segmented(&a, panel, cols, block, width, accumulate);
                 }
