@@ -233,7 +233,9 @@ def conv_model(policy: str, channels: int, layers):
 def test_conv_forward_and_gradients_are_products_of_bf16_operands(channels, layers):
     # One SGD step (learning rate 1) on a mean squared error: W <- W - dW. The forward products
     # and the input gradients take bf16 operands, and so do the weight gradients, but for a
-    # stride-1 layer on fewer than 8 channels (a first layer), whose weight gradient stays float32.
+    # stride-1 layer on fewer than 8 channels (a first layer), whose weight gradient stays float32,
+    # and a stride-1 layer on 1 channel, whose forward product does too (its pairs would be half
+    # zeros).
     model = conv_model("mixed_bfloat16", channels, layers)
     rng = np.random.default_rng(3)
     x = rng.normal(size=(3, 9, 10, channels)).astype(np.float32)
@@ -241,8 +243,10 @@ def test_conv_forward_and_gradients_are_products_of_bf16_operands(channels, laye
     inputs, outputs = [x], []
     for (f, k, s, p), w, b in zip(layers, weights[::2], weights[1::2]):
         pad = (k - 1) // 2 if p == "same" else 0
-        cols = patches(inputs[-1], k, s, pad)
-        z = (bf16(cols).astype(np.float64) @ bf16(w.reshape(-1, f)) + b).astype(np.float32)
+        cols, kernel = patches(inputs[-1], k, s, pad), w.reshape(-1, f)
+        if s > 1 or inputs[-1].shape[-1] > 1:
+            cols, kernel = bf16(cols), bf16(kernel)
+        z = (cols.astype(np.float64) @ kernel + b).astype(np.float32)
         outputs.append(z)
         inputs.append(z)
     got = model.predict(x, verbose=0)

@@ -6,8 +6,9 @@ matrix products on operands rounded to bfloat16 (8 significant bits) with float3
 
     Z = bf16(X) @ bf16(W) + b      dW = bf16(X)^T @ bf16(dZ)      dX = bf16(dZ) @ bf16(W)^T
 
-(for a convolution ``X`` is its patch matrix; the weight gradient of a stride-1 convolution on
-fewer than 8 input channels, a first layer, stays float32).
+(for a convolution ``X`` is its patch matrix; a stride-1 convolution on fewer than 8 input
+channels, a first layer, keeps a float32 weight gradient, and on 1 channel a float32 forward
+product).
 
 On CPUs with bf16 instructions (AVX512_BF16: AMD Zen 4, Intel Cooper Lake, Sapphire Rapids and
 later) one instruction does twice the multiply-adds of a float32 one. Elsewhere the policy falls

@@ -4,14 +4,17 @@
 //! where some weight upstream needs them); the first layers (1 and 3 channels) take the model's
 //! input directly, so they compute none, as in the workloads.
 //!
-//! Also MaxPooling2D(2) on the `cnn_lenet` map its first convolution outputs (28x28x32).
+//! Also MaxPooling2D(2) on the `cnn_lenet` map its first convolution outputs (28x28x32), and,
+//! where the CPU has AVX512_BF16, each convolution under `mixed_bfloat16` (`*_bf16` ids).
 //!
 //!     cargo bench -p ferronet-benches --bench conv
 //!     FERRONET_GEMM=matrixmultiply cargo bench -p ferronet-benches --bench conv   # portable path
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ferronet_core::activation::Activation;
-use ferronet_core::layers::{Conv2DConfig, GlobalAveragePooling2DConfig, LayerSpec, MaxPooling2DConfig, Padding};
+use ferronet_core::layers::{
+    Conv2DConfig, DTypePolicy, GlobalAveragePooling2DConfig, LayerSpec, MaxPooling2DConfig, Padding,
+};
 use ferronet_core::loss::Loss;
 use ferronet_core::optim::{OptimizerSpec, Rule};
 use ferronet_core::rng::Stream;
@@ -27,8 +30,8 @@ const LAYERS: [(&str, usize, usize, usize, bool); 5] = [
 ];
 const BATCH: usize = 64;
 
-fn model(side: usize, channels: usize, filters: usize, first: bool) -> Model {
-    let conv = Conv2DConfig { padding: Padding::Same, ..Conv2DConfig::new(filters, [3, 3], Activation::Relu) };
+fn model(side: usize, channels: usize, filters: usize, first: bool, dtype: DTypePolicy) -> Model {
+    let conv = Conv2DConfig { padding: Padding::Same, dtype, ..Conv2DConfig::new(filters, [3, 3], Activation::Relu) };
     compiled(side, channels, first, LayerSpec::new("conv", conv))
 }
 
@@ -59,17 +62,24 @@ fn bench(c: &mut Criterion) {
             .measurement_time(std::time::Duration::from_secs(2));
         let max_pool = LayerSpec::new("max", MaxPooling2DConfig::new([2, 2], None, Padding::Valid));
         let cases = LAYERS.iter().map(|&(name, side, channels, filters, first)| {
-            (name, side, channels, filters, model(side, channels, filters, first))
+            (name.to_string(), side, channels, filters, model(side, channels, filters, first, DTypePolicy::Float32))
         });
-        for (name, side, channels, filters, mut m) in
-            cases.chain([("lenet_max_pool", 28, 32, 32, compiled(28, 32, false, max_pool))])
+        let bf16_cases = LAYERS.iter().filter(|_| ferronet_core::gemm::bf16_native()).map(
+            |&(name, side, channels, filters, first)| {
+                let m = model(side, channels, filters, first, DTypePolicy::MixedBfloat16);
+                (format!("{name}_bf16"), side, channels, filters, m)
+            },
+        );
+        for (name, side, channels, filters, mut m) in cases
+            .chain([("lenet_max_pool".to_string(), 28, 32, 32, compiled(28, 32, false, max_pool))])
+            .chain(bf16_cases)
         {
             let mut rng = Stream::new(0, 0);
             let x: Vec<f32> = (0..BATCH * side * side * channels).map(|_| rng.normal()).collect();
             let y = vec![0.0f32; BATCH * filters];
             let mut out = vec![0.0f32; BATCH * filters];
             group.throughput(Throughput::Elements(BATCH as u64));
-            group.bench_function(BenchmarkId::new("forward", name), |b| {
+            group.bench_function(BenchmarkId::new("forward", &name), |b| {
                 b.iter(|| m.predict_slices(&[&x], BATCH, BATCH, &mut [&mut out[..]]).unwrap())
             });
             group.bench_function(BenchmarkId::new("forward_backward", name), |b| {

@@ -17,7 +17,8 @@
 //!
 //! - forward and input gradient: the implicit GEMMs read a bf16 copy of the padded grid, its
 //!   channels paired (an odd count padded with a zero channel, so no pair straddles two cells),
-//!   against the kernel packed in the same pairs;
+//!   against the kernel packed in the same pairs (a grid of one channel stays f32: its pairs
+//!   would be half zeros);
 //! - weight gradient, whose inner dimension runs along the output columns: the grid is kept with
 //!   its columns paired (two copies, one per parity of the kernel column) and `dZ` is packed with
 //!   each output row's columns paired. A first layer (fewer than 8 channels) keeps an f32 weight
@@ -473,6 +474,14 @@ impl Conv2D {
         }
     }
 
+    /// Whether an implicit product over a grid of `channels` (the input's, or `dZ`'s of `filters`)
+    /// takes bf16 pairs of channels. A grid of one channel would pair each value with a zero:
+    /// no fewer instructions than f32, and the copy on top (`cnn_lenet`'s first layer ran its
+    /// forward pass 1.3x slower), so it stays f32.
+    fn pairs_grid(&self, channels: usize) -> bool {
+        self.bf16 && channels > 1
+    }
+
     /// Whether the implicit weight gradient takes bf16 operands: under bf16, for blocks of one
     /// kernel cell. A first layer's blocks of whole kernel rows (fewer than
     /// [`PER_CELL_MIN_CHANNELS`] channels) read kernel columns at two parities in one tile, which
@@ -499,7 +508,7 @@ impl Conv2D {
     /// weight gradient.
     fn pair_grid_width(&self) -> usize {
         match &self.implicit {
-            Some(g) if self.bf16 => g.grid.pair_len(),
+            Some(g) if self.pairs_grid(self.channels) => g.grid.pair_len(),
             _ => 0,
         }
     }
@@ -508,7 +517,7 @@ impl Conv2D {
     /// panels, or in bf16 pairs of channels (which take no more room).
     fn pack_forward(&self, w: &[f32], out: &mut [f32]) {
         let (k, f, c) = (self.patch(), self.filters, self.channels);
-        if !self.bf16 {
+        if !self.pairs_grid(c) {
             return gemm::pack_block(MatRef::row_major(w, k, f), (0, k), (0, f), out);
         }
         let cell = pairs(c);
@@ -534,7 +543,7 @@ impl Conv2D {
                 0.0
             }
         };
-        if !self.bf16 {
+        if !self.pairs_grid(f) {
             return gemm::pack_panels(kh * kw * f, c, |row, ch| at(row / f, row % f, ch), out);
         }
         let per_cell = pairs(f);
@@ -722,7 +731,7 @@ impl LayerKernel for Conv2D {
                 .zip(z.par_chunks_mut(p * f * sharers))
                 .for_each(|((region, xs), zs)| {
                     for (x, zs) in xs.chunks_exact(iw).zip(zs.chunks_exact_mut(p * f)) {
-                        if !self.bf16 {
+                        if !self.pairs_grid(self.channels) {
                             let grid = &mut region[..grid_len];
                             g.grid.fill(x, iwid, grid);
                             g.grid.convolve(grid, packed, f, zs, ow);
@@ -895,7 +904,7 @@ impl LayerKernel for Conv2D {
                 .zip(dz.par_chunks(p * f))
                 .zip(dx[..rows * iw].par_chunks_mut(iw))
                 .for_each(|((grid, dzs), dxs)| {
-                    if self.bf16 {
+                    if self.pairs_grid(f) {
                         let words = &mut as_words_mut(grid)[..g.pair_len()];
                         g.fill_pairs(dzs, ow, words);
                         g.convolve_pairs(words, as_words(packed), c, dxs, iwid);

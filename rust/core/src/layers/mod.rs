@@ -53,7 +53,7 @@ pub use preprocess::{MinMaxNormalizationConfig, NormalizationConfig, RescalingCo
 pub use registry::{Layer, LayerConfig};
 pub use reshape::{FlattenConfig, IdentityConfig, Reshape, ReshapeConfig};
 pub use residual::{Residual, ResidualConfig};
-pub use spec::{BuildContext, BuildLayer, InitSpec, LayerSpec, Padding};
+pub use spec::{BuildContext, BuildLayer, DTypePolicy, InitSpec, LayerSpec, Padding};
 
 use crate::activation::Activation;
 use crate::graph::GraphWorkspace;
