@@ -10,7 +10,7 @@
 //! already NHWC. Backward: `dW = patchesᵀ dZ`, `db = sum dZ`, `dpatches = dZ Wᵀ`, scattered back
 //! (col2im) into `dX`. With stride 1 on x86-64 machines with AVX-512 or AVX2 + FMA the same
 //! products run as implicit GEMMs on a zero-bordered copy of each sample, with no patch matrix
-//! (`PaddedGrid`, `ImplicitConv`).
+//! (`grid.rs`: `PaddedGrid`; `implicit.rs`: `ImplicitConv` and the weight gradient).
 //!
 //! Under the `mixed_bfloat16` policy, on CPUs with AVX512_BF16, the three products take bf16
 //! operands with f32 sums (`vdpbf16ps` multiplies pairs of the inner dimension):
@@ -35,6 +35,12 @@ use crate::params::{ParamStore, Role};
 
 use super::spec::{defaults, BuildContext, BuildLayer, DTypePolicy, KernelArgs, Padding};
 use super::{BackwardPass, ForwardPass, LayerKernel, Op};
+
+mod grid;
+mod implicit;
+
+use grid::PaddedGrid;
+use implicit::{input_gradient_grid, ImplicitConv, KeptSamples};
 
 /// `keras.layers.Conv2D` arguments (channels last).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,243 +147,11 @@ impl Axis {
     }
 }
 
-/// One sample's map copied into a zero border, for a stride-1, undilated convolution as an
-/// implicit GEMM (where the machine has the segmented kernel): output cell `(y, x)` of a
-/// `kh x kw` kernel reads grid cells `(y + u, x + v)`. The `kw` cells of one kernel row are
-/// adjacent in the grid, so each kernel row `u` is one segment of `kw C` values, and no patch
-/// matrix (`kh kw` copies of the map) is built.
-///
-/// Two grids per convolution: the input, for the forward pass and the weight gradient; and
-/// `dZ`, for the input gradient (a transposed convolution is a convolution of the padded `dZ`
-/// with the flipped kernel).
-#[derive(Clone, Debug)]
-struct PaddedGrid {
-    height: usize,
-    width: usize,
-    /// Where the map's first cell lies in the grid.
-    top: usize,
-    left: usize,
-    channels: usize,
-    /// Offset of each kernel row `u`: `u width channels`; its segment is `kw channels` long.
-    offsets: Vec<usize>,
-    segment: usize,
-    /// The same in the bf16 copy ([`PaddedGrid::fill_pairs`]), counted in 32-bit words: each
-    /// cell holds `pairs(channels)` words.
-    pair_offsets: Vec<usize>,
-    pair_segment: usize,
-}
-
-impl PaddedGrid {
-    /// The grid holding every cell that `out` outputs of a `kernel` read.
-    fn new(out: (usize, usize), kernel: (usize, usize), (top, left): (usize, usize), channels: usize) -> Self {
-        let (height, width) = (out.0 + kernel.0 - 1, out.1 + kernel.1 - 1);
-        let offsets = (0..kernel.0).map(|u| u * width * channels).collect();
-        let cell = pairs(channels);
-        let pair_offsets = (0..kernel.0).map(|u| u * width * cell).collect();
-        Self {
-            height,
-            width,
-            top,
-            left,
-            channels,
-            offsets,
-            segment: kernel.1 * channels,
-            pair_offsets,
-            pair_segment: kernel.1 * cell,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.height * self.width * self.channels
-    }
-
-    /// Words of the bf16 copy: at most [`Self::len`], so it fits where the f32 grid would.
-    fn pair_len(&self) -> usize {
-        self.height * self.width * pairs(self.channels)
-    }
-
-    /// Copies one sample's map into its zero-bordered grid of bf16 pairs: each cell's channels
-    /// paired in order, an odd last channel with a zero.
-    fn fill_pairs(&self, map: &[f32], cols: usize, words: &mut [u32]) {
-        let (c, cell) = (self.channels, pairs(self.channels));
-        words.fill(0);
-        for (y, line) in map.chunks_exact(cols * c).enumerate() {
-            let dst = &mut words[((y + self.top) * self.width + self.left) * cell..][..cols * cell];
-            if c % 2 == 0 {
-                gemm::to_pairs(line, dst);
-            } else {
-                line.chunks_exact(c).zip(dst.chunks_exact_mut(cell)).for_each(|(v, w)| gemm::to_pairs(v, w));
-            }
-        }
-    }
-
-    /// [`Self::convolve`] on the bf16 copy, with `packed` from [`gemm::pack_pair_panels`] in the
-    /// grid's pairs (pair-row `(u kw + v) pairs(C) + q` holds channels `2q` and `2q + 1` of cell
-    /// `(u, v)`).
-    fn convolve_pairs(&self, words: &[u32], packed: &[u32], n: usize, out: &mut [f32], cols: usize) {
-        let cell = pairs(self.channels);
-        for (y, line) in out.chunks_exact_mut(cols * n).enumerate() {
-            let a = gemm::Segments {
-                a: &words[y * self.width * cell..],
-                strides: (cell, 1),
-                offsets: &self.pair_offsets,
-                seg_len: self.pair_segment,
-                rows: cols,
-            };
-            gemm::segmented_bf16(&a, packed, n, line, n, false);
-        }
-    }
-
-    /// Copies one sample's map (rows of `cols` cells) into its zero-bordered grid.
-    fn fill(&self, map: &[f32], cols: usize, grid: &mut [f32]) {
-        grid.fill(0.0);
-        for (y, line) in map.chunks_exact(cols * self.channels).enumerate() {
-            grid[((y + self.top) * self.width + self.left) * self.channels..][..line.len()].copy_from_slice(line);
-        }
-    }
-
-    /// `out[y, x, :] = sum over kernel cells (u, v) of grid[y + u, x + v, :] · packed[(u, v), :]`,
-    /// for rows of `cols` outputs of `n` values; `packed` from [`gemm::pack_block`] or
-    /// [`gemm::pack_panels`].
-    fn convolve(&self, grid: &[f32], packed: &[f32], n: usize, out: &mut [f32], cols: usize) {
-        let c = self.channels;
-        for (y, line) in out.chunks_exact_mut(cols * n).enumerate() {
-            let row = &grid[y * self.width * c..];
-            let a =
-                gemm::Segments { a: row, strides: (c, 1), offsets: &self.offsets, seg_len: self.segment, rows: cols };
-            gemm::segmented(&a, packed, n, line, n, false);
-        }
-    }
-}
-
-/// Whether a convolution along these axes can run on padded grids.
-fn implicit_possible(rows: &Axis, cols: &Axis) -> bool {
-    let plain = |a: &Axis| a.stride == 1 && a.dilation == 1;
-    plain(rows) && plain(cols) && gemm::segmented_available()
-}
-
-/// Forward and weight gradient on the input's padded grid, kept for backward instead of the
-/// patch matrix:
-///
-/// - forward: `Z = grid (*) W`, [`PaddedGrid::convolve`];
-/// - weight gradient, one block of `dW` rows per task: `dW[block] = sum over samples and output
-///   rows oy of grid[oy + u, ..]ᵀ · dZ[oy, ..]`, where a block is one kernel cell `(u, v)` (its
-///   `C` rows of `dW`) when there are many channels, and one kernel row `u` (its `kw C` rows)
-///   for a first layer's 1-7 channels, whose per-cell blocks would be 1-7 rows thin.
-#[derive(Clone, Debug)]
-struct ImplicitConv {
-    grid: PaddedGrid,
-    /// Rows of `dW` per block: `C`, or `kw C`.
-    block_rows: usize,
-    /// Per block, the offset of output row `oy`'s inputs: `((oy + u) width + v) C` for a cell,
-    /// `(oy + u) width C` for a kernel row (its rows `(v, c)` then lie at `v C + c`).
-    row_offsets: Vec<usize>,
-    /// Sample groups whose blocks are summed separately, then added in group order (a count
-    /// fixed by the shapes, so every thread count sums in the same order): few blocks per layer
-    /// leave the threads idle without them.
-    groups: usize,
-    /// Whether blocks are kernel cells (else kernel rows).
-    per_cell: bool,
-    /// For a bf16 weight gradient (per-cell blocks only): the offset, in the grid's column pairs
-    /// ([`ImplicitConv::fill_column_pairs`]), of output row `oy`'s inputs per block, as
-    /// `row_offsets`.
-    pair_row_offsets: Vec<usize>,
-}
-
 /// Samples that share one padded grid in an inference pass, one after the other: the grids of a
 /// large batch cost a fraction of their memory, and the groups still keep every thread busy.
 const GRID_SHARERS: usize = 8;
 /// Sample groups of the bias gradient's sum.
 const BIAS_GROUPS: usize = 16;
-
-/// Below this many input channels, blocks are kernel rows summed in [`THIN_GROUPS`] sample groups.
-const PER_CELL_MIN_CHANNELS: usize = 8;
-const THIN_GROUPS: usize = 16;
-/// Per-cell blocks are split into as many sample groups as make this many tasks (a 3x3 kernel
-/// on 32 filters: 2 groups, 1.13x faster at 1 and 2 threads on `cnn_bn`'s second layer).
-const MIN_TASKS: usize = 16;
-
-impl ImplicitConv {
-    fn new(rows: &Axis, cols: &Axis, channels: usize, filters: usize) -> Option<Self> {
-        if !implicit_possible(rows, cols) {
-            return None;
-        }
-        let kernel = (rows.kernel, cols.kernel);
-        let grid = PaddedGrid::new((rows.output, cols.output), kernel, (rows.pad_before, cols.pad_before), channels);
-        let width = grid.width;
-        let per_cell = channels >= PER_CELL_MIN_CHANNELS;
-        let blocks: Vec<(usize, usize)> = if per_cell {
-            (0..kernel.0).flat_map(|u| (0..kernel.1).map(move |v| (u, v))).collect()
-        } else {
-            (0..kernel.0).map(|u| (u, 0)).collect()
-        };
-        let row_offsets = blocks
-            .iter()
-            .flat_map(|&(u, v)| (0..rows.output).map(move |oy| ((oy + u) * width + v) * channels))
-            .collect();
-        // Kernel column v reads grid columns v + x: the pairs (v + 2q, v + 2q + 1) start at pair
-        // v / 2 of the copy paired from column v mod 2.
-        let (height, pair_width) = (grid.height, pairs(width));
-        let pair_row_offsets = blocks
-            .iter()
-            .flat_map(|&(u, v)| {
-                let copy = (v % 2) * height * pair_width * channels;
-                (0..rows.output).map(move |oy| copy + ((oy + u) * pair_width + v / 2) * channels)
-            })
-            .collect();
-        let (block_rows, groups) = if per_cell {
-            // 9 cells x one 32-filter panel leave 2 threads 5 and 4 tasks: 2 groups make 18.
-            let tasks = kernel.0 * kernel.1 * filters.div_ceil(gemm::PANEL);
-            (channels, MIN_TASKS.div_ceil(tasks))
-        } else {
-            (kernel.1 * channels, THIN_GROUPS)
-        };
-        Some(Self { grid, block_rows, row_offsets, groups, per_cell, pair_row_offsets })
-    }
-
-    /// Words of [`Self::fill_column_pairs`]'s two copies.
-    fn column_pairs_len(&self) -> usize {
-        2 * self.grid.height * pairs(self.grid.width) * self.grid.channels
-    }
-
-    /// The grid of one sample's map paired along its columns, for a bf16 weight gradient (whose
-    /// inner dimension runs along the output columns): copy `s` (0 or 1) holds at `(y, q, ch)`
-    /// the pair of grid cells `(y, 2q + s, ch)` and `(y, 2q + s + 1, ch)`, zero outside the map,
-    /// so that kernel column `v` finds its pairs in copy `v mod 2`.
-    fn fill_column_pairs(&self, map: &[f32], cols: usize, words: &mut [u32]) {
-        let g = &self.grid;
-        let (c, pair_width) = (g.channels, pairs(g.width));
-        let map_rows = map.len() / (cols * c);
-        let cell = |y: usize, x: usize| {
-            let (my, mx) = (y.checked_sub(g.top)?, x.checked_sub(g.left)?);
-            (my < map_rows && mx < cols).then(|| &map[(my * cols + mx) * c..][..c])
-        };
-        let copies = words[..self.column_pairs_len()].chunks_exact_mut(g.height * pair_width * c);
-        for (s, copy) in copies.enumerate() {
-            for (i, dst) in copy.chunks_exact_mut(c).enumerate() {
-                let (y, x) = (i / pair_width, 2 * (i % pair_width) + s);
-                match (cell(y, x), cell(y, x + 1)) {
-                    (Some(first), second) => gemm::interleave_pairs(first, second, dst),
-                    (None, Some(second)) => dst.iter_mut().zip(second).for_each(|(w, &v)| *w = gemm::pair(0.0, v)),
-                    (None, None) => dst.fill(0),
-                }
-            }
-        }
-    }
-
-    /// Values of the per-group blocks of `dW`, each `block_rows x PANEL` per filter panel.
-    fn blocks_len(&self, patch: usize, filters: usize) -> usize {
-        self.groups * patch * filters.div_ceil(gemm::PANEL) * gemm::PANEL
-    }
-}
-
-/// The grid of `dZ` for the input gradient: `dX = grid (*) flipped W` (see [`PaddedGrid`]).
-fn input_gradient_grid(rows: &Axis, cols: &Axis, filters: usize) -> Option<PaddedGrid> {
-    implicit_possible(rows, cols).then(|| {
-        let at = (rows.kernel - 1 - rows.pad_before, cols.kernel - 1 - cols.pad_before);
-        PaddedGrid::new((rows.input, cols.input), (rows.kernel, cols.kernel), at, filters)
-    })
-}
 
 #[derive(Clone, Debug)]
 pub struct Conv2D {
@@ -484,8 +258,8 @@ impl Conv2D {
 
     /// Whether the implicit weight gradient takes bf16 operands: under bf16, for blocks of one
     /// kernel cell. A first layer's blocks of whole kernel rows (fewer than
-    /// [`PER_CELL_MIN_CHANNELS`] channels) read kernel columns at two parities in one tile, which
-    /// the column pairs do not lay out; they stay f32, a small share of the work.
+    /// [`implicit::PER_CELL_MIN_CHANNELS`] channels) read kernel columns at two parities in one
+    /// tile, which the column pairs do not lay out; they stay f32, a small share of the work.
     fn bf16_weight_gradient(&self) -> bool {
         self.bf16 && self.implicit.as_ref().is_some_and(|g| g.per_cell)
     }
@@ -797,7 +571,7 @@ impl LayerKernel for Conv2D {
         let ko = self.kernel_offset;
         let dw = &mut bp.grads[ko..ko + k * f];
         if let Some(g) = &self.implicit {
-            let (c, (oh, ow), region_len) = (self.channels, (self.rows.output, self.cols.output), self.patch_region());
+            let (oh, ow) = (self.rows.output, self.cols.output);
             let bf16 = self.bf16_weight_gradient();
             // Under bf16, output row oy's columns 2q and 2q + 1 make pair-row oy pairs(ow) + q.
             let (pair_rows, row_pairs) = (oh * pairs(ow), pairs(ow));
@@ -820,55 +594,9 @@ impl LayerKernel for Conv2D {
                 });
                 dz_panels
             };
-            let grids = &*region;
-            // One task per sample group, block of dW and 32-filter panel, so that threads share
-            // even 9 cells of a 3x3 kernel, or the 3 kernel rows of a first layer, evenly. Task
-            // (group, block, t) sums its samples into the kernel scratch (free in backward); the
-            // groups are then added in order into dW.
-            let (width, block_rows) = (gemm::PANEL, g.block_rows);
-            let per_block = f.div_ceil(width);
-            let tasks_per_group = k / block_rows * per_block;
-            let blocks = &mut kernel_scratch[..g.blocks_len(k, f)];
-            blocks.par_chunks_mut(block_rows * width).enumerate().for_each(|(task, block)| {
-                let (group, task) = (task / tasks_per_group, task % tasks_per_group);
-                let (b, t) = (task / per_block, task % per_block);
-                let offsets = &g.row_offsets[b * oh..][..oh];
-                let cols = width.min(f - t * width);
-                let samples = group * rows / g.groups..(group + 1) * rows / g.groups;
-                if samples.is_empty() {
-                    block.fill(0.0);
-                }
-                for n in samples.clone() {
-                    let accumulate = n > samples.start;
-                    let panels = &dz_panels[n * panels_len..][..panels_len];
-                    if bf16 {
-                        let words = as_words(&grids[n * region_len..][..g.column_pairs_len()]);
-                        let panel = &as_words(panels)[t * pair_rows * width..][..pair_rows * width];
-                        let offsets = &g.pair_row_offsets[b * oh..][..oh];
-                        let a =
-                            gemm::Segments { a: words, strides: (1, c), offsets, seg_len: row_pairs, rows: block_rows };
-                        gemm::segmented_bf16(&a, panel, cols, block, width, accumulate);
-                        continue;
-                    }
-                    let grid = &grids[n * region_len..][..g.grid.len()];
-                    let panel = &panels[t * p * width..][..p * width];
-                    let a = gemm::Segments { a: grid, strides: (1, c), offsets, seg_len: ow, rows: block_rows };
-                    gemm::segmented(&a, panel, cols, block, width, accumulate);
-                }
-            });
-            let (first, later) = blocks.split_at(tasks_per_group * block_rows * width);
-            for (task, block) in first.chunks_exact(block_rows * width).enumerate() {
-                let (b, t) = (task / per_block, task % per_block);
-                let cols = width.min(f - t * width);
-                for (r, row) in block.chunks_exact(width).enumerate() {
-                    let out = &mut dw[(b * block_rows + r) * f + t * width..][..cols];
-                    out.copy_from_slice(&row[..cols]);
-                    for group in later.chunks_exact(first.len()) {
-                        let row = &group[(task * block_rows + r) * width..][..cols];
-                        out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
-                    }
-                }
-            }
+            let kept =
+                KeptSamples { kept: region, kept_len: self.patch_region(), dz_panels, panels_len, samples: rows };
+            g.weight_gradient(kept, f, bf16, kernel_scratch, dw);
         } else {
             let patches = &region[..rows * p * k];
             self.product(MatRef::row_major(patches, m, k).t(), MatRef::row_major(dz, m, f), dw);
