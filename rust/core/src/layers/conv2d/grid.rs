@@ -75,7 +75,7 @@ impl PaddedGrid {
             if c % 2 == 0 {
                 gemm::to_pairs(line, dst);
             } else {
-                line.chunks_exact(c).zip(dst.chunks_exact_mut(cell)).for_each(|(v, w)| gemm::to_pairs(v, w));
+                to_pairs_with_zero_channel(line, c, dst);
             }
         }
     }
@@ -123,4 +123,47 @@ impl PaddedGrid {
 pub(super) fn implicit_possible(rows: &Axis, cols: &Axis) -> bool {
     let plain = |a: &Axis| a.stride == 1 && a.dilation == 1;
     plain(rows) && plain(cols) && gemm::segmented_available()
+}
+
+/// `cells` of an odd number `c` of channels to pairs, each cell's last channel paired with a
+/// zero: the cells are copied a run at a time into a buffer with the zero channel added, and
+/// the run is converted as one row (one call per cell cost more than the convolution on a
+/// first layer's 3 channels).
+fn to_pairs_with_zero_channel(cells: &[f32], c: usize, dst: &mut [u32]) {
+    const RUN: usize = 1024;
+    let (padded, per_cell) = (c + 1, pairs(c));
+    let per_run = RUN / padded;
+    if per_run == 0 {
+        return cells.chunks_exact(c).zip(dst.chunks_exact_mut(per_cell)).for_each(|(v, w)| gemm::to_pairs(v, w));
+    }
+    let mut buffer = [0.0f32; RUN];
+    for (run, words) in cells.chunks(per_run * c).zip(dst.chunks_mut(per_run * per_cell)) {
+        let n = run.len() / c;
+        for (cell, slot) in run.chunks_exact(c).zip(buffer.chunks_exact_mut(padded)) {
+            slot[..c].copy_from_slice(cell);
+            slot[c] = 0.0;
+        }
+        gemm::to_pairs(&buffer[..n * padded], words);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_channel_counts_pair_each_cell_with_a_zero_across_buffer_runs() {
+        // 3 channels: 256 cells a run, so 700 cells take three; 33: 30 a run; 1025: one by one.
+        for (c, cells) in [(3, 700), (33, 95), (1025, 3), (1, 5)] {
+            let values: Vec<f32> = (0..c * cells).map(|i| (i % 97) as f32 * 0.25 - 9.0).collect();
+            let mut got = vec![u32::MAX; cells * pairs(c)];
+            to_pairs_with_zero_channel(&values, c, &mut got);
+            for (cell, words) in values.chunks_exact(c).zip(got.chunks_exact(pairs(c))) {
+                for (q, &w) in words.iter().enumerate() {
+                    let hi = if 2 * q + 1 < c { cell[2 * q + 1] } else { 0.0 };
+                    assert_eq!(w, gemm::pair(cell[2 * q], hi), "{c} channels");
+                }
+            }
+        }
+    }
 }
