@@ -166,9 +166,14 @@ def test_the_warning_is_silent_where_bf16_runs():
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
 
-def test_a_saved_model_keeps_its_layers_policies(tmp_path):
-    model = dense_model("mixed_bfloat16")
-    x = np.random.default_rng(2).normal(size=(4, 37)).astype(np.float32)
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_a_saved_model_keeps_its_layers_policies(tmp_path, kind):
+    if kind == "dense":
+        model = dense_model("mixed_bfloat16")
+        x = np.random.default_rng(2).normal(size=(4, 37)).astype(np.float32)
+    else:
+        model = conv_model("mixed_bfloat16", 6, [(7, 3, 1, "same"), (4, 2, 1, "valid")])
+        x = np.random.default_rng(2).normal(size=(4, 9, 10, 6)).astype(np.float32)
     model.save(tmp_path / "bf16.ferronet")
     loaded = keras.models.load_model(tmp_path / "bf16.ferronet")
     assert [layer.dtype_policy.name for layer in loaded.layers] == ["mixed_bfloat16", "mixed_bfloat16"]
