@@ -207,15 +207,17 @@ def col2im(dp: np.ndarray, shape, k: int, stride: int = 1, pad: int = 0) -> np.n
     return dx[:, pad : pad + h, pad : pad + w]
 
 
-# (filters, kernel, stride, padding) of two stacked convolutions on `channels` inputs: odd channel
+# (filters, kernel, stride, padding) of stacked convolutions on `channels` inputs: odd channel
 # counts (the pairs take a zero channel), a partial 32-wide panel of filters, `same` padding, a
-# strided first layer (the im2col path), and 8 or more channels with an odd output width (the
-# weight gradient pairs output columns; the last pair takes a zero).
+# strided first layer (the im2col path), 8 or more channels with an odd output width (the weight
+# gradient pairs output columns; the last pair takes a zero), a 1x1 and a 5x5 kernel, and a
+# single filter in the middle (its input gradient's grid has one channel, and stays float32).
 CONV_CASES = [
     (1, [(5, 3, 1, "valid"), (33, 3, 1, "same")]),
     (6, [(7, 3, 1, "same"), (4, 2, 1, "valid")]),
     (3, [(8, 3, 2, "valid"), (5, 3, 1, "same")]),
     (10, [(33, 2, 1, "valid"), (6, 3, 1, "same")]),
+    (8, [(6, 1, 1, "valid"), (1, 3, 1, "same"), (9, 5, 1, "same")]),
 ]
 
 
@@ -239,7 +241,8 @@ def test_conv_forward_and_gradients_are_products_of_bf16_operands(channels, laye
     # One SGD step (learning rate 1) on a mean squared error: W <- W - dW. The forward products
     # and the input gradients take bf16 operands, and so do the weight gradients, but for a
     # stride-1 layer on fewer than 8 channels (a first layer), whose weight gradient stays float32,
-    # and a stride-1 layer on 1 channel, whose forward product does too (its pairs would be half
+    # and a stride-1 layer's product over a grid of 1 channel (the input of its forward pass, or
+    # its output gradient's for its input gradient), which does too (its pairs would be half
     # zeros).
     model = conv_model("mixed_bfloat16", channels, layers)
     rng = np.random.default_rng(3)
@@ -269,7 +272,10 @@ def test_conv_forward_and_gradients_are_products_of_bf16_operands(channels, laye
         rounded = s > 1 or layer_input.shape[-1] >= 8
         dw = (bf16(cols) if rounded else cols).T.astype(np.float64) @ (bf16(dz_rows) if rounded else dz_rows)
         want = [dw.reshape(w.shape), dz_rows.sum(0)] + want
-        dp = bf16(dz_rows).astype(np.float64) @ bf16(w.reshape(-1, f)).T
+        kernel = w.reshape(-1, f)
+        if s > 1 or f > 1:
+            dz_rows, kernel = bf16(dz_rows), bf16(kernel)
+        dp = dz_rows.astype(np.float64) @ kernel.T
         dz = col2im(dp.reshape(*dz.shape[:3], -1), layer_input.shape, k, s, pad).astype(np.float32)
     model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
     model.train_on_batch(x, y)
