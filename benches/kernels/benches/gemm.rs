@@ -13,8 +13,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ferronet_core::gemm::{gemm_with, Kernel, MatRef};
 
 /// (m, k, n, layout, what).
-const SHAPES: [(usize, usize, usize, &str, &str); 12] = [
+const SHAPES: [(usize, usize, usize, &str, &str); 13] = [
     (256, 784, 1024, "NN", "mlp_wide layer 1"),
+    (128, 256, 128, "NN", "mlp_mnist layer 2"),
     (784, 256, 1024, "TN", "mlp_wide layer 1 dW"),
     (256, 1024, 1024, "NT", "mlp_wide layer 2 dX"),
     (128, 784, 256, "NN", "mlp_mnist layer 1"),
