@@ -307,3 +307,24 @@ def test_a_digits_cnn_trains_as_well_under_mixed_bfloat16_as_under_float32(digit
     # The curves agree to within bf16's noise, epoch by epoch.
     np.testing.assert_allclose(losses["mixed_bfloat16"], losses["float32"], rtol=0.15, atol=0.01)
     assert losses["mixed_bfloat16"] != losses["float32"]
+
+
+@native
+def test_bf16_convolution_predictions_do_not_depend_on_batch_size_or_threads():
+    # Inference shares each padded grid between samples and writes its bf16 copy in place; the
+    # sums of one sample never depend on its neighbours, nor on how many threads share them.
+    threads_before = keras.get_num_threads()
+    try:
+        for channels, layers in CONV_CASES:
+            model = conv_model("mixed_bfloat16", channels, layers)
+            x = np.random.default_rng(9).normal(size=(53, 9, 10, channels)).astype(np.float32)
+            want = None
+            for threads in (1, 2, 3):
+                keras.set_num_threads(threads)
+                for batch_size in (7, 32, 53):
+                    got = model.predict(x, batch_size=batch_size, verbose=0)
+                    want = got if want is None else want
+                    np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(model.predict(x[13:14], verbose=0), want[13:14])
+    finally:
+        keras.set_num_threads(threads_before)
