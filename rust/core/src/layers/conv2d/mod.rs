@@ -231,8 +231,9 @@ impl Conv2D {
         self.rows.input * self.cols.input * self.channels
     }
 
-    /// Per sample: the patch matrix or the input grid (forward to backward), then the `dZ` grid
-    /// of the implicit input gradient (backward, once the weight gradient is done).
+    /// Per sample: the patch matrix or the input grid (forward to backward; under bf16 the
+    /// grid's pairs as well), then the `dZ` grid of the implicit input gradient (backward, once
+    /// the weight gradient is done).
     fn patch_region(&self) -> usize {
         let dz_grid = self.implicit_dx.as_ref().map_or(0, PaddedGrid::len);
         (self.input_region() + self.pair_grid_width()).max(dz_grid)
@@ -277,9 +278,9 @@ impl Conv2D {
         }
     }
 
-    /// Per sample, in training: the bf16 copy of the input's grid, after the f32 grid in the
-    /// sample's region, which the forward product reads while the f32 grid stays for the
-    /// weight gradient.
+    /// Per sample, in training: the bf16 copy of the input's grid (channels paired), which the
+    /// forward product reads. It lies after what the weight gradient keeps ([`Self::input_region`]:
+    /// the f32 grid, or its column pairs) in the sample's region.
     fn pair_grid_width(&self) -> usize {
         match &self.implicit {
             Some(g) if self.pairs_grid(self.channels) => g.grid.pair_len(),
