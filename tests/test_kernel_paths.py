@@ -1,7 +1,7 @@
 """The engine's kernel choices never change results: every thread count (in float32 and under
-mixed_bfloat16), and the portable SIMD path against the wider one, train to bit-identical
-weights. Each variant trains in its own process, since the thread pool's size and the kernels
-are fixed per process."""
+mixed_bfloat16), the portable SIMD path against the wider one, and both wait policies of the
+idle workers train to bit-identical weights. Each variant trains in its own process, since the
+thread pool's size and the kernels are fixed per process."""
 
 from __future__ import annotations
 
@@ -80,6 +80,29 @@ def test_mixed_bfloat16_trains_to_identical_weights_at_every_thread_count():
 
 def test_portable_simd_path_trains_to_identical_weights():
     assert_identical(train(2), train(2, FERRONET_SIMD="baseline"))
+
+
+def test_awake_and_sleeping_workers_train_to_identical_weights():
+    # "active" keeps the idle workers looking for tasks during fit; "passive" lets them sleep.
+    assert_identical(train(2, FERRONET_WAIT_POLICY="active"), train(2, FERRONET_WAIT_POLICY="passive"))
+
+
+def test_an_unknown_wait_policy_is_named_in_a_warning_and_ignored():
+    script = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import ferronet\n"
+        "print([str(w.message) for w in caught if w.category is RuntimeWarning])\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "FERRONET_WAIT_POLICY": "spin"},
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert 'FERRONET_WAIT_POLICY="spin" is neither "active" nor "passive"' in run.stdout
 
 
 def kernels_picked(**env: str) -> str:

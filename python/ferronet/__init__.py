@@ -25,12 +25,13 @@ from . import (
     testing,
     utils,
 )
-from ._core import FerronetError, get_num_threads, num_threads_warning, set_num_threads
+from ._core import FerronetError, get_num_threads, num_threads_warning, set_num_threads, wait_policy_warning
 from .layers import Input
 from .models import Model, Sequential
 
-if (_problem := num_threads_warning()) is not None:
-    warnings.warn(_problem, RuntimeWarning, stacklevel=2)
+for _problem in (num_threads_warning(), wait_policy_warning()):
+    if _problem is not None:
+        warnings.warn(_problem, RuntimeWarning, stacklevel=2)
 
 try:
     __version__ = version("ferronet")

@@ -72,6 +72,12 @@ fn num_threads_warning() -> PyResult<Option<String>> {
     guard(|| Ok(ferronet_core::threads::env_threads().1))
 }
 
+/// Why `FERRONET_WAIT_POLICY` was ignored, if it is set but unusable (warned at import).
+#[pyfunction]
+fn wait_policy_warning() -> PyResult<Option<String>> {
+    guard(|| Ok(ferronet_core::threads::env_wait_policy().1))
+}
+
 /// Limits the weights of models built on this thread to `budget` values (`None`: no limit);
 /// returns the previous limit. `load_model` sets it to what the file holds.
 #[pyfunction]
@@ -94,6 +100,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cpu_info, m)?)?;
     m.add_function(wrap_pyfunction!(measure_fp32_peak, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads_warning, m)?)?;
+    m.add_function(wrap_pyfunction!(wait_policy_warning, m)?)?;
     m.add_function(wrap_pyfunction!(set_weight_budget, m)?)?;
     Ok(())
 }

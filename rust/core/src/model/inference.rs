@@ -145,7 +145,9 @@ impl Model {
         graph.try_prepare_inference(ws, batch_size.min(rows))?;
         // Inference draws no noise; the stream only completes the signature.
         let mut noise = Stream::new(0, 0);
-        threads::install(|| forward_batches(graph, params, &mut noise, ws, &xs, rows, batch_size, false, &mut outs));
+        threads::install_busy_if(rows > batch_size, || {
+            forward_batches(graph, params, &mut noise, ws, &xs, rows, batch_size, false, &mut outs)
+        });
         Ok(())
     }
 
@@ -169,7 +171,7 @@ impl Model {
         sync(held, params, &self.net.params.values, version)?;
         graph.try_prepare_inference(ws, batch_size.min(data.rows))?;
         let net = &self.net;
-        Ok(threads::install(|| {
+        Ok(threads::install_busy_if(data.rows > batch_size, || {
             let penalty = net.params.penalty();
             let mut running = Running::new(&c.heads);
             for lo in (0..data.rows).step_by(batch_size) {

@@ -336,7 +336,7 @@ impl Model {
         self.compiled("fit")?;
         self.net.graph.try_prepare(&mut self.ws, self.epoch.batch_size.max(1))?;
         let this = &mut *self;
-        threads::install(move || this.train_steps_in_pool(data, go_on, max_steps.max(1)))
+        threads::install_busy(move || this.train_steps_in_pool(data, go_on, max_steps.max(1)))
     }
 
     fn train_steps_in_pool(
@@ -532,7 +532,7 @@ impl Model {
         let Self { net, ws, .. } = self;
         let mut noise = net.noise().clone();
         let (graph, params) = (&net.graph, &mut net.params.values);
-        threads::install(|| {
+        threads::install_busy_if(rows > batch_size, || {
             inference::forward_batches(graph, params, &mut noise, ws, x, rows, batch_size, training, out)
         });
         net.set_noise(noise);
