@@ -158,8 +158,8 @@ thread_local! {
 /// one must first be woken through the kernel (microseconds, more in a virtual machine), and a
 /// step's serial parts (the loss, the batch gather) no longer put the workers to sleep: the one
 /// parallel region per call that an OpenMP runtime approximates by spinning between its regions.
-/// Measured on 2 threads of a Zen 4: `mlp_mnist` +4% (+9% under `mixed_bfloat16`),
-/// `mlp_bn_dropout` +4%, `cnn_lenet` +3%.
+/// Measured on 2 threads of a Zen 4: `mlp_mnist` +3-4% (+3-9% under `mixed_bfloat16`),
+/// `mlp_bn_dropout` +4-12%, `cnn_lenet` +3-6% (`docs/performance.md`).
 ///
 /// A looking worker yields its core between looks, so a thread that shares it still runs, and
 /// after [`MAX_IDLE_SPIN`] without finding work it goes back to rayon's sleeping idle loop for
@@ -191,39 +191,41 @@ fn keep_workers_busy<R>(policy: WaitPolicy, f: impl FnOnce() -> R) -> R {
 
 /// Runs `f` on the current worker (`leader`) while every other worker of its pool looks for
 /// work (`rayon::yield_now` runs one pending task, if any).
+///
+/// The lookers are spawned, not scoped: `f` never waits for them, neither to start (an idle
+/// virtual CPU can take a hundred microseconds to wake) nor to stop. A looker that starts late
+/// finds its call over and returns.
 fn with_workers_spinning<R>(leader: usize, f: impl FnOnce() -> R) -> R {
-    /// Ends the spinning when `f` returns or unwinds: the scope waits for every spinner.
-    struct Release<'a>(&'a AtomicBool);
-    impl Drop for Release<'_> {
+    /// Ends the looking when `f` returns or unwinds.
+    struct Release(Arc<AtomicBool>);
+    impl Drop for Release {
         fn drop(&mut self) {
             self.0.store(true, Ordering::Release);
             LEADING.set(false);
         }
     }
-    let done = AtomicBool::new(false);
-    rayon::in_place_scope(|scope| {
-        scope.spawn_broadcast(|_, worker| {
-            // The leader meets its own copy while it waits inside `f`, or after it: it must not
-            // spin there, or it would never return to `f`.
-            if worker.index() == leader {
-                return;
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    rayon::spawn_broadcast(move |worker| {
+        // The leader meets its own copy once it is idle again: there is nothing to look for.
+        if worker.index() == leader {
+            return;
+        }
+        let mut idle_since: Option<Instant> = None;
+        while !flag.load(Ordering::Acquire) {
+            if rayon::yield_now() == Some(rayon::Yield::Executed) {
+                idle_since = None;
+                continue;
             }
-            let mut idle_since: Option<Instant> = None;
-            while !done.load(Ordering::Acquire) {
-                if rayon::yield_now() == Some(rayon::Yield::Executed) {
-                    idle_since = None;
-                    continue;
-                }
-                if idle_since.get_or_insert_with(Instant::now).elapsed() > MAX_IDLE_SPIN {
-                    break;
-                }
-                std::thread::yield_now();
+            if idle_since.get_or_insert_with(Instant::now).elapsed() > MAX_IDLE_SPIN {
+                break;
             }
-        });
-        LEADING.set(true);
-        let _release = Release(&done);
-        f()
-    })
+            std::thread::yield_now();
+        }
+    });
+    LEADING.set(true);
+    let _release = Release(done);
+    f()
 }
 
 #[cfg(test)]
